@@ -1,0 +1,3 @@
+module github.com/rsp-go/rsp
+
+go 1.26
