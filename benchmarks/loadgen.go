@@ -1,0 +1,141 @@
+package benchmarks
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/mapping"
+	"github.com/rsp-go/rsp/policy"
+)
+
+// Target is a registrar under load: how to reach it over which network.
+type Target struct {
+	Name    string // reported in benchmark names: "rsp", "rsplib"
+	Network string // "tcp" or "sctp"
+	Addr    string
+}
+
+// client is one load-generating ASAP connection.
+type client struct {
+	c   mapping.Conn
+	out []byte
+	in  []byte
+}
+
+func dial(ctx context.Context, t Target) (*client, error) {
+	var d mapping.Dialer
+	c, err := d.DialContext(ctx, t.Network, t.Addr)
+	if err != nil {
+		return nil, err
+	}
+	return &client{c: c, in: make([]byte, 65536)}, nil
+}
+
+// roundTrip sends m and reads one answer, returning its type.
+func (c *client) roundTrip(m asap.Message) (asap.Message, error) {
+	var err error
+	c.out, err = m.AppendBinary(c.out[:0])
+	if err != nil {
+		return nil, err
+	}
+	if err := c.c.WriteMsg(c.out, mapping.PPIDASAP); err != nil {
+		return nil, err
+	}
+	for {
+		c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, _, err := c.c.ReadMsg(c.in)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := asap.Unmarshal(c.in[:n])
+		if err != nil {
+			return nil, err
+		}
+		if ka, ok := resp.(*asap.EndpointKeepAlive); ok {
+			// Keep registered elements alive while measuring.
+			ack := &asap.EndpointKeepAliveAck{Handle: ka.Handle, ID: ka.ID}
+			b, _ := ack.AppendBinary(nil)
+			if err := c.c.WriteMsg(b, mapping.PPIDASAP); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		return resp, nil
+	}
+}
+
+// pe returns a pool element registration for address addr.
+func pe(id asap.PEID, addr netip.Addr, port uint16, kind asap.ParamType) asap.PoolElement {
+	return asap.PoolElement{
+		ID:            id,
+		Life:          300 * time.Second,
+		UserTransport: asap.Transport{Kind: kind, Port: port, Addrs: []netip.Addr{addr}},
+		Policy:        policy.Policy{Type: policy.RoundRobin},
+	}
+}
+
+// Populate registers n pool elements in pool h over one connection, which
+// the caller keeps open (registrars drop the elements of a closed
+// registration connection).
+func Populate(ctx context.Context, t Target, h asap.PoolHandle, n int, addr netip.Addr, kind asap.ParamType) (close func(), err error) {
+	c, err := dial(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	for i := range n {
+		m, err := c.roundTrip(&asap.Registration{Handle: h, PE: pe(asap.PEID(0x10000+i), addr, uint16(1000+i%60000), kind)})
+		if err != nil {
+			c.c.Close()
+			return nil, err
+		}
+		if r, ok := m.(*asap.RegistrationResponse); !ok || r.Reject {
+			c.c.Close()
+			return nil, fmt.Errorf("registration %d refused: %+v", i, m)
+		}
+	}
+	return func() { c.c.Close() }, nil
+}
+
+// Run runs total requests built by next over conns concurrent connections
+// and returns how many answers were not what ok accepts.
+func Run(ctx context.Context, t Target, conns, total int, next func(i int) asap.Message, ok func(asap.Message) bool) (bad int64, err error) {
+	clients := make([]*client, conns)
+	for i := range clients {
+		if clients[i], err = dial(ctx, t); err != nil {
+			return 0, err
+		}
+		defer clients[i].c.Close()
+	}
+	var issued atomic.Int64
+	var badCount atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := issued.Add(1) - 1
+				if i >= int64(total) {
+					return
+				}
+				resp, err := c.roundTrip(next(int(i)))
+				if err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+				if !ok(resp) {
+					badCount.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return badCount.Load(), firstErr
+}

@@ -1,0 +1,116 @@
+package benchmarks
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+
+	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/registrar"
+)
+
+// concurrency is the number of concurrent pool users or pool elements.
+const concurrency = 64
+
+func startRSPRegistrar(b *testing.B, network, addr string) Target {
+	b.Helper()
+	r := registrar.New(registrar.Config{KeepAliveInterval: -1, MaxPEsPerPool: 1 << 20})
+	l, err := registrar.Listen(context.Background(), network, addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	go r.Serve(l)
+	b.Cleanup(func() { r.Close() })
+	return Target{Name: "rsp", Network: network, Addr: l.Addr().String()}
+}
+
+// benchTargets are the registrars measured in this run: rsp's over TCP on
+// loopback everywhere, and over SCTP beside rsplib's where the kernel has
+// SCTP and rsplib is installed (see rsplib_test.go).
+var benchTargets = func(b *testing.B) []Target {
+	return []Target{startRSPRegistrar(b, "tcp", "127.0.0.1:0")}
+}
+
+func BenchmarkHandleResolution(b *testing.B) {
+	for _, t := range benchTargets(b) {
+		for _, size := range []int{10, 10000} {
+			h := asap.PoolHandle(fmt.Sprintf("hr-%d", size))
+			closeFn, err := Populate(context.Background(), t, h, size, hostAddr(t), kindFor(t))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Run(fmt.Sprintf("registrar=%s/pool=%d", t.Name, size), func(b *testing.B) {
+				bad, err := Run(context.Background(), t, concurrency, b.N,
+					func(int) asap.Message { return &asap.HandleResolution{Handle: h} },
+					func(m asap.Message) bool {
+						r, ok := m.(*asap.HandleResolutionResponse)
+						return ok && len(r.PEs) > 0
+					})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if bad > 0 {
+					b.Fatalf("%d of %d resolutions failed", bad, b.N)
+				}
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "resolutions/s")
+			})
+			closeFn()
+		}
+	}
+}
+
+var nextID atomic.Uint32
+
+func BenchmarkRegistration(b *testing.B) {
+	for _, t := range benchTargets(b) {
+		for _, size := range []int{10, 10000} {
+			h := asap.PoolHandle(fmt.Sprintf("reg-%d", size))
+			closeFn, err := Populate(context.Background(), t, h, size, hostAddr(t), kindFor(t))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Run(fmt.Sprintf("registrar=%s/pool=%d", t.Name, size), func(b *testing.B) {
+				// Each request registers a new element; they are
+				// removed when the benchmark's connections close.
+				base := nextID.Add(uint32(b.N)+1) - uint32(b.N)
+				bad, err := Run(context.Background(), t, concurrency, b.N,
+					func(i int) asap.Message {
+						return &asap.Registration{Handle: h, PE: pe(asap.PEID(0x40000000+base+uint32(i)), hostAddr(t), 2000, kindFor(t))}
+					},
+					func(m asap.Message) bool {
+						r, ok := m.(*asap.RegistrationResponse)
+						return ok && !r.Reject
+					})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if bad > 0 {
+					b.Fatalf("%d of %d registrations refused", bad, b.N)
+				}
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "registrations/s")
+			})
+			closeFn()
+		}
+	}
+}
+
+// hostAddr is the address pool elements register: loopback over TCP, the
+// test host's site-local address where rsplib (which refuses loopback) is
+// measured.
+func hostAddr(t Target) netip.Addr {
+	if t.Network == "sctp" {
+		return sctpHostAddr
+	}
+	return netip.MustParseAddr("127.0.0.1")
+}
+
+func kindFor(t Target) asap.ParamType {
+	if t.Network == "sctp" {
+		return asap.ParamSCTPTransport
+	}
+	return asap.ParamTCPTransport
+}
+
+var sctpHostAddr = netip.MustParseAddr("172.31.255.1")

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rsp-go/rsp"
+	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/asap/endpoint"
+	"github.com/rsp-go/rsp/registrar"
+)
+
+// demo is the live demonstration: an embedded registrar, pooled HTTP
+// servers that are killed and restarted, and a client that keeps getting
+// answers.
+type demo struct {
+	start      time.Time
+	registrars []string
+	reg        *registrar.Registrar
+
+	mu      sync.Mutex
+	servers map[string]*demoServer
+}
+
+// demoServer is one pooled HTTP server with an ASAP endpoint of its own, as
+// a separate process would have.
+type demoServer struct {
+	name string
+	ep   *endpoint.Endpoint
+	l    *rsp.Listener
+	srv  *http.Server
+}
+
+func (d *demo) logf(format string, args ...any) {
+	fmt.Printf("%6.2fs  %s\n", time.Since(d.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func runDemo(ctx context.Context, args []string) error {
+	fs := newFlags("demo", argsOf("demo"), nil)
+	duration := fs.Duration("duration", 12*time.Second, "how long the demo runs")
+	rate := fs.Duration("every", 50*time.Millisecond, "time between two client requests")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	d := &demo{start: time.Now(), servers: make(map[string]*demoServer)}
+	d.reg = registrar.New(registrar.Config{KeepAliveInterval: 500 * time.Millisecond, KeepAliveTimeout: 500 * time.Millisecond})
+	defer d.reg.Close()
+	l, err := registrar.Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go d.reg.Serve(l)
+	d.registrars = []string{"tcp:" + l.Addr().String()}
+	d.logf("registrar %08x serving ASAP on %v", uint32(d.reg.ID()), l.Addr())
+
+	for _, name := range []string{"a", "b", "c"} {
+		if err := d.startServer(ctx, name); err != nil {
+			return err
+		}
+	}
+	defer d.stopAll()
+
+	client := d.client()
+	ctx, cancel := context.WithTimeout(ctx, *duration)
+	defer cancel()
+
+	events := []struct {
+		at     time.Duration
+		action string
+		name   string
+	}{
+		{*duration * 2 / 12, "kill", "b"},
+		{*duration * 4 / 12, "kill", "a"},
+		{*duration * 6 / 12, "restart", "b"},
+		{*duration * 8 / 12, "restart", "a"},
+		{*duration * 9 / 12, "kill", "c"},
+	}
+	tick := time.NewTicker(*rate)
+	defer tick.Stop()
+	second := time.NewTicker(time.Second)
+	defer second.Stop()
+	var ok, failed, totalOK, totalFailed int
+	answers := map[string]int{}
+	for {
+		select {
+		case <-ctx.Done():
+			d.report(ok, failed, answers)
+			totalOK, totalFailed = totalOK+ok, totalFailed+failed
+			fmt.Printf("\n%d requests answered, %d failed, while servers died and came back.\n", totalOK, totalFailed)
+			if totalFailed > 0 {
+				return fmt.Errorf("%d requests failed", totalFailed)
+			}
+			return nil
+		case <-second.C:
+			d.report(ok, failed, answers)
+			totalOK, totalFailed = totalOK+ok, totalFailed+failed
+			ok, failed = 0, 0
+			clear(answers)
+		case <-tick.C:
+			for len(events) > 0 && time.Since(d.start) >= events[0].at {
+				e := events[0]
+				events = events[1:]
+				if e.action == "kill" {
+					d.kill(e.name)
+				} else if err := d.startServer(ctx, e.name); err != nil {
+					return err
+				}
+			}
+			name, err := get(ctx, client)
+			if err != nil {
+				if ctx.Err() != nil {
+					continue
+				}
+				failed++
+				d.logf("GET failed: %v", err)
+				continue
+			}
+			ok++
+			answers[name]++
+		}
+	}
+}
+
+func (d *demo) client() *http.Client {
+	ep := endpoint.New(endpoint.Config{Registrars: d.registrars, CacheLifetime: time.Second})
+	dialer := &rsp.Dialer{Endpoint: ep, Timeout: time.Second}
+	return &http.Client{
+		Timeout: 5 * time.Second,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return dialer.DialContext(ctx, network, addr)
+			},
+			// A connection per request shows the pool's policy at work.
+			DisableKeepAlives: true,
+		},
+	}
+}
+
+func get(ctx context.Context, c *http.Client) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://web/", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+func (d *demo) startServer(ctx context.Context, name string) error {
+	ep := endpoint.New(endpoint.Config{Registrars: d.registrars})
+	lc := rsp.ListenConfig{Endpoint: ep, LocalAddr: "127.0.0.1:0"}
+	l, err := lc.Listen(ctx, "tcp", "pool:web")
+	if err != nil {
+		ep.Close()
+		return err
+	}
+	s := &demoServer{name: name, ep: ep, l: l}
+	s.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, name)
+	})}
+	go s.srv.Serve(l)
+	d.mu.Lock()
+	d.servers[name] = s
+	d.mu.Unlock()
+	d.logf("server %s up: PE %08x on %v registered in pool \"web\"", name, uint32(l.ID()), l.Addr())
+	return nil
+}
+
+// kill stops a server as a crash would: no deregistration; the registrar
+// notices on its own.
+func (d *demo) kill(name string) {
+	d.mu.Lock()
+	s := d.servers[name]
+	delete(d.servers, name)
+	d.mu.Unlock()
+	if s == nil {
+		return
+	}
+	s.ep.Close()
+	s.srv.Close()
+	d.logf("server %s killed (PE %08x, no deregistration)", name, uint32(s.l.ID()))
+}
+
+func (d *demo) stopAll() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, s := range d.servers {
+		s.srv.Close()
+		s.ep.Close()
+	}
+}
+
+// report prints a second's requests and the pool as the registrar holds it.
+func (d *demo) report(ok, failed int, answers map[string]int) {
+	names := make([]string, 0, len(answers))
+	for n := range answers {
+		names = append(names, fmt.Sprintf("%s:%d", n, answers[n]))
+	}
+	sort.Strings(names)
+	d.mu.Lock()
+	byID := map[asap.PEID]string{}
+	for _, s := range d.servers {
+		byID[s.l.ID()] = s.name
+	}
+	d.mu.Unlock()
+	var members []string
+	if p, found := d.reg.Pool("web"); found {
+		for _, pe := range p.Elements {
+			name, known := byID[pe.ID]
+			if !known {
+				name = "dead"
+			}
+			members = append(members, fmt.Sprintf("%s(%08x)", name, uint32(pe.ID)))
+		}
+	}
+	sort.Strings(members)
+	d.logf("%3d ok %d failed  answers [%s]  pool [%s]", ok, failed, strings.Join(names, " "), strings.Join(members, " "))
+}

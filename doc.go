@@ -1,0 +1,52 @@
+// Package rsp is Reliable Server Pooling (RSerPool) for Go: servers join a
+// named pool, clients reach the pool by its name, and a dead server drops
+// out of the pool.
+//
+// # Roles
+//
+// A pool element is a server. [Listen] returns a [net.Listener] that
+// registers the server under a pool handle with a registrar, answers the
+// registrar's keep-alives, reports its load, and deregisters on Close:
+//
+//	l, err := rsp.Listen("pool:echo")
+//	...
+//	http.Serve(l, handler)
+//
+// A pool user is a client. [Dial] asks a registrar for the pool's elements,
+// picks one by the pool's policy, and connects to it, trying the next
+// element when a connect fails and reporting the failed one to the
+// registrar:
+//
+//	c, err := rsp.Dial("pool:echo")
+//
+// [Dialer.DialContext] plugs into net/http's Transport.DialContext and
+// gRPC's WithContextDialer.
+//
+// A registrar (package registrar, command rspregistrar) holds the pools,
+// checks the pool elements with keep-alives and answers the pool users.
+// Programs find registrars through [Dialer.Registrars] and
+// [ListenConfig.Registrars], or else the environment variable
+// RSP_REGISTRARS, a comma-separated list such as
+// "tcp:10.0.0.1:3863,sctp:10.0.0.2:3863"; without either, a registrar on
+// the local host (tcp:127.0.0.1:3863).
+//
+// # Guarantees
+//
+// A byte stream (TLS, HTTP/2, gRPC) cannot move to another server in the
+// middle of a connection: its state belongs to the first server. rsp
+// therefore selects and fails over at dial time: every dial picks an
+// element by the pool's policy, skips elements that refuse the connection,
+// and reports unreachable ones, so that a dead server leaves the pool after
+// the registrar's keep-alive timeout or its limit of unreachable reports.
+// A connection that breaks returns an error like any TCP connection's
+// (*net.OpError), and net/http and gRPC re-dial and retry under their own
+// idempotency rules, reaching a live element.
+//
+// # Wire protocols
+//
+// rsp speaks ASAP (RFC 5352) with the parameters of RFC 5354 and the
+// policies of RFC 5356, as the reference implementation rsplib does: over
+// kernel SCTP (PPID 11) where the kernel has it, and over TCP with the frame
+// format of package mapping everywhere. Registration lives travel in
+// milliseconds, as rsplib and Wireshark read them.
+package rsp

@@ -1,0 +1,302 @@
+package rsp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/asap/endpoint"
+	"github.com/rsp-go/rsp/policy"
+)
+
+// Defaults of ListenConfig.
+const (
+	DefaultCapacity       = 100
+	DefaultLoadUpdate     = time.Second
+	DefaultDeregisterWait = 2 * time.Second
+)
+
+// ListenConfig configures a pooled listener. The zero value listens on TCP
+// on every address with an ephemeral port, registers with round robin
+// policy at the registrars of the environment (see the package
+// documentation), and reports its active connections as its load.
+type ListenConfig struct {
+	// Registrars lists the registrars to register with ("tcp:host:port",
+	// "sctp:host:port"); empty means RSP_REGISTRARS or the default.
+	// Ignored when Endpoint is set.
+	Registrars []string
+	// Endpoint is the ASAP endpoint to register through; nil means one
+	// shared by this process's listeners and dialers with the same
+	// registrars.
+	Endpoint *endpoint.Endpoint
+
+	// LocalAddr is the address to listen on; empty means ":0".
+	LocalAddr string
+
+	// Policy is the pool element's selection policy; the zero value means
+	// round robin. For adaptive policies (least used and its variants) the
+	// listener fills in Load.
+	Policy policy.Policy
+
+	// Capacity is the number of active connections at which the listener
+	// reports itself fully loaded; zero means DefaultCapacity. Load, if
+	// set, replaces the default load (active connections / Capacity).
+	Capacity int
+	Load     func(active int) uint32
+
+	// LoadUpdate is the shortest time between two re-registrations for a
+	// changed load; zero means DefaultLoadUpdate.
+	LoadUpdate time.Duration
+
+	// Logger receives the listener's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Listen announces on the local network address and registers it in the
+// pool the address names ("pool:echo") through the environment's
+// registrars.
+func Listen(address string) (*Listener, error) {
+	var lc ListenConfig
+	return lc.Listen(context.Background(), "tcp", address)
+}
+
+// Listen listens on network ("tcp", "tcp4", "tcp6") at lc.LocalAddr and
+// registers the listening address in the pool that address names. ctx
+// bounds the registration.
+func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (*Listener, error) {
+	handle, err := poolHandle(address)
+	if err != nil {
+		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
+	}
+	local := lc.LocalAddr
+	if local == "" {
+		local = ":0"
+	}
+	var nlc net.ListenConfig
+	inner, err := nlc.Listen(ctx, network, local)
+	if err != nil {
+		return nil, err
+	}
+	ep := lc.Endpoint
+	if ep == nil {
+		ep = sharedEndpoint(lc.Registrars)
+	}
+	l := &Listener{
+		Listener: inner,
+		handle:   handle,
+		ep:       ep,
+		capacity: lc.Capacity,
+		loadFn:   lc.Load,
+		interval: lc.LoadUpdate,
+		log:      lc.Logger,
+		policy:   lc.Policy,
+		changed:  make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}
+	if l.capacity <= 0 {
+		l.capacity = DefaultCapacity
+	}
+	if l.interval <= 0 {
+		l.interval = DefaultLoadUpdate
+	}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	if l.policy.Type == 0 {
+		l.policy.Type = policy.RoundRobin
+	}
+	l.policy.Load = l.load(0)
+	pe, err := poolElementFor(inner.Addr(), l.policy)
+	if err != nil {
+		inner.Close()
+		return nil, err
+	}
+	reg, err := ep.Register(ctx, handle, pe)
+	if err != nil {
+		inner.Close()
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: inner.Addr(), Err: fmt.Errorf("registering in pool %q: %w", handle, err)}
+	}
+	l.reg = reg
+	l.wg.Add(1)
+	go l.updateLoop()
+	return l, nil
+}
+
+// poolElementFor describes a TCP listening address as a pool element. An
+// unspecified address is registered as such: the registrar substitutes the
+// address the element reaches it from.
+func poolElementFor(a net.Addr, pol policy.Policy) (asap.PoolElement, error) {
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return asap.PoolElement{}, fmt.Errorf("rsp: listening address %v: %w", a, err)
+	}
+	addr := ap.Addr().Unmap()
+	if addr.IsUnspecified() && addr.Is6() {
+		// ":0" listens on both families; register the one registrars
+		// see most (the registrar fills in the IPv4 address).
+		addr = netip.IPv4Unspecified()
+	}
+	return asap.PoolElement{
+		UserTransport: asap.Transport{Kind: asap.ParamTCPTransport, Port: ap.Port(), Addrs: []netip.Addr{addr}},
+		Policy:        pol,
+	}, nil
+}
+
+// Listener is a net.Listener whose address is registered in a pool. Close
+// deregisters it before it stops accepting.
+type Listener struct {
+	net.Listener
+	handle   asap.PoolHandle
+	ep       *endpoint.Endpoint
+	reg      *endpoint.Registration
+	capacity int
+	loadFn   func(int) uint32
+	interval time.Duration
+	log      *slog.Logger
+
+	mu     sync.Mutex
+	policy policy.Policy
+
+	active  atomic.Int64
+	changed chan struct{}
+	done    chan struct{}
+	once    sync.Once
+	wg      sync.WaitGroup
+}
+
+// Handle returns the pool handle the listener is registered under.
+func (l *Listener) Handle() string { return string(l.handle) }
+
+// ID returns the listener's pool element identifier.
+func (l *Listener) ID() asap.PEID { return l.reg.ID() }
+
+// Accept waits for and returns the next connection. After Close it returns
+// an error wrapping net.ErrClosed.
+func (l *Listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.active.Add(1)
+	l.loadChanged()
+	return &countedConn{Conn: c, l: l}, nil
+}
+
+// Close deregisters the listener from its pool (waiting at most
+// DefaultDeregisterWait for the registrar), then closes it. Connections
+// already accepted stay open.
+func (l *Listener) Close() error {
+	err := net.ErrClosed
+	l.once.Do(func() {
+		close(l.done)
+		l.wg.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), DefaultDeregisterWait)
+		derr := l.reg.Close(ctx)
+		cancel()
+		if derr != nil {
+			l.log.Warn("deregistration failed", "pool", l.handle, "err", derr)
+		}
+		err = l.Listener.Close()
+	})
+	if errors.Is(err, net.ErrClosed) {
+		return &net.OpError{Op: "close", Net: l.Addr().Network(), Addr: l.Addr(), Err: net.ErrClosed}
+	}
+	return err
+}
+
+// SetPolicy changes the policy values the listener registers (for example a
+// priority or weight) and re-registers. The load of adaptive policies stays
+// the listener's own.
+func (l *Listener) SetPolicy(p policy.Policy) {
+	l.mu.Lock()
+	load := l.policy.Load
+	l.policy = p
+	l.policy.Load = load
+	l.mu.Unlock()
+	l.loadChanged()
+}
+
+// Active returns the number of accepted connections not yet closed.
+func (l *Listener) Active() int { return int(l.active.Load()) }
+
+func (l *Listener) load(active int) uint32 {
+	if l.loadFn != nil {
+		return l.loadFn(active)
+	}
+	if active >= l.capacity {
+		return math.MaxUint32
+	}
+	return uint32(uint64(active) * math.MaxUint32 / uint64(l.capacity))
+}
+
+func (l *Listener) loadChanged() {
+	select {
+	case l.changed <- struct{}{}:
+	default:
+	}
+}
+
+// updateLoop re-registers when the load or policy changed, at most once per
+// LoadUpdate.
+func (l *Listener) updateLoop() {
+	defer l.wg.Done()
+	for {
+		select {
+		case <-l.done:
+			return
+		case <-l.changed:
+		}
+		l.mu.Lock()
+		p := l.policy
+		if p.Type.Adaptive() {
+			p.Load = l.load(l.Active())
+		}
+		changed := p != l.reg.Policy()
+		l.policy = p
+		l.mu.Unlock()
+		if changed {
+			ctx, cancel := context.WithTimeout(context.Background(), l.interval*5)
+			if err := l.reg.Update(ctx, p); err != nil {
+				l.log.Warn("re-registration failed", "pool", l.handle, "err", err)
+			}
+			cancel()
+		}
+		select {
+		case <-l.done:
+			return
+		case <-time.After(l.interval):
+		}
+	}
+}
+
+// countedConn tracks a listener's active connections.
+type countedConn struct {
+	net.Conn
+	l    *Listener
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() {
+		c.l.active.Add(-1)
+		c.l.loadChanged()
+	})
+	return c.Conn.Close()
+}
+
+// CloseWrite shuts down the writing side of the connection when the
+// underlying connection supports it (as *net.TCPConn does).
+func (c *countedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return &net.OpError{Op: "close", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: errors.ErrUnsupported}
+}

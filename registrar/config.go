@@ -1,0 +1,108 @@
+package registrar
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/rsp-go/rsp/asap"
+)
+
+// Defaults of the registrar's timers and limits. The timers are rsplib's.
+const (
+	DefaultKeepAliveInterval        = 5 * time.Second
+	DefaultKeepAliveTimeout         = 5 * time.Second
+	DefaultMaxBadPEReports          = 3
+	DefaultHandleResolutionItems    = 3
+	DefaultMaxHandleResolutionItems = 128
+	DefaultMaxMessageSize           = 65535
+	DefaultMaxPools                 = 100000
+	DefaultMaxPEsPerPool            = 100000
+	DefaultMinRegistrationLife      = time.Second
+	DefaultMaxRegistrationLife      = time.Hour
+	DefaultAnnounceInterval         = time.Second
+	DefaultWriteTimeout             = 5 * time.Second
+	DefaultSendQueue                = 256
+)
+
+// Config configures a Registrar. The zero value is a working registrar with
+// rsplib's defaults and a random server identifier.
+type Config struct {
+	// ID is the registrar's server identifier; 0 picks a random non-zero one.
+	ID asap.ServerID
+
+	// KeepAliveInterval is how often the registrar checks each pool element
+	// it is home for with ASAP_ENDPOINT_KEEP_ALIVE (jittered by ±25 %), and
+	// KeepAliveTimeout how long it waits for the acknowledgement before it
+	// removes the element. Zero means the default; a negative interval turns
+	// periodic keep-alives off (the probe after an unreachable report stays).
+	KeepAliveInterval time.Duration
+	KeepAliveTimeout  time.Duration
+
+	// MaxBadPEReports is the number of ASAP_ENDPOINT_UNREACHABLE reports
+	// after which a pool element is removed (MAX-BAD-PE-REPORT).
+	MaxBadPEReports int
+
+	// HandleResolutionItems is how many pool elements a handle resolution
+	// returns when the request does not say; MaxHandleResolutionItems caps
+	// any answer.
+	HandleResolutionItems    int
+	MaxHandleResolutionItems int
+
+	// MaxMessageSize is the largest ASAP message accepted; a longer one is
+	// discarded.
+	MaxMessageSize int
+	// MaxPools and MaxPEsPerPool bound the handlespace; registrations beyond
+	// them are refused with "lack of resources".
+	MaxPools      int
+	MaxPEsPerPool int
+
+	// MinRegistrationLife and MaxRegistrationLife clamp the registration
+	// life a pool element asks for (an infinite life is clamped to the
+	// maximum).
+	MinRegistrationLife time.Duration
+	MaxRegistrationLife time.Duration
+
+	// HandleResolutionRate and UnreachableRate limit each peer connection's
+	// handle resolutions and unreachable reports per second (zero: no
+	// limit). Requests over the limit are answered with "lack of resources"
+	// (resolutions) or ignored (reports).
+	HandleResolutionRate float64
+	UnreachableRate      float64
+
+	// WriteTimeout bounds each send to a peer; SendQueue is how many
+	// messages may wait for a slow peer before its connection is dropped.
+	WriteTimeout time.Duration
+	SendQueue    int
+
+	// Logger receives the registrar's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defInt := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.KeepAliveInterval, DefaultKeepAliveInterval)
+	def(&c.KeepAliveTimeout, DefaultKeepAliveTimeout)
+	def(&c.MinRegistrationLife, DefaultMinRegistrationLife)
+	def(&c.MaxRegistrationLife, DefaultMaxRegistrationLife)
+	def(&c.WriteTimeout, DefaultWriteTimeout)
+	defInt(&c.MaxBadPEReports, DefaultMaxBadPEReports)
+	defInt(&c.HandleResolutionItems, DefaultHandleResolutionItems)
+	defInt(&c.MaxHandleResolutionItems, DefaultMaxHandleResolutionItems)
+	defInt(&c.MaxMessageSize, DefaultMaxMessageSize)
+	defInt(&c.MaxPools, DefaultMaxPools)
+	defInt(&c.MaxPEsPerPool, DefaultMaxPEsPerPool)
+	defInt(&c.SendQueue, DefaultSendQueue)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}

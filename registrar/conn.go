@@ -1,0 +1,185 @@
+package registrar
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/mapping"
+)
+
+// peerConn is one ASAP connection to a pool element or pool user. A reader
+// goroutine decodes and handles requests; a writer goroutine sends what the
+// registrar queues, so that a slow peer never blocks the registrar: when its
+// queue is full, the connection is dropped.
+type peerConn struct {
+	r    *Registrar
+	c    mapping.Conn
+	out  chan []byte
+	done chan struct{}
+	once sync.Once
+
+	pes map[peKey]struct{} // registered over this connection; guarded by r.mu
+
+	// Reader goroutine only.
+	hrLimit tokenBucket
+	euLimit tokenBucket
+	sel     []*asap.PoolElement
+	resp    asap.HandleResolutionResponse
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+func newPeerConn(r *Registrar, c mapping.Conn) *peerConn {
+	return &peerConn{
+		r:       r,
+		c:       c,
+		out:     make(chan []byte, r.cfg.SendQueue),
+		done:    make(chan struct{}),
+		pes:     make(map[peKey]struct{}),
+		hrLimit: newTokenBucket(r.cfg.HandleResolutionRate),
+		euLimit: newTokenBucket(r.cfg.UnreachableRate),
+	}
+}
+
+// close closes the connection once; the reader goroutine then cleans up.
+func (pc *peerConn) close() {
+	pc.once.Do(func() {
+		close(pc.done)
+		pc.c.Close()
+	})
+}
+
+// send encodes m and queues it for the writer. It never blocks: a peer that
+// does not keep up is disconnected.
+func (pc *peerConn) send(m asap.Message) {
+	bp := bufPool.Get().(*[]byte)
+	b, err := m.AppendBinary((*bp)[:0])
+	if err != nil {
+		pc.r.cfg.Logger.Error("encoding ASAP message", "type", m.Type(), "err", err)
+		bufPool.Put(bp)
+		return
+	}
+	pc.sendBytes(b)
+}
+
+// sendBytes queues an encoded message; b should come from bufPool.
+func (pc *peerConn) sendBytes(b []byte) {
+	select {
+	case pc.out <- b:
+	case <-pc.done:
+	default:
+		pc.r.cfg.Logger.Warn("peer does not keep up; closing its connection", "peer", pc.c.RemoteAddr())
+		pc.close()
+	}
+}
+
+func (pc *peerConn) writeLoop() {
+	defer pc.r.wg.Done()
+	for {
+		select {
+		case b := <-pc.out:
+			pc.c.SetWriteDeadline(time.Now().Add(pc.r.cfg.WriteTimeout))
+			err := pc.c.WriteMsg(b, mapping.PPIDASAP)
+			b = b[:0]
+			bufPool.Put(&b)
+			if err != nil {
+				pc.r.cfg.Logger.Debug("write failed; closing connection", "peer", pc.c.RemoteAddr(), "err", err)
+				pc.close()
+				return
+			}
+		case <-pc.done:
+			return
+		}
+	}
+}
+
+func (pc *peerConn) readLoop() {
+	defer pc.r.wg.Done()
+	defer pc.cleanup()
+	buf := make([]byte, pc.r.cfg.MaxMessageSize)
+	for {
+		n, ppid, err := pc.c.ReadMsg(buf)
+		if err != nil {
+			if errors.Is(err, mapping.ErrMessageTooLong) {
+				pc.r.cfg.Logger.Warn("discarded message over the size limit", "peer", pc.c.RemoteAddr(), "limit", len(buf))
+				continue
+			}
+			pc.r.cfg.Logger.Debug("connection ended", "peer", pc.c.RemoteAddr(), "err", err)
+			return
+		}
+		if ppid != mapping.PPIDASAP {
+			pc.r.cfg.Logger.Debug("ignored message with foreign PPID", "peer", pc.c.RemoteAddr(), "ppid", ppid)
+			continue
+		}
+		pc.handle(buf[:n])
+	}
+}
+
+// cleanup runs when the connection ends: the pool elements registered over
+// it leave the handlespace, since the registrar can no longer check them.
+func (pc *peerConn) cleanup() {
+	pc.close()
+	r := pc.r
+	r.mu.Lock()
+	delete(r.conns, pc)
+	removed := 0
+	for k := range pc.pes {
+		if st, ok := r.owned[k]; ok && st.conn == pc {
+			r.removeLocked(k, st)
+			removed++
+		}
+	}
+	r.mu.Unlock()
+	if removed > 0 {
+		r.cfg.Logger.Info("registration connection closed; removed its pool elements", "peer", pc.c.RemoteAddr(), "count", removed)
+	}
+}
+
+// peerAddrs returns the addresses the peer uses on this connection: all of
+// an SCTP association's, or the single remote address of TCP.
+func (pc *peerConn) peerAddrs() []netip.Addr {
+	if m, ok := pc.c.(interface {
+		PeerAddrs() ([]netip.Addr, error)
+	}); ok {
+		if addrs, err := m.PeerAddrs(); err == nil && len(addrs) > 0 {
+			return addrs
+		}
+	}
+	if ap, err := netip.ParseAddrPort(pc.c.RemoteAddr().String()); err == nil {
+		return []netip.Addr{ap.Addr().Unmap()}
+	}
+	return nil
+}
+
+// asapTransport is the ASAP transport parameter the registrar records for a
+// pool element registered over this connection: the association's addresses
+// over SCTP; nil over TCP, which the parameter cannot describe.
+func (pc *peerConn) asapTransport() *asap.Transport {
+	if _, ok := pc.c.(interface {
+		PeerAddrs() ([]netip.Addr, error)
+	}); !ok {
+		return nil
+	}
+	return &asap.Transport{Kind: asap.ParamSCTPTransport, Port: portOf(pc.c.RemoteAddr()), Use: asap.DataOnly, Addrs: pc.peerAddrs()}
+}
+
+// portOf returns the port of a transport address such as "[a,b]:3863" or
+// "10.0.0.1:3863", or 0.
+func portOf(a net.Addr) uint16 {
+	s := a.String()
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return 0
+	}
+	p, err := strconv.ParseUint(s[i+1:], 10, 16)
+	if err != nil {
+		return 0
+	}
+	return uint16(p)
+}

@@ -1,0 +1,285 @@
+package registrar
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/handlespace"
+)
+
+// handle decodes one ASAP message and acts on it.
+func (pc *peerConn) handle(b []byte) {
+	m, err := asap.Unmarshal(b)
+	if err != nil {
+		pc.badMessage(b, err)
+		return
+	}
+	switch m := m.(type) {
+	case *asap.Registration:
+		pc.register(m)
+	case *asap.Deregistration:
+		pc.deregister(m)
+	case *asap.HandleResolution:
+		pc.resolve(m)
+	case *asap.EndpointKeepAliveAck:
+		pc.keepAliveAck(m)
+	case *asap.EndpointUnreachable:
+		pc.unreachable(m)
+	case *asap.Error:
+		pc.r.cfg.Logger.Info("peer reported an error", "peer", pc.c.RemoteAddr(), "causes", m.Causes)
+	default:
+		// Messages for pool elements and pool users (responses, cookies,
+		// business cards, keep-alives, announces) mean nothing here.
+		pc.r.cfg.Logger.Debug("ignored message not for a registrar", "peer", pc.c.RemoteAddr(), "type", m.Type())
+	}
+}
+
+// badMessage answers a message that did not decode, as the RFC's action bits
+// and error causes say.
+func (pc *peerConn) badMessage(b []byte, err error) {
+	pc.r.cfg.Logger.Debug("bad message", "peer", pc.c.RemoteAddr(), "err", err)
+	var um *asap.UnrecognizedMessageError
+	var up *asap.UnrecognizedParamError
+	switch {
+	case errors.As(err, &um):
+		if um.Report {
+			pc.send(&asap.Error{Causes: []asap.Cause{{Code: asap.CauseUnrecognizedMessage, Info: clone(b)}}})
+		}
+	case errors.As(err, &up):
+		if up.Report {
+			pc.send(&asap.Error{Causes: []asap.Cause{{Code: asap.CauseUnrecognizedParameter, Info: clone(up.Param)}}})
+		}
+	default:
+		// A known message with bad contents. A registration is refused
+		// with "invalid values" when enough of it decoded to say whose it
+		// is; anything else gets an ASAP_ERROR.
+		if len(b) > 0 && asap.MessageType(b[0]) == asap.TypeRegistration {
+			var reg asap.Registration
+			if h, id, ok := asap.RegistrationIdentity(b); ok {
+				reg.Handle, reg.PE.ID = h, id
+				pc.send(&asap.RegistrationResponse{Reject: true, Handle: reg.Handle, ID: reg.PE.ID,
+					Causes: []asap.Cause{{Code: asap.CauseInvalidValues}}})
+				return
+			}
+		}
+		pc.send(&asap.Error{Causes: []asap.Cause{{Code: asap.CauseInvalidValues, Info: clone(b)}}})
+	}
+}
+
+func clone(b []byte) []byte { return append([]byte(nil), b...) }
+
+// register handles ASAP_REGISTRATION: validation, the home registrar, the
+// registration life, the pool's policy and transport, then ownership and the
+// keep-alive cycle.
+func (pc *peerConn) register(m *asap.Registration) {
+	r := pc.r
+	resp := &asap.RegistrationResponse{Handle: m.Handle, ID: m.PE.ID}
+	pe := m.PE
+	if cause, ok := pc.validate(m.Handle, &pe); !ok {
+		resp.Reject, resp.Causes = true, []asap.Cause{cause}
+		pc.send(resp)
+		return
+	}
+	pe.Home = r.id
+	pe.ASAPTransport = pc.asapTransport()
+	switch {
+	case pe.Life < 0 || pe.Life > r.cfg.MaxRegistrationLife:
+		pe.Life = r.cfg.MaxRegistrationLife
+	case pe.Life < r.cfg.MinRegistrationLife:
+		pe.Life = r.cfg.MinRegistrationLife
+	}
+	key := peKey{m.Handle, pe.ID}
+
+	r.mu.Lock()
+	_, err := r.hs.Register(m.Handle, pe, time.Now())
+	if err == nil {
+		st := r.owned[key]
+		if st == nil {
+			st = &peState{conn: pc}
+			r.owned[key] = st
+			st.timer = time.AfterFunc(r.keepAliveDelay(), func() { r.keepAliveDue(key, st) })
+		} else if st.conn != pc {
+			delete(st.conn.pes, key)
+			st.conn = pc
+		}
+		pc.pes[key] = struct{}{}
+	}
+	r.mu.Unlock()
+
+	if err != nil {
+		resp.Reject = true
+		var re *handlespace.RegistrationError
+		if errors.As(err, &re) {
+			resp.Causes = []asap.Cause{re.Cause}
+		} else {
+			resp.Causes = []asap.Cause{{Code: asap.CauseUnspecified}}
+		}
+		r.cfg.Logger.Info("registration refused", "pool", m.Handle, "pe", pe.ID, "err", err)
+	} else {
+		r.cfg.Logger.Debug("registered", "pool", m.Handle, "pe", pe.ID, "transport", pe.UserTransport.Addrs)
+	}
+	pc.send(resp)
+}
+
+// validate checks a registration's values and completes the user transport
+// with the connection's address where the element left it unspecified. It
+// returns the error cause of a refusal.
+func (pc *peerConn) validate(h asap.PoolHandle, pe *asap.PoolElement) (asap.Cause, bool) {
+	invalid := asap.Cause{Code: asap.CauseInvalidValues}
+	if len(h) == 0 || len(h) > asap.MaxPoolHandleLen || pe.ID == 0 || !pe.Policy.Type.Valid() {
+		return invalid, false
+	}
+	t := pe.UserTransport
+	switch t.Kind {
+	case asap.ParamSCTPTransport, asap.ParamTCPTransport, asap.ParamUDPTransport,
+		asap.ParamUDPLiteTransport, asap.ParamDCCPTransport:
+	default:
+		return invalid, false
+	}
+	if t.Use != asap.DataOnly && t.Use != asap.DataPlusControl {
+		return invalid, false
+	}
+	// The element may only register addresses it uses towards the
+	// registrar (RFC 5352 R1); unspecified ones stand for those.
+	peer := pc.peerAddrs()
+	var addrs []netip.Addr
+	for _, a := range t.Addrs {
+		a = a.Unmap()
+		if a.IsUnspecified() {
+			for _, p := range peer {
+				if p.Is4() == a.Is4() {
+					addrs = appendUnique(addrs, p)
+				}
+			}
+			continue
+		}
+		if contains(peer, a) {
+			addrs = appendUnique(addrs, a)
+		}
+	}
+	if len(t.Addrs) == 0 {
+		addrs = append(addrs, peer...)
+	}
+	if len(addrs) == 0 {
+		return invalid, false
+	}
+	if t.Kind != asap.ParamSCTPTransport {
+		addrs = addrs[:1]
+	}
+	pe.UserTransport.Addrs = addrs
+	return asap.Cause{}, true
+}
+
+func contains(s []netip.Addr, a netip.Addr) bool {
+	for _, x := range s {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+func appendUnique(s []netip.Addr, a netip.Addr) []netip.Addr {
+	if contains(s, a) {
+		return s
+	}
+	return append(s, a)
+}
+
+// deregister handles ASAP_DEREGISTRATION. A pool element may only remove
+// itself: the registration must have come over this connection. Removing
+// an unknown element succeeds.
+func (pc *peerConn) deregister(m *asap.Deregistration) {
+	r := pc.r
+	key := peKey{m.Handle, m.ID}
+	resp := &asap.DeregistrationResponse{Handle: m.Handle, ID: m.ID}
+	r.mu.Lock()
+	st, owned := r.owned[key]
+	_, known := r.hs.Lookup(m.Handle, m.ID)
+	switch {
+	case owned && st.conn == pc:
+		r.removeLocked(key, st)
+	case known:
+		// Registered by another connection or another registrar: not
+		// this peer's to remove.
+		resp.Causes = []asap.Cause{{Code: asap.CauseRejectedSecurity}}
+	}
+	r.mu.Unlock()
+	pc.send(resp)
+}
+
+// resolve handles ASAP_HANDLE_RESOLUTION with the pool's policy.
+func (pc *peerConn) resolve(m *asap.HandleResolution) {
+	r := pc.r
+	resp := &pc.resp
+	*resp = asap.HandleResolutionResponse{Handle: m.Handle}
+	if !pc.hrLimit.allow(time.Now()) {
+		resp.Causes = []asap.Cause{{Code: asap.CauseLackOfResources}}
+		pc.send(resp)
+		return
+	}
+	n := int(m.Items)
+	if m.Items == 0 {
+		n = r.cfg.HandleResolutionItems
+	}
+	if n <= 0 || n > r.cfg.MaxHandleResolutionItems {
+		n = r.cfg.MaxHandleResolutionItems
+	}
+	r.mu.Lock()
+	sel, pol, err := r.hs.Select(m.Handle, n, pc.sel[:0])
+	if err != nil {
+		r.mu.Unlock()
+		resp.Causes = []asap.Cause{{Code: asap.CauseUnknownPoolHandle}}
+		pc.send(resp)
+		return
+	}
+	resp.Policy = &pol
+	resp.PEs = resp.PEs[:0]
+	for _, pe := range sel {
+		resp.PEs = append(resp.PEs, *pe)
+	}
+	// Encode while the handlespace still holds what the elements point to.
+	bp := bufPool.Get().(*[]byte)
+	b, err := resp.AppendBinary((*bp)[:0])
+	r.mu.Unlock()
+	pc.sel = sel[:0]
+	if err != nil {
+		r.cfg.Logger.Error("encoding handle resolution response", "pool", m.Handle, "err", err)
+		bufPool.Put(bp)
+		return
+	}
+	pc.sendBytes(b)
+}
+
+// unreachable handles ASAP_ENDPOINT_UNREACHABLE: the element is probed with
+// a keep-alive at once (RFC 5352 §3.5) and removed after MaxBadPEReports
+// reports.
+func (pc *peerConn) unreachable(m *asap.EndpointUnreachable) {
+	r := pc.r
+	if !pc.euLimit.allow(time.Now()) {
+		r.cfg.Logger.Debug("unreachable report over the rate limit", "peer", pc.c.RemoteAddr())
+		return
+	}
+	key := peKey{m.Handle, m.ID}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	reports := r.hs.ReportUnreachable(m.Handle, m.ID)
+	if reports == 0 {
+		return
+	}
+	st := r.owned[key]
+	if reports >= r.cfg.MaxBadPEReports {
+		r.cfg.Logger.Info("removed pool element reported unreachable", "pool", m.Handle, "pe", m.ID, "reports", reports)
+		if st != nil {
+			r.removeLocked(key, st)
+		} else {
+			r.hs.Deregister(m.Handle, m.ID)
+		}
+		return
+	}
+	if st != nil && !st.awaiting {
+		r.sendKeepAliveLocked(key, st)
+	}
+}

@@ -1,0 +1,99 @@
+package registrar
+
+import (
+	"math/rand/v2"
+	"time"
+
+	"github.com/rsp-go/rsp/asap"
+)
+
+// keepAliveDelay is the time to the next periodic keep-alive: the interval
+// jittered by ±25 % so that keep-alives spread over time.
+func (r *Registrar) keepAliveDelay() time.Duration {
+	iv := r.cfg.KeepAliveInterval
+	if iv < 0 {
+		return 1<<63 - 1
+	}
+	return iv*3/4 + rand.N(iv/2+1)
+}
+
+// keepAliveDue runs when a pool element's timer fires: either its next
+// keep-alive is due, or the answer to the last one is overdue.
+func (r *Registrar) keepAliveDue(key peKey, st *peState) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || r.owned[key] != st {
+		return
+	}
+	if st.awaiting {
+		r.cfg.Logger.Info("pool element did not answer keep-alive; removed", "pool", key.handle, "pe", key.id)
+		r.removeLocked(key, st)
+		return
+	}
+	r.sendKeepAliveLocked(key, st)
+}
+
+// sendKeepAliveLocked sends ASAP_ENDPOINT_KEEP_ALIVE to the element and
+// starts the wait for its answer.
+func (r *Registrar) sendKeepAliveLocked(key peKey, st *peState) {
+	st.awaiting = true
+	st.timer.Reset(r.cfg.KeepAliveTimeout)
+	st.conn.send(&asap.EndpointKeepAlive{Server: r.id, Handle: key.handle, ID: key.id})
+}
+
+// keepAliveAck handles ASAP_ENDPOINT_KEEP_ALIVE_ACK.
+func (pc *peerConn) keepAliveAck(m *asap.EndpointKeepAliveAck) {
+	r := pc.r
+	key := peKey{m.Handle, m.ID}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.owned[key]
+	if st == nil || st.conn != pc || !st.awaiting {
+		return
+	}
+	st.awaiting = false
+	st.timer.Reset(r.keepAliveDelay())
+}
+
+// removeLocked takes an owned pool element out of the handlespace and stops
+// watching it.
+func (r *Registrar) removeLocked(key peKey, st *peState) {
+	st.timer.Stop()
+	delete(r.owned, key)
+	delete(st.conn.pes, key)
+	r.hs.Deregister(key.handle, key.id)
+}
+
+// expireLoop removes pool elements whose registration life ran out and tells
+// those still connected with an unsolicited ASAP_DEREGISTRATION_RESPONSE.
+func (r *Registrar) expireLoop() {
+	defer r.wg.Done()
+	t := time.NewTicker(expiryCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case now := <-t.C:
+			r.expire(now)
+		case <-r.done:
+			return
+		}
+	}
+}
+
+// expiryCheckInterval is the granularity of registration life expiry.
+const expiryCheckInterval = 100 * time.Millisecond
+
+func (r *Registrar) expire(now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hs.Expire(now, func(h asap.PoolHandle, pe *asap.PoolElement) {
+		key := peKey{h, pe.ID}
+		r.cfg.Logger.Info("registration life expired", "pool", h, "pe", pe.ID)
+		if st := r.owned[key]; st != nil {
+			st.timer.Stop()
+			delete(r.owned, key)
+			delete(st.conn.pes, key)
+			st.conn.send(&asap.DeregistrationResponse{Handle: h, ID: pe.ID})
+		}
+	})
+}

@@ -1,0 +1,39 @@
+package registrar
+
+import "time"
+
+// tokenBucket limits a rate of events. The zero value (rate 0) allows
+// everything. It is not goroutine-safe; each peer connection owns its own.
+type tokenBucket struct {
+	rate   float64 // tokens per second; 0 = unlimited
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+func newTokenBucket(rate float64) tokenBucket {
+	burst := rate
+	if burst < 1 {
+		burst = 1
+	}
+	return tokenBucket{rate: rate, burst: burst, tokens: burst}
+}
+
+// allow reports whether one more event fits the rate at time now.
+func (b *tokenBucket) allow(now time.Time) bool {
+	if b.rate <= 0 {
+		return true
+	}
+	if !b.last.IsZero() {
+		b.tokens += now.Sub(b.last).Seconds() * b.rate
+		if b.tokens > b.burst {
+			b.tokens = b.burst
+		}
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}

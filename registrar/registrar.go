@@ -1,0 +1,197 @@
+// Package registrar is an RSerPool registrar (RFC 5353's ENRP server) as seen
+// by pool elements and pool users: the server side of ASAP (RFC 5352). It
+// holds the handlespace, takes registrations, re-registrations and
+// deregistrations, answers handle resolutions by the pools' policies, checks
+// the pool elements it is home for with keep-alives, and removes those that
+// stop answering, whose registration life runs out, whose registration
+// connection closes, or that pool users report unreachable too often.
+//
+// A Registrar serves ASAP on any mapping.Listener: TCP with the framing of
+// package mapping, or kernel SCTP (PPID 11) where the kernel has it.
+package registrar
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/handlespace"
+	"github.com/rsp-go/rsp/mapping"
+)
+
+// ErrRegistrarClosed is returned by Serve after Close.
+var ErrRegistrarClosed = errors.New("registrar: closed")
+
+// Registrar serves ASAP to pool elements and pool users. Its methods are
+// safe for concurrent use.
+type Registrar struct {
+	cfg Config
+	id  asap.ServerID
+
+	mu        sync.Mutex
+	hs        *handlespace.Handlespace
+	owned     map[peKey]*peState // pool elements registered here over a live connection
+	conns     map[*peerConn]struct{}
+	listeners map[mapping.Listener]struct{}
+	closed    bool
+
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+// peKey names a pool element in the handlespace.
+type peKey struct {
+	handle asap.PoolHandle
+	id     asap.PEID
+}
+
+// peState is the registrar's view of a pool element it is home for.
+type peState struct {
+	conn     *peerConn   // the connection it registered on
+	timer    *time.Timer // next keep-alive, or the keep-alive timeout
+	awaiting bool        // a keep-alive is outstanding
+}
+
+// New returns a registrar configured by cfg.
+func New(cfg Config) *Registrar {
+	cfg = cfg.withDefaults()
+	id := cfg.ID
+	for id == 0 {
+		id = asap.ServerID(rand.Uint32())
+	}
+	r := &Registrar{
+		cfg: cfg,
+		id:  id,
+		hs: handlespace.New(handlespace.Config{
+			MaxPools:      cfg.MaxPools,
+			MaxPEsPerPool: cfg.MaxPEsPerPool,
+		}),
+		owned:     make(map[peKey]*peState),
+		conns:     make(map[*peerConn]struct{}),
+		listeners: make(map[mapping.Listener]struct{}),
+		done:      make(chan struct{}),
+	}
+	r.wg.Add(1)
+	go r.expireLoop()
+	return r
+}
+
+// ID returns the registrar's server identifier.
+func (r *Registrar) ID() asap.ServerID { return r.id }
+
+// ListenAndServe listens on network ("tcp", "tcp4", "tcp6" or "sctp") and
+// address and serves ASAP there until Close.
+func (r *Registrar) ListenAndServe(ctx context.Context, network, address string) error {
+	l, err := Listen(ctx, network, address)
+	if err != nil {
+		return err
+	}
+	return r.Serve(l)
+}
+
+// Listen opens an ASAP listener on network and address for a registrar:
+// TCP with the mapping's framing, or SCTP.
+func Listen(ctx context.Context, network, address string) (mapping.Listener, error) {
+	var lc mapping.ListenConfig
+	return lc.Listen(ctx, network, address)
+}
+
+// Serve accepts connections on l and serves each until Close. It always
+// returns a non-nil error; after Close it is ErrRegistrarClosed.
+func (r *Registrar) Serve(l mapping.Listener) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		l.Close()
+		return ErrRegistrarClosed
+	}
+	r.listeners[l] = struct{}{}
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.listeners, l)
+		r.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if r.isClosed() {
+				return ErrRegistrarClosed
+			}
+			if !isTemporary(err) {
+				return err
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			r.cfg.Logger.Warn("accept failed; retrying", "err", err, "delay", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		r.ServeConn(c)
+	}
+}
+
+// isTemporary reports whether an accept error is worth retrying (out of
+// file descriptors, a connection reset before accept and the like).
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// ServeConn serves ASAP on one connection in new goroutines and returns at
+// once. The registrar closes c when the peer goes away or on Close.
+func (r *Registrar) ServeConn(c mapping.Conn) {
+	pc := newPeerConn(r, c)
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		c.Close()
+		return
+	}
+	r.conns[pc] = struct{}{}
+	r.wg.Add(2)
+	r.mu.Unlock()
+	go pc.writeLoop()
+	go pc.readLoop()
+}
+
+func (r *Registrar) isClosed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
+}
+
+// Close stops the registrar: it closes its listeners and connections and
+// waits for its goroutines. Pool elements see their registrar connection
+// close and hunt for another registrar.
+func (r *Registrar) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	close(r.done)
+	for l := range r.listeners {
+		l.Close()
+	}
+	conns := make([]*peerConn, 0, len(r.conns))
+	for pc := range r.conns {
+		conns = append(conns, pc)
+	}
+	for _, st := range r.owned {
+		st.timer.Stop()
+	}
+	r.mu.Unlock()
+	for _, pc := range conns {
+		pc.close()
+	}
+	r.wg.Wait()
+	return nil
+}
