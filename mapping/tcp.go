@@ -1,0 +1,350 @@
+package mapping
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Errors of message connections.
+var (
+	// ErrMessageTooLong: a message did not fit the buffer given to ReadMsg.
+	// It was discarded; the connection stays usable.
+	ErrMessageTooLong = errors.New("mapping: message longer than the buffer")
+	// ErrPeerTimeout: the peer sent nothing, not even a heartbeat
+	// acknowledgement, for HeartbeatInterval + HeartbeatTimeout.
+	ErrPeerTimeout = errors.New("mapping: peer timed out")
+	// ErrUnsupportedNetwork: the network is not one this package maps.
+	ErrUnsupportedNetwork = errors.New("mapping: unsupported network")
+)
+
+// Defaults of Config.
+const (
+	DefaultMaxMessageSize    = 1 << 20
+	DefaultHeartbeatInterval = 5 * time.Second
+	DefaultHeartbeatTimeout  = 5 * time.Second
+)
+
+// Config configures TCP message connections. The zero value uses the
+// defaults above.
+type Config struct {
+	// MaxMessageSize is the largest payload accepted from the peer.
+	MaxMessageSize int
+	// HeartbeatInterval is how long the connection may be silent before it
+	// sends a heartbeat; a negative value turns heartbeats off.
+	// HeartbeatTimeout is how much longer it waits for anything from the
+	// peer before it fails with ErrPeerTimeout. Heartbeats are answered by
+	// ReadMsg, so liveness needs a reader, as with http.Transport.
+	HeartbeatInterval time.Duration
+	HeartbeatTimeout  time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxMessageSize <= 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.HeartbeatTimeout <= 0 {
+		c.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
+	return c
+}
+
+// TCPConn is a message connection over a byte stream with the frame format
+// of this package. ReadMsg may be called from one goroutine at a time;
+// WriteMsg from any number.
+type TCPConn struct {
+	c   net.Conn
+	cfg Config
+
+	// Reader state, kept across calls so that a deadline in the middle of
+	// a frame loses nothing.
+	rmu    sync.Mutex
+	r      *bufio.Reader
+	hdr    [FrameHeaderLen]byte
+	hdrN   int
+	fh     FrameHeader
+	inBody bool
+	body   []byte
+	bodyN  int
+
+	wmu     sync.Mutex
+	wbroken error // a write failed mid-frame: the stream is unusable
+	hdrBuf  [FrameHeaderLen]byte
+
+	lastRecv atomic.Int64 // unix nanoseconds
+	failed   atomic.Pointer[error]
+	done     chan struct{}
+	once     sync.Once
+}
+
+// NewTCPConn returns a message connection over c (usually a *net.TCPConn)
+// and starts its heartbeats.
+func NewTCPConn(c net.Conn, cfg Config) *TCPConn {
+	cfg = cfg.withDefaults()
+	tc := &TCPConn{c: c, cfg: cfg, r: bufio.NewReaderSize(c, 16<<10), done: make(chan struct{})}
+	tc.lastRecv.Store(time.Now().UnixNano())
+	if cfg.HeartbeatInterval > 0 {
+		go tc.heartbeat()
+	}
+	return tc
+}
+
+// NetConn returns the underlying connection.
+func (c *TCPConn) NetConn() net.Conn { return c.c }
+
+func (c *TCPConn) opError(op string, err error) error {
+	if f := c.failed.Load(); f != nil && (errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF)) {
+		err = *f
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return err
+	}
+	if err == io.EOF {
+		return err
+	}
+	return &net.OpError{Op: op, Net: c.c.LocalAddr().Network(), Source: c.c.LocalAddr(), Addr: c.c.RemoteAddr(), Err: err}
+}
+
+// ReadMsg reads the next message into b and returns its length and PPID. It
+// answers heartbeats on the way. At the end of the stream it returns io.EOF.
+func (c *TCPConn) ReadMsg(b []byte) (int, uint32, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	for {
+		if !c.inBody {
+			for c.hdrN < FrameHeaderLen {
+				n, err := c.r.Read(c.hdr[c.hdrN:])
+				c.hdrN += n
+				if n > 0 {
+					c.lastRecv.Store(time.Now().UnixNano())
+				}
+				if err != nil {
+					if err == io.EOF && c.hdrN > 0 {
+						err = io.ErrUnexpectedEOF
+					}
+					return 0, 0, c.opError("read", err)
+				}
+			}
+			fh, err := ParseFrameHeader(c.hdr[:], c.cfg.MaxMessageSize)
+			if err != nil {
+				c.fail(err)
+				return 0, 0, c.opError("read", err)
+			}
+			c.fh, c.inBody, c.bodyN = fh, true, 0
+			if cap(c.body) < int(fh.Length) {
+				c.body = make([]byte, fh.Length)
+			}
+			c.body = c.body[:fh.Length]
+		}
+		for c.bodyN < len(c.body) {
+			n, err := c.r.Read(c.body[c.bodyN:])
+			c.bodyN += n
+			if n > 0 {
+				c.lastRecv.Store(time.Now().UnixNano())
+			}
+			if err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return 0, 0, c.opError("read", err)
+			}
+		}
+		c.inBody, c.hdrN = false, 0
+		payload := c.body
+		if cap(c.body) > 64<<10 {
+			c.body = nil // do not keep a large buffer for small messages
+		}
+		switch c.fh.Type {
+		case FrameData:
+			if len(payload) > len(b) {
+				return 0, c.fh.Tag, c.opError("read", ErrMessageTooLong)
+			}
+			return copy(b, payload), c.fh.Tag, nil
+		case FrameHeartbeat:
+			if err := c.writeFrame(FrameHeartbeatAck, c.fh.Tag, payload); err != nil {
+				return 0, 0, err
+			}
+		}
+	}
+}
+
+// WriteMsg sends b as one message with the given PPID.
+func (c *TCPConn) WriteMsg(b []byte, ppid uint32) error {
+	if uint64(len(b)) > 0xffffffff {
+		return c.opError("write", ErrMessageTooLong)
+	}
+	return c.writeFrame(FrameData, ppid, b)
+}
+
+func (c *TCPConn) writeFrame(typ uint8, tag uint32, payload []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.wbroken != nil {
+		return c.opError("write", c.wbroken)
+	}
+	hdr := AppendFrameHeader(c.hdrBuf[:0], FrameHeader{Type: typ, Length: uint32(len(payload)), Tag: tag})
+	bufs := net.Buffers{hdr, payload}
+	n, err := bufs.WriteTo(c.c)
+	if err != nil {
+		if n > 0 {
+			// Part of the frame went out: the peer can no longer find
+			// frame boundaries after it.
+			c.wbroken = fmt.Errorf("stream broken by an earlier partial write: %w", err)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				c.wbroken = os.ErrDeadlineExceeded
+			}
+		}
+		return c.opError("write", err)
+	}
+	return nil
+}
+
+// fail ends the connection with err as the reason later calls report.
+func (c *TCPConn) fail(err error) {
+	c.failed.CompareAndSwap(nil, &err)
+	c.Close()
+}
+
+func (c *TCPConn) heartbeat() {
+	iv, to := c.cfg.HeartbeatInterval, c.cfg.HeartbeatTimeout
+	t := time.NewTicker(min(iv, to) / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case now := <-t.C:
+			silent := now.Sub(time.Unix(0, c.lastRecv.Load()))
+			switch {
+			case silent >= iv+to:
+				c.fail(ErrPeerTimeout)
+				return
+			case silent >= iv:
+				if err := c.writeFrame(FrameHeartbeat, rand.Uint32(), nil); err != nil {
+					c.fail(err)
+					return
+				}
+			}
+		}
+	}
+}
+
+// Close closes the connection.
+func (c *TCPConn) Close() error {
+	err := net.ErrClosed
+	c.once.Do(func() {
+		close(c.done)
+		err = c.c.Close()
+	})
+	if err == net.ErrClosed {
+		return c.opError("close", err)
+	}
+	return err
+}
+
+// LocalAddr returns the local network address.
+func (c *TCPConn) LocalAddr() net.Addr { return c.c.LocalAddr() }
+
+// RemoteAddr returns the remote network address.
+func (c *TCPConn) RemoteAddr() net.Addr { return c.c.RemoteAddr() }
+
+// SetDeadline sets the read and write deadlines, as net.Conn does.
+func (c *TCPConn) SetDeadline(t time.Time) error { return c.c.SetDeadline(t) }
+
+// SetReadDeadline sets the read deadline, as net.Conn does.
+func (c *TCPConn) SetReadDeadline(t time.Time) error { return c.c.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the write deadline, as net.Conn does.
+func (c *TCPConn) SetWriteDeadline(t time.Time) error { return c.c.SetWriteDeadline(t) }
+
+// Dialer dials message connections. The zero value uses Config's defaults.
+type Dialer struct {
+	Config
+	// NetDialer dials TCP; nil means a zero net.Dialer.
+	NetDialer *net.Dialer
+}
+
+// DialContext connects to address on network: "tcp", "tcp4" or "tcp6" for
+// the framed TCP mapping, "sctp" for kernel SCTP where available.
+func (d *Dialer) DialContext(ctx context.Context, network, address string) (Conn, error) {
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+		nd := d.NetDialer
+		if nd == nil {
+			nd = &net.Dialer{}
+		}
+		c, err := nd.DialContext(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetNoDelay(true)
+		}
+		return NewTCPConn(c, d.Config), nil
+	case "sctp", "sctp4", "sctp6":
+		return dialSCTP(ctx, network, address)
+	}
+	return nil, &net.OpError{Op: "dial", Net: network, Err: fmt.Errorf("%w: %q", ErrUnsupportedNetwork, network)}
+}
+
+// ListenConfig configures message listeners.
+type ListenConfig struct {
+	Config
+}
+
+// Listen listens on network ("tcp", "tcp4", "tcp6", or "sctp" where the
+// kernel has it) and address.
+func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (Listener, error) {
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+		var nlc net.ListenConfig
+		l, err := nlc.Listen(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		return &tcpListener{l: l, cfg: lc.Config}, nil
+	case "sctp", "sctp4", "sctp6":
+		return listenSCTP(ctx, network, address)
+	}
+	return nil, &net.OpError{Op: "listen", Net: network, Err: fmt.Errorf("%w: %q", ErrUnsupportedNetwork, network)}
+}
+
+type tcpListener struct {
+	l   net.Listener
+	cfg Config
+}
+
+func (l *tcpListener) Accept() (Conn, error) {
+	c, err := l.l.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	return NewTCPConn(c, l.cfg), nil
+}
+
+func (l *tcpListener) Close() error   { return l.l.Close() }
+func (l *tcpListener) Addr() net.Addr { return l.l.Addr() }
+
+// Pipe returns two ends of an in-memory message connection, without
+// heartbeats, for tests. Like net.Pipe it is synchronous: a write waits for
+// the other end's read.
+func Pipe() (Conn, Conn) {
+	a, b := net.Pipe()
+	cfg := Config{HeartbeatInterval: -1}
+	return NewTCPConn(a, cfg), NewTCPConn(b, cfg)
+}

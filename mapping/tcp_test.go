@@ -1,0 +1,274 @@
+package mapping
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+func tcpPair(t *testing.T, cfg Config) (*TCPConn, *TCPConn) {
+	t.Helper()
+	lc := ListenConfig{Config: cfg}
+	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			accepted <- nil
+			return
+		}
+		accepted <- c
+	}()
+	d := Dialer{Config: cfg}
+	a, err := d.DialContext(context.Background(), "tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := <-accepted
+	if b == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a.(*TCPConn), b.(*TCPConn)
+}
+
+func TestMessagesKeepBoundariesAndPPIDs(t *testing.T) {
+	a, b := tcpPair(t, Config{})
+	sizes := []int{0, 1, 3, 4, 100, 4096, 65536, 300000}
+	go func() {
+		for i, n := range sizes {
+			a.WriteMsg(bytes.Repeat([]byte{byte(i)}, n), uint32(100+i))
+		}
+	}()
+	buf := make([]byte, 1<<20)
+	for i, n := range sizes {
+		b.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, ppid, err := b.ReadMsg(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != n || ppid != uint32(100+i) || !bytes.Equal(buf[:got], bytes.Repeat([]byte{byte(i)}, n)) {
+			t.Fatalf("message %d: %d bytes PPID %d, want %d bytes PPID %d", i, got, ppid, n, 100+i)
+		}
+	}
+}
+
+func TestMessageTooLongKeepsConnection(t *testing.T) {
+	a, b := tcpPair(t, Config{})
+	go func() {
+		a.WriteMsg(make([]byte, 100), 1)
+		a.WriteMsg([]byte("next"), 2)
+	}()
+	buf := make([]byte, 10)
+	if _, _, err := b.ReadMsg(buf); !errors.Is(err, ErrMessageTooLong) {
+		t.Fatalf("got %v, want ErrMessageTooLong", err)
+	}
+	n, ppid, err := b.ReadMsg(buf)
+	if err != nil || string(buf[:n]) != "next" || ppid != 2 {
+		t.Fatalf("after a too long message: %q %d %v", buf[:n], ppid, err)
+	}
+}
+
+func TestReadDeadlineMidFrame(t *testing.T) {
+	a, b := tcpPair(t, Config{})
+	raw := a.NetConn()
+	frame := AppendFrameHeader(nil, FrameHeader{Type: FrameData, Length: 8, Tag: 11})
+	frame = append(frame, "abcdefgh"...)
+	// Half the frame, then a deadline, then the rest.
+	raw.Write(frame[:7])
+	b.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	buf := make([]byte, 64)
+	_, _, err := b.ReadMsg(buf)
+	var ne net.Error
+	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("got %v, want a timeout wrapping os.ErrDeadlineExceeded", err)
+	}
+	var oe *net.OpError
+	if !errors.As(err, &oe) {
+		t.Fatalf("got %T, want *net.OpError", err)
+	}
+	raw.Write(frame[7:])
+	b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, ppid, err := b.ReadMsg(buf)
+	if err != nil || string(buf[:n]) != "abcdefgh" || ppid != 11 {
+		t.Fatalf("after the deadline: %q %d %v", buf[:n], ppid, err)
+	}
+}
+
+func TestConcurrentWritersDoNotInterleave(t *testing.T) {
+	a, b := tcpPair(t, Config{})
+	const writers, each = 8, 200
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msg := bytes.Repeat([]byte{byte(w)}, 1000+w)
+			for range each {
+				if err := a.WriteMsg(msg, uint32(w)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	buf := make([]byte, 4096)
+	for range writers * each {
+		b.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, ppid, err := b.ReadMsg(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 1000+int(ppid) || !bytes.Equal(buf[:n], bytes.Repeat([]byte{byte(ppid)}, n)) {
+			t.Fatalf("interleaved message from writer %d: %d bytes", ppid, n)
+		}
+	}
+	wg.Wait()
+}
+
+func TestHeartbeats(t *testing.T) {
+	cfg := Config{HeartbeatInterval: 50 * time.Millisecond, HeartbeatTimeout: 100 * time.Millisecond}
+	a, b := tcpPair(t, cfg)
+	// b reads (and so answers heartbeats); a reads too: an idle but live
+	// pair stays up well past interval + timeout.
+	errs := make(chan error, 2)
+	for _, c := range []*TCPConn{a, b} {
+		go func() {
+			_, _, err := c.ReadMsg(make([]byte, 10))
+			errs <- err
+		}()
+	}
+	select {
+	case err := <-errs:
+		t.Fatalf("live idle connection failed: %v", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+
+	// A peer that never answers is detected.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			defer c.Close()
+			io.Copy(io.Discard, c) // reads, never answers
+		}
+	}()
+	d := Dialer{Config: cfg}
+	c, err := d.DialContext(context.Background(), "tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	_, _, err = c.ReadMsg(make([]byte, 10))
+	if !errors.Is(err, ErrPeerTimeout) {
+		t.Fatalf("silent peer: %v, want ErrPeerTimeout", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("silent peer noticed after %v", took)
+	}
+}
+
+func TestCloseAndEOF(t *testing.T) {
+	a, b := tcpPair(t, Config{})
+	a.Close()
+	if _, _, err := b.ReadMsg(make([]byte, 10)); err != io.EOF {
+		t.Fatalf("read after peer close: %v, want io.EOF", err)
+	}
+	if err := a.WriteMsg([]byte("x"), 1); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("write after close: %v, want net.ErrClosed", err)
+	}
+	var oe *net.OpError
+	if _, _, err := a.ReadMsg(make([]byte, 10)); !errors.Is(err, net.ErrClosed) || !errors.As(err, &oe) {
+		t.Fatalf("read after close: %v, want *net.OpError wrapping net.ErrClosed", err)
+	}
+}
+
+func TestFrameTooLargeFailsConnection(t *testing.T) {
+	a, b := tcpPair(t, Config{MaxMessageSize: 1000})
+	a.NetConn().Write(AppendFrameHeader(nil, FrameHeader{Type: FrameData, Length: 5000}))
+	if _, _, err := b.ReadMsg(make([]byte, 10000)); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("got %v, want ErrFrameTooLarge", err)
+	}
+}
+
+func TestUnknownFrames(t *testing.T) {
+	a, b := tcpPair(t, Config{})
+	raw := a.NetConn()
+	raw.Write(AppendFrameHeader(nil, FrameHeader{Type: 0x80, Length: 2}))
+	raw.Write([]byte("zz"))
+	a.WriteMsg([]byte("ok"), 5)
+	buf := make([]byte, 10)
+	n, _, err := b.ReadMsg(buf)
+	if err != nil || string(buf[:n]) != "ok" {
+		t.Fatalf("after an optional unknown frame: %q %v", buf[:n], err)
+	}
+	raw.Write(AppendFrameHeader(nil, FrameHeader{Type: 0x09}))
+	if _, _, err := b.ReadMsg(buf); !errors.Is(err, ErrBadFrame) {
+		t.Fatalf("mandatory unknown frame: %v, want ErrBadFrame", err)
+	}
+}
+
+func TestPipe(t *testing.T) {
+	a, b := Pipe()
+	defer a.Close()
+	defer b.Close()
+	go a.WriteMsg([]byte("hi"), 11)
+	buf := make([]byte, 10)
+	n, ppid, err := b.ReadMsg(buf)
+	if err != nil || string(buf[:n]) != "hi" || ppid != 11 {
+		t.Fatalf("%q %d %v", buf[:n], ppid, err)
+	}
+}
+
+func FuzzParseFrameHeader(f *testing.F) {
+	f.Add(AppendFrameHeader(nil, FrameHeader{Type: FrameData, Length: 10, Tag: 11}))
+	f.Add(AppendFrameHeader(nil, FrameHeader{Type: FrameHeartbeat, Tag: 99}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := ParseFrameHeader(b, 1<<16)
+		if err != nil {
+			return
+		}
+		if got := AppendFrameHeader(nil, h); !bytes.Equal(got[:4], append([]byte{b[0], b[1]}, 0, 0)) || !bytes.Equal(got[4:], b[4:12]) {
+			t.Fatalf("re-encoded %x from %x", got, b[:12])
+		}
+	})
+}
+
+// FuzzReadMsg feeds arbitrary streams to a reader: no panic, no hang.
+func FuzzReadMsg(f *testing.F) {
+	msg := AppendFrameHeader(nil, FrameHeader{Type: FrameData, Length: 3, Tag: 11})
+	f.Add(append(msg, "abc"...))
+	f.Add(append(AppendFrameHeader(nil, FrameHeader{Type: FrameHeartbeat, Length: 1}), 'x'))
+	f.Fuzz(func(t *testing.T, stream []byte) {
+		a, b := net.Pipe()
+		c := NewTCPConn(b, Config{HeartbeatInterval: -1, MaxMessageSize: 1 << 16})
+		go func() {
+			a.Write(stream)
+			a.Close()
+		}()
+		go io.Copy(io.Discard, a) // heartbeat acknowledgements
+		buf := make([]byte, 1<<16)
+		for range len(stream) + 1 {
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			if _, _, err := c.ReadMsg(buf); err != nil {
+				break
+			}
+		}
+		c.Close()
+	})
+}
