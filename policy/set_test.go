@@ -1,0 +1,242 @@
+package policy
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+func seeded() *rand.Rand { return rand.New(rand.NewPCG(1, 2)) }
+
+func TestRoundRobinCycles(t *testing.T) {
+	s := NewSet[int](RoundRobin, seeded())
+	for i := range 5 {
+		s.Add(i, Policy{Type: RoundRobin})
+	}
+	var firsts []int
+	for range 10 {
+		firsts = append(firsts, s.Select(1, nil)[0])
+	}
+	if want := []int{0, 1, 2, 3, 4, 0, 1, 2, 3, 4}; !slices.Equal(firsts, want) {
+		t.Fatalf("round robin gave %v, want %v", firsts, want)
+	}
+	// Several at once: consecutive members, then the head moves on.
+	if got := s.Select(3, nil); !slices.Equal(got, []int{0, 1, 2}) {
+		t.Fatalf("select 3 = %v", got)
+	}
+	if got := s.Select(3, nil); !slices.Equal(got, []int{3, 4, 0}) {
+		t.Fatalf("next select 3 = %v", got)
+	}
+}
+
+func TestWeightedRoundRobinConvergesToWeights(t *testing.T) {
+	s := NewSet[int](WeightedRoundRobin, seeded())
+	weights := []uint32{1, 2, 5}
+	for i, w := range weights {
+		s.Add(i, Policy{Type: WeightedRoundRobin, Weight: w})
+	}
+	count := make([]int, 3)
+	for range 800 {
+		count[s.Select(1, nil)[0]]++
+	}
+	for i, w := range weights {
+		if want := 800 * int(w) / 8; count[i] != want {
+			t.Errorf("member %d (weight %d) chosen %d times of 800, want exactly %d", i, w, count[i], want)
+		}
+	}
+}
+
+func TestLeastUsedOrdersByLoadAndRotatesAmongEquals(t *testing.T) {
+	s := NewSet[string](LeastUsed, seeded())
+	s.Add("high", Policy{Type: LeastUsed, Load: 900})
+	s.Add("low1", Policy{Type: LeastUsed, Load: 100})
+	s.Add("mid", Policy{Type: LeastUsed, Load: 500})
+	s.Add("low2", Policy{Type: LeastUsed, Load: 100})
+	if got := s.Select(4, nil); !slices.Equal(got, []string{"low1", "low2", "mid", "high"}) {
+		t.Fatalf("least used order %v", got)
+	}
+	var firsts []string
+	for range 4 {
+		firsts = append(firsts, s.Select(1, nil)[0])
+	}
+	if !slices.Equal(firsts, []string{"low1", "low2", "low1", "low2"}) {
+		t.Fatalf("equal loads did not rotate: %v", firsts)
+	}
+}
+
+func TestLeastUsedDegradationCounters(t *testing.T) {
+	s := NewSet[string](LeastUsedDegradation, seeded())
+	a := s.Add("a", Policy{Type: LeastUsedDegradation, Load: 0, LoadDegradation: 100})
+	s.Add("b", Policy{Type: LeastUsedDegradation, Load: 250, LoadDegradation: 100})
+	// a: 0, 100, 200, 300 after each selection; b stays at 250.
+	var got []string
+	for range 4 {
+		got = append(got, s.Select(1, nil)[0])
+	}
+	if want := []string{"a", "a", "a", "b"}; !slices.Equal(got, want) {
+		t.Fatalf("selections %v, want %v", got, want)
+	}
+	if a.Degradation() != 300 {
+		t.Fatalf("a's degradation %d, want 300", a.Degradation())
+	}
+	// A re-registration resets the counter.
+	s.Update(a, Policy{Type: LeastUsedDegradation, Load: 0, LoadDegradation: 100})
+	if a.Degradation() != 0 || s.Select(1, nil)[0] != "a" {
+		t.Fatalf("after re-registration: degradation %d", a.Degradation())
+	}
+}
+
+func TestPriorityLeastUsedAddsDegradation(t *testing.T) {
+	s := NewSet[string](PriorityLeastUsed, seeded())
+	s.Add("a", Policy{Type: PriorityLeastUsed, Load: 100, LoadDegradation: 500})
+	s.Add("b", Policy{Type: PriorityLeastUsed, Load: 300, LoadDegradation: 100})
+	if got := s.Select(2, nil); !slices.Equal(got, []string{"b", "a"}) {
+		t.Fatalf("PLU order %v, want b (300+100) before a (100+500)", got)
+	}
+}
+
+func TestPriorityHighestFirst(t *testing.T) {
+	s := NewSet[string](Priority, seeded())
+	s.Add("low", Policy{Type: Priority, Priority: 1})
+	s.Add("top1", Policy{Type: Priority, Priority: 9})
+	s.Add("top2", Policy{Type: Priority, Priority: 9})
+	var firsts []string
+	for range 4 {
+		firsts = append(firsts, s.Select(1, nil)[0])
+	}
+	if !slices.Equal(firsts, []string{"top1", "top2", "top1", "top2"}) {
+		t.Fatalf("priority picks %v", firsts)
+	}
+}
+
+func TestWeightedRandomConverges(t *testing.T) {
+	s := NewSet[int](WeightedRandom, seeded())
+	weights := []uint32{1, 3, 6, 0}
+	for i, w := range weights {
+		s.Add(i, Policy{Type: WeightedRandom, Weight: w})
+	}
+	const draws = 100000
+	count := make([]int, 4)
+	for range draws {
+		count[s.Select(1, nil)[0]]++
+	}
+	if count[3] != 0 {
+		t.Fatalf("weight 0 member chosen %d times", count[3])
+	}
+	for i, w := range weights[:3] {
+		want := float64(draws) * float64(w) / 10
+		if math.Abs(float64(count[i])-want) > 4*math.Sqrt(want) {
+			t.Errorf("member %d: %d draws, want about %.0f", i, count[i], want)
+		}
+	}
+}
+
+func TestRandomDrawsDistinct(t *testing.T) {
+	s := NewSet[int](Random, seeded())
+	for i := range 10 {
+		s.Add(i, Policy{Type: Random})
+	}
+	for range 100 {
+		got := s.Select(10, nil)
+		slices.Sort(got)
+		if !slices.Equal(got, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}) {
+			t.Fatalf("draw of 10 from 10: %v", got)
+		}
+	}
+	if s.Len() != 10 {
+		t.Fatalf("set has %d members after draws", s.Len())
+	}
+}
+
+func TestRandomizedLeastUsedPrefersIdle(t *testing.T) {
+	s := NewSet[string](RandomizedLeastUsed, seeded())
+	s.Add("idle", Policy{Type: RandomizedLeastUsed, Load: 0})
+	s.Add("busy", Policy{Type: RandomizedLeastUsed, Load: maxLoad / 4 * 3})
+	idle := 0
+	for range 10000 {
+		if s.Select(1, nil)[0] == "idle" {
+			idle++
+		}
+	}
+	// Weights 1 and 1/4: idle wins 80 %.
+	if idle < 7700 || idle > 8300 {
+		t.Fatalf("idle chosen %d of 10000, want about 8000", idle)
+	}
+}
+
+func TestDPFPolicies(t *testing.T) {
+	s := NewSet[string](LeastUsedDPF, seeded())
+	s.Add("far", Policy{Type: LeastUsedDPF, Load: 100, LoadDPF: 10, Distance: 50})
+	s.Add("near", Policy{Type: LeastUsedDPF, Load: 300, LoadDPF: 10, Distance: 1})
+	if got := s.Select(2, nil); !slices.Equal(got, []string{"near", "far"}) {
+		t.Fatalf("LU-DPF order %v: near (300+10) before far (100+500)", got)
+	}
+	w := NewSet[string](WeightedRandomDPF, seeded())
+	m := w.Add("x", Policy{Type: WeightedRandomDPF, Weight: 1000, WeightDPF: maxLoad / 100, Distance: 10})
+	if m.weight != 900 {
+		t.Fatalf("WRAND-DPF weight %d, want 1000 - 1000*10*0.01 = 900", m.weight)
+	}
+}
+
+// TestSetMatchesModel runs random operations against a sorted slice.
+func TestSetMatchesModel(t *testing.T) {
+	rnd := seeded()
+	s := NewSet[int](LeastUsed, rnd)
+	members := map[int]*Member[int]{}
+	next := 0
+	for range 5000 {
+		switch op := rnd.IntN(4); {
+		case op < 2 || len(members) == 0:
+			members[next] = s.Add(next, Policy{Type: LeastUsed, Load: uint32(rnd.IntN(20))})
+			next++
+		case op == 2:
+			for id, m := range members {
+				s.Remove(m)
+				delete(members, id)
+				break
+			}
+		default:
+			for _, m := range members {
+				s.Update(m, Policy{Type: LeastUsed, Load: uint32(rnd.IntN(20))})
+				break
+			}
+		}
+		if s.Len() != len(members) {
+			t.Fatalf("Len %d, want %d", s.Len(), len(members))
+		}
+	}
+	var prev *Member[int]
+	count := 0
+	s.All(func(m *Member[int]) bool {
+		if prev != nil && !less(prev, m) {
+			t.Fatalf("out of order: %d/%d after %d/%d", m.key, m.seq, prev.key, prev.seq)
+		}
+		if m.sum != sumOf(m.left)+m.weight+sumOf(m.right) {
+			t.Fatal("subtree sum wrong")
+		}
+		prev = m
+		count++
+		return true
+	})
+	if count != len(members) {
+		t.Fatalf("walked %d members, want %d", count, len(members))
+	}
+}
+
+func FuzzParsePolicy(f *testing.F) {
+	for _, p := range []Policy{{Type: RoundRobin}, {Type: LeastUsed, Load: 7}, {Type: LeastUsedDegradationDPF, Load: 1, LoadDegradation: 2, LoadDPF: 3, Distance: 4}} {
+		b, _ := p.AppendBinary(nil)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := ParsePolicy(b)
+		if err != nil {
+			return
+		}
+		out, err := p.AppendBinary(nil)
+		if err != nil || string(out) != string(b) {
+			t.Fatalf("re-encoded %x from %x (%v)", out, b, err)
+		}
+	})
+}
