@@ -1,6 +1,7 @@
 package registrar
 
 import (
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"time"
@@ -14,7 +15,9 @@ func (pc *peerConn) handle(b []byte) {
 	m, err := asap.Unmarshal(b)
 	if err != nil {
 		pc.badMessage(b, err)
-		return
+		if m == nil {
+			return
+		}
 	}
 	switch m := m.(type) {
 	case *asap.Registration:
@@ -36,8 +39,8 @@ func (pc *peerConn) handle(b []byte) {
 	}
 }
 
-// badMessage answers a message that did not decode, as the RFC's action bits
-// and error causes say.
+// badMessage answers a message that did not decode cleanly, as the RFC's
+// action bits and error causes say.
 func (pc *peerConn) badMessage(b []byte, err error) {
 	pc.r.cfg.Logger.Debug("bad message", "peer", pc.c.RemoteAddr(), "err", err)
 	var um *asap.UnrecognizedMessageError
@@ -49,23 +52,47 @@ func (pc *peerConn) badMessage(b []byte, err error) {
 		}
 	case errors.As(err, &up):
 		if up.Report {
-			pc.send(&asap.Error{Causes: []asap.Cause{{Code: asap.CauseUnrecognizedParameter, Info: clone(up.Param)}}})
+			causes := make([]asap.Cause, 0, len(up.Params))
+			for _, p := range up.Params {
+				causes = append(causes, asap.Cause{Code: asap.CauseUnrecognizedParameter, Info: clone(p)})
+			}
+			pc.send(&asap.Error{Causes: causes})
 		}
 	default:
 		// A known message with bad contents. A registration is refused
 		// with "invalid values" when enough of it decoded to say whose it
 		// is; anything else gets an ASAP_ERROR.
-		if len(b) > 0 && asap.MessageType(b[0]) == asap.TypeRegistration {
-			var reg asap.Registration
-			if h, id, ok := asap.RegistrationIdentity(b); ok {
-				reg.Handle, reg.PE.ID = h, id
-				pc.send(&asap.RegistrationResponse{Reject: true, Handle: reg.Handle, ID: reg.PE.ID,
-					Causes: []asap.Cause{{Code: asap.CauseInvalidValues}}})
-				return
-			}
+		var pe *asap.ParamError
+		info := b
+		if errors.As(err, &pe) && pe.Param != nil {
+			info = pe.Param
 		}
-		pc.send(&asap.Error{Causes: []asap.Cause{{Code: asap.CauseInvalidValues, Info: clone(b)}}})
+		cause := asap.Cause{Code: asap.CauseInvalidValues, Info: clone(info)}
+		if h, id, ok := registrationIdentity(b); ok {
+			pc.send(&asap.RegistrationResponse{Reject: true, Handle: h, ID: id, Causes: []asap.Cause{cause}})
+			return
+		}
+		pc.send(&asap.Error{Causes: []asap.Cause{cause}})
 	}
+}
+
+// registrationIdentity finds the pool handle and PE identifier of a
+// registration that did not decode, so that the refusal can name them.
+func registrationIdentity(b []byte) (asap.PoolHandle, asap.PEID, bool) {
+	if len(b) < 8 || asap.MessageType(b[0]) != asap.TypeRegistration {
+		return "", 0, false
+	}
+	b = b[4:]
+	hl := int(binary.BigEndian.Uint16(b[2:]))
+	if asap.ParamType(binary.BigEndian.Uint16(b)) != asap.ParamPoolHandle || hl <= 4 || hl > len(b) || hl-4 > asap.MaxPoolHandleLen {
+		return "", 0, false
+	}
+	h := asap.PoolHandle(b[4:hl])
+	b = b[min(hl+(4-hl%4)%4, len(b)):]
+	if len(b) < 8 || asap.ParamType(binary.BigEndian.Uint16(b)) != asap.ParamPoolElement {
+		return "", 0, false
+	}
+	return h, asap.PEID(binary.BigEndian.Uint32(b[4:])), true
 }
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }

@@ -1,6 +1,7 @@
 package registrar
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/netip"
@@ -187,7 +188,6 @@ func TestRegistrationRefusals(t *testing.T) {
 		{"data/control mismatch", control, asap.CauseInconsistentDataControl},
 		{"zero identifier", loopbackPE(0, 7, rr), asap.CauseInvalidValues},
 		{"address not the element's own", foreign, asap.CauseInvalidValues},
-		{"invalid policy", loopbackPE(4, 7, policy.Policy{Type: 0x40000000}), asap.CauseInvalidValues},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,6 +199,17 @@ func TestRegistrationRefusals(t *testing.T) {
 		})
 	}
 	pe.t = t
+	// An invalid policy type (0x40000000) does not decode; the refusal
+	// still names the element.
+	raw, err := asap.Registration{Handle: "pool", PE: loopbackPE(4, 7, rr)}.AppendBinary(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = bytes.Replace(raw, []byte{0, 8, 0, 8, 0, 0, 0, 1}, []byte{0, 8, 0, 8, 0x40, 0, 0, 0}, 1)
+	pe.sendRaw(raw)
+	if resp := expect[*asap.RegistrationResponse](pe, 5*time.Second); !resp.Reject || resp.ID != 4 || resp.Causes[0].Code != asap.CauseInvalidValues {
+		t.Fatalf("invalid policy: %+v, want R=1 for element 4 with invalid values", resp)
+	}
 	// The policy refusal carries the pool's policy.
 	resp := pe.register("pool", loopbackPE(2, 7, policy.Policy{Type: policy.LeastUsed}))
 	pol, err := policy.ParsePolicy(resp.Causes[0].Info[4:])

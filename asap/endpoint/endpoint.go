@@ -1,0 +1,553 @@
+// Package endpoint is the ASAP endpoint of pool elements and pool users
+// (RFC 5352): it finds a registrar (the server hunt), registers pool
+// elements and keeps them registered, answers the registrar's keep-alives,
+// resolves pool handles with a cache, and reports unreachable pool
+// elements.
+//
+// One Endpoint keeps one connection to its home registrar for all its
+// registrations and resolutions; when that connection breaks, it hunts for
+// a registrar again and registers its pool elements there.
+package endpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/mapping"
+	"github.com/rsp-go/rsp/policy"
+)
+
+// Errors of the endpoint.
+var (
+	// ErrNoRegistrar: no registrar of the list could be reached.
+	ErrNoRegistrar = errors.New("endpoint: no registrar reachable")
+	// ErrNoAnswer: the registrar did not answer a request in time, after
+	// the retransmissions.
+	ErrNoAnswer = errors.New("endpoint: no answer from the registrar")
+	// ErrUnknownPool: the registrar knows no such pool.
+	ErrUnknownPool = errors.New("endpoint: unknown pool handle")
+	// ErrClosed: the endpoint or registration was closed.
+	ErrClosed = errors.New("endpoint: closed")
+)
+
+// RegistrationError is a registration the registrar refused (R flag), with
+// its error causes.
+type RegistrationError struct {
+	Handle asap.PoolHandle
+	Causes []asap.Cause
+}
+
+func (e *RegistrationError) Error() string {
+	var s []string
+	for _, c := range e.Causes {
+		s = append(s, c.Code.String())
+	}
+	return fmt.Sprintf("endpoint: registration in pool %q refused: %s", e.Handle, strings.Join(s, ", "))
+}
+
+// Has reports whether the refusal carries cause code c.
+func (e *RegistrationError) Has(c asap.CauseCode) bool {
+	for _, x := range e.Causes {
+		if x.Code == c {
+			return true
+		}
+	}
+	return false
+}
+
+// EnvRegistrars is the environment variable that lists registrars for
+// programs that configure none: comma-separated, each "tcp:HOST:PORT",
+// "sctp:HOST:PORT" or "HOST:PORT" (TCP).
+const EnvRegistrars = "RSP_REGISTRARS"
+
+// DefaultRegistrar is used when neither Config nor the environment names a
+// registrar.
+const DefaultRegistrar = "tcp:127.0.0.1:3863"
+
+// Defaults of Config, after rsplib's where the RFC's are impractical.
+const (
+	DefaultRequestTimeout       = 5 * time.Second
+	DefaultMaxRequestRetransmit = 2
+	DefaultConnectTimeout       = 5 * time.Second
+	DefaultReregistration       = 30 * time.Second
+	DefaultCacheLifetime        = time.Second
+)
+
+// Config configures an Endpoint. The zero value works: registrars from the
+// environment, rsplib's timers, a one-second resolution cache.
+type Config struct {
+	// Registrars to hunt among; empty means $RSP_REGISTRARS, or else
+	// DefaultRegistrar.
+	Registrars []string
+	// RequestTimeout (T1) bounds the wait for each answer; a request is
+	// sent at most 1 + MaxRequestRetransmit times.
+	RequestTimeout       time.Duration
+	MaxRequestRetransmit int
+	// ConnectTimeout (T5) bounds each connection attempt of a hunt.
+	ConnectTimeout time.Duration
+	// Reregistration is the re-registration period; a registration's life
+	// defaults to three periods, as in rsplib.
+	Reregistration time.Duration
+	// CacheLifetime is how long a handle resolution stays fresh (the RFC's
+	// stale_cache_value); negative means no caching.
+	CacheLifetime time.Duration
+	// ResolveItems is how many pool elements to ask for (0: the
+	// registrar's choice; 0xFFFFFFFF: all).
+	ResolveItems uint32
+	// Dialer connects to a registrar; nil means a mapping.Dialer.
+	Dialer func(ctx context.Context, network, address string) (mapping.Conn, error)
+	// Logger receives the endpoint's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if len(c.Registrars) == 0 {
+		if env := os.Getenv(EnvRegistrars); env != "" {
+			c.Registrars = strings.Split(env, ",")
+		} else {
+			c.Registrars = []string{DefaultRegistrar}
+		}
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.MaxRequestRetransmit <= 0 {
+		c.MaxRequestRetransmit = DefaultMaxRequestRetransmit
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.Reregistration <= 0 {
+		c.Reregistration = DefaultReregistration
+	}
+	if c.CacheLifetime == 0 {
+		c.CacheLifetime = DefaultCacheLifetime
+	}
+	if c.Dialer == nil {
+		var d mapping.Dialer
+		c.Dialer = d.DialContext
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// splitRegistrar parses "tcp:HOST:PORT", "sctp:HOST:PORT" or "HOST:PORT".
+func splitRegistrar(s string) (network, address string) {
+	s = strings.TrimSpace(s)
+	for _, n := range []string{"tcp", "tcp4", "tcp6", "sctp"} {
+		if rest, ok := strings.CutPrefix(s, n+":"); ok {
+			return n, rest
+		}
+	}
+	return "tcp", s
+}
+
+// Endpoint is an ASAP endpoint. It is safe for concurrent use.
+type Endpoint struct {
+	cfg Config
+
+	mu        sync.Mutex
+	sess      *session
+	hunting   chan struct{} // closed when the running hunt ends
+	regs      map[regKey]*Registration
+	cache     map[asap.PoolHandle]*cacheEntry
+	inflight  map[asap.PoolHandle]*resolveCall
+	reported  map[regKey]time.Time
+	closed    bool
+	home      asap.ServerID
+	done      chan struct{}
+	kick      chan struct{}
+	maintains sync.Once
+	wg        sync.WaitGroup
+}
+
+type regKey struct {
+	handle asap.PoolHandle
+	id     asap.PEID
+}
+
+// New returns an endpoint configured by cfg. It connects to a registrar on
+// first use.
+func New(cfg Config) *Endpoint {
+	return &Endpoint{
+		cfg:      cfg.withDefaults(),
+		regs:     make(map[regKey]*Registration),
+		cache:    make(map[asap.PoolHandle]*cacheEntry),
+		inflight: make(map[asap.PoolHandle]*resolveCall),
+		reported: make(map[regKey]time.Time),
+		done:     make(chan struct{}),
+		kick:     make(chan struct{}, 1),
+	}
+}
+
+// Home returns the server identifier of the home registrar, once a
+// keep-alive has told it.
+func (ep *Endpoint) Home() asap.ServerID {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	return ep.home
+}
+
+// Close closes the registrar connection without deregistering, as a
+// process that ends does; the registrar removes the pool elements when it
+// notices. Use Registration.Close first to deregister.
+func (ep *Endpoint) Close() error {
+	ep.mu.Lock()
+	if ep.closed {
+		ep.mu.Unlock()
+		return nil
+	}
+	ep.closed = true
+	close(ep.done)
+	s := ep.sess
+	ep.sess = nil
+	ep.mu.Unlock()
+	if s != nil {
+		s.fail(ErrClosed)
+	}
+	ep.wg.Wait()
+	return nil
+}
+
+// session returns the connection to the home registrar, hunting for one
+// when there is none.
+func (ep *Endpoint) session(ctx context.Context) (*session, error) {
+	for {
+		ep.mu.Lock()
+		if ep.closed {
+			ep.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if ep.sess != nil {
+			s := ep.sess
+			ep.mu.Unlock()
+			return s, nil
+		}
+		if h := ep.hunting; h != nil {
+			ep.mu.Unlock()
+			select {
+			case <-h:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		h := make(chan struct{})
+		ep.hunting = h
+		ep.mu.Unlock()
+
+		c, err := ep.hunt(ctx)
+
+		ep.mu.Lock()
+		ep.hunting = nil
+		close(h)
+		if err != nil {
+			ep.mu.Unlock()
+			return nil, err
+		}
+		if ep.closed {
+			ep.mu.Unlock()
+			c.Close()
+			return nil, ErrClosed
+		}
+		s := newSession(ep, c)
+		ep.sess = s
+		hasRegs := len(ep.regs) > 0
+		ep.wg.Add(1)
+		ep.mu.Unlock()
+		go s.readLoop()
+		if hasRegs {
+			ep.kickMaintenance()
+		}
+		return s, nil
+	}
+}
+
+// hunt connects to a registrar: up to three of the list at once, the first
+// to answer wins (RFC 5352 §3.6).
+func (ep *Endpoint) hunt(ctx context.Context) (mapping.Conn, error) {
+	list := append([]string(nil), ep.cfg.Registrars...)
+	rand.Shuffle(len(list), func(i, j int) { list[i], list[j] = list[j], list[i] })
+	var lastErr error
+	for len(list) > 0 {
+		group := list[:min(3, len(list))]
+		list = list[len(group):]
+		c, err := ep.dialFirst(ctx, group)
+		if err == nil {
+			return c, nil
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	return nil, fmt.Errorf("%w: %w", ErrNoRegistrar, lastErr)
+}
+
+func (ep *Endpoint) dialFirst(ctx context.Context, addrs []string) (mapping.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, ep.cfg.ConnectTimeout)
+	defer cancel()
+	type result struct {
+		c   mapping.Conn
+		err error
+	}
+	results := make(chan result, len(addrs))
+	for _, a := range addrs {
+		go func() {
+			network, address := splitRegistrar(a)
+			c, err := ep.cfg.Dialer(ctx, network, address)
+			results <- result{c, err}
+		}()
+	}
+	var winner mapping.Conn
+	var lastErr error
+	for range addrs {
+		r := <-results
+		switch {
+		case r.err != nil:
+			lastErr = r.err
+		case winner == nil:
+			winner = r.c
+			cancel() // stop the others
+		default:
+			r.c.Close()
+		}
+	}
+	if winner != nil {
+		ep.cfg.Logger.Debug("connected to registrar", "addr", winner.RemoteAddr())
+		return winner, nil
+	}
+	return nil, lastErr
+}
+
+// sessionEnded is called when a registrar connection fails.
+func (ep *Endpoint) sessionEnded(s *session) {
+	ep.mu.Lock()
+	if ep.sess == s {
+		ep.sess = nil
+	}
+	hasRegs := len(ep.regs) > 0 && !ep.closed
+	ep.mu.Unlock()
+	if hasRegs {
+		ep.kickMaintenance()
+	}
+}
+
+// request sends m and waits for the answer that key names, re-sending on
+// timeouts and broken connections (RFC 5352 §3.7).
+func (ep *Endpoint) request(ctx context.Context, m asap.Message, key pendKey) (asap.Message, error) {
+	b, err := m.AppendBinary(nil)
+	if err != nil {
+		return nil, err
+	}
+	lastErr := ErrNoAnswer
+	for range 1 + ep.cfg.MaxRequestRetransmit {
+		s, err := ep.session(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ch := s.expect(key)
+		if err := s.write(b); err != nil {
+			s.forget(key, ch)
+			s.fail(err)
+			lastErr = err
+			continue
+		}
+		t := time.NewTimer(ep.cfg.RequestTimeout)
+		select {
+		case resp := <-ch:
+			t.Stop()
+			return resp, nil
+		case <-s.dead:
+			t.Stop()
+			lastErr = s.err
+		case <-t.C:
+			// The registrar is silent: hunt for another.
+			s.forget(key, ch)
+			s.fail(ErrNoAnswer)
+			lastErr = ErrNoAnswer
+		case <-ctx.Done():
+			t.Stop()
+			s.forget(key, ch)
+			return nil, ctx.Err()
+		}
+	}
+	return nil, fmt.Errorf("%w: %w", ErrNoAnswer, lastErr)
+}
+
+// send sends m without waiting for an answer.
+func (ep *Endpoint) send(ctx context.Context, m asap.Message) error {
+	b, err := m.AppendBinary(nil)
+	if err != nil {
+		return err
+	}
+	s, err := ep.session(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.write(b); err != nil {
+		s.fail(err)
+		return err
+	}
+	return nil
+}
+
+// Register registers pool element pe in pool h and keeps it registered
+// until the registration is closed. A zero pe.ID is replaced by a random
+// one; a zero pe.Life by three re-registration periods.
+func (ep *Endpoint) Register(ctx context.Context, h asap.PoolHandle, pe asap.PoolElement) (*Registration, error) {
+	for pe.ID == 0 {
+		pe.ID = asap.PEID(rand.Uint32())
+	}
+	if pe.Life == 0 {
+		pe.Life = 3 * ep.cfg.Reregistration
+	}
+	r := &Registration{ep: ep, handle: h, pe: pe}
+	if err := r.register(ctx); err != nil {
+		return nil, err
+	}
+	ep.mu.Lock()
+	if ep.closed {
+		ep.mu.Unlock()
+		return nil, ErrClosed
+	}
+	ep.regs[regKey{h, pe.ID}] = r
+	ep.mu.Unlock()
+	ep.maintains.Do(func() {
+		ep.wg.Add(1)
+		go ep.maintain()
+	})
+	return r, nil
+}
+
+func (ep *Endpoint) kickMaintenance() {
+	select {
+	case ep.kick <- struct{}{}:
+	default:
+	}
+}
+
+// maintain re-registers every registration each period, and at once after
+// the registrar connection changed or a registration expired.
+func (ep *Endpoint) maintain() {
+	defer ep.wg.Done()
+	t := time.NewTimer(ep.cfg.Reregistration)
+	defer t.Stop()
+	for {
+		select {
+		case <-ep.done:
+			return
+		case <-ep.kick:
+		case <-t.C:
+		}
+		ep.mu.Lock()
+		regs := make([]*Registration, 0, len(ep.regs))
+		for _, r := range ep.regs {
+			regs = append(regs, r)
+		}
+		ep.mu.Unlock()
+		next := ep.cfg.Reregistration
+		for _, r := range regs {
+			ctx, cancel := context.WithTimeout(context.Background(), ep.cfg.RequestTimeout*time.Duration(1+ep.cfg.MaxRequestRetransmit))
+			err := r.register(ctx)
+			cancel()
+			if err != nil && !errors.Is(err, ErrClosed) {
+				ep.cfg.Logger.Warn("re-registration failed; retrying", "pool", r.handle, "pe", r.pe.ID, "err", err)
+				next = min(next, time.Second)
+			}
+		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(next)
+	}
+}
+
+// Registration is a pool element registered through an Endpoint.
+type Registration struct {
+	ep     *Endpoint
+	handle asap.PoolHandle
+	mu     sync.Mutex
+	pe     asap.PoolElement
+	closed bool
+}
+
+// ID returns the pool element identifier.
+func (r *Registration) ID() asap.PEID { return r.pe.ID }
+
+// Handle returns the pool handle.
+func (r *Registration) Handle() asap.PoolHandle { return r.handle }
+
+// Policy returns the policy values last registered.
+func (r *Registration) Policy() policy.Policy {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pe.Policy
+}
+
+// register sends the registration and checks the answer.
+func (r *Registration) register(ctx context.Context) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return ErrClosed
+	}
+	m := &asap.Registration{Handle: r.handle, PE: r.pe}
+	r.mu.Unlock()
+	resp, err := r.ep.request(ctx, m, pendKey{asap.TypeRegistrationResponse, r.handle, r.pe.ID})
+	if err != nil {
+		return err
+	}
+	rr := resp.(*asap.RegistrationResponse)
+	if rr.Reject {
+		return &RegistrationError{Handle: r.handle, Causes: rr.Causes}
+	}
+	return nil
+}
+
+// Update re-registers with new policy values, such as a new load.
+func (r *Registration) Update(ctx context.Context, p policy.Policy) error {
+	r.mu.Lock()
+	r.pe.Policy = p
+	r.mu.Unlock()
+	return r.register(ctx)
+}
+
+// Close deregisters the pool element and waits for the registrar's answer
+// (bounded by ctx). The registration ends even when the registrar cannot
+// be reached.
+func (r *Registration) Close(ctx context.Context) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return ErrClosed
+	}
+	r.closed = true
+	r.mu.Unlock()
+	ep := r.ep
+	ep.mu.Lock()
+	delete(ep.regs, regKey{r.handle, r.pe.ID})
+	ep.mu.Unlock()
+	resp, err := ep.request(ctx, &asap.Deregistration{Handle: r.handle, ID: r.pe.ID},
+		pendKey{asap.TypeDeregistrationResponse, r.handle, r.pe.ID})
+	if err != nil {
+		return err
+	}
+	if dr := resp.(*asap.DeregistrationResponse); len(dr.Causes) > 0 {
+		return fmt.Errorf("endpoint: deregistration refused: %v", dr.Causes[0].Code)
+	}
+	return nil
+}
