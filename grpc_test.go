@@ -36,6 +36,11 @@ func TestGRPCFailover(t *testing.T) {
 	d := &rsp.Dialer{Endpoint: newEndpoint(t, regs), Timeout: time.Second}
 	cc, err := grpc.NewClient("passthrough:///pool:grpc",
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// gRPC retries what its rules allow: here a health check that met
+		// a dying connection.
+		grpc.WithDefaultServiceConfig(`{"methodConfig": [{"name": [{}], "retryPolicy": {
+			"MaxAttempts": 3, "InitialBackoff": "0.01s", "MaxBackoff": "0.1s",
+			"BackoffMultiplier": 2, "RetryableStatusCodes": ["UNAVAILABLE"]}}]}`),
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			return d.DialContext(ctx, "tcp", addr)
 		}))

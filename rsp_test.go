@@ -130,12 +130,15 @@ type pooledHTTP struct {
 	done chan error
 }
 
-func startPooledHTTP(t testing.TB, registrars []string, pool, name string) *pooledHTTP {
+func startPooledHTTP(t testing.TB, registrars []string, pool, name string, configure ...func(*http.Server)) *pooledHTTP {
 	t.Helper()
 	s := &pooledHTTP{pooled: startPooled(t, registrars, pool), done: make(chan error, 1)}
 	s.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, name)
 	})}
+	for _, f := range configure {
+		f(s.srv)
+	}
 	go func() { s.done <- s.srv.Serve(s.l) }()
 	t.Cleanup(func() { s.srv.Close() })
 	return s
@@ -252,8 +255,7 @@ func TestListenerCloseDeregisters(t *testing.T) {
 
 func TestShutdownWithIdleTimeout(t *testing.T) {
 	_, regs := testRegistrar(t)
-	s := startPooledHTTP(t, regs, "idle", "a")
-	s.srv.IdleTimeout = 100 * time.Millisecond
+	s := startPooledHTTP(t, regs, "idle", "a", func(s *http.Server) { s.IdleTimeout = 100 * time.Millisecond })
 	d := &rsp.Dialer{Endpoint: newEndpoint(t, regs)}
 	c, err := d.DialContext(context.Background(), "tcp", "pool:idle")
 	if err != nil {

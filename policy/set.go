@@ -18,6 +18,12 @@ import (
 //
 // A Set is not safe for concurrent use.
 type Set[T any] struct {
+	// MaxIncrement is how many of the members a selection returns are
+	// counted as handed out (moved behind their equals, degraded), as
+	// rsplib's registrar option of that name; zero means 1, which makes a
+	// round robin head advance by one per selection.
+	MaxIncrement int
+
 	typ  Type
 	root *Member[T]
 	seq  uint64
@@ -189,8 +195,10 @@ func (s *Set[T]) Select(n int, dst []T) []T {
 			s.root = s.remove(s.root, m)
 			chosen = append(chosen, m)
 		}
-		for _, m := range chosen {
-			s.handedOut(m)
+		for i, m := range chosen {
+			if i < s.maxIncrement() {
+				s.handedOut(m)
+			}
 			s.place(m, m.seq)
 		}
 	} else {
@@ -198,11 +206,13 @@ func (s *Set[T]) Select(n int, dst []T) []T {
 		for _, m := range chosen {
 			s.root = s.remove(s.root, m)
 		}
-		for _, m := range chosen {
-			s.handedOut(m)
+		for i, m := range chosen {
 			seq := m.seq
-			if s.typ != WeightedRoundRobin || m.credits == max(m.policy.Weight, 1) {
-				seq = s.nextSeq()
+			if i < s.maxIncrement() {
+				s.handedOut(m)
+				if s.typ != WeightedRoundRobin || m.credits == max(m.policy.Weight, 1) {
+					seq = s.nextSeq()
+				}
 			}
 			s.place(m, seq)
 		}
@@ -212,6 +222,8 @@ func (s *Set[T]) Select(n int, dst []T) []T {
 	}
 	return dst
 }
+
+func (s *Set[T]) maxIncrement() int { return max(s.MaxIncrement, 1) }
 
 // handedOut updates a member's counters after a selection.
 func (s *Set[T]) handedOut(m *Member[T]) {

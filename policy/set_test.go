@@ -21,12 +21,19 @@ func TestRoundRobinCycles(t *testing.T) {
 	if want := []int{0, 1, 2, 3, 4, 0, 1, 2, 3, 4}; !slices.Equal(firsts, want) {
 		t.Fatalf("round robin gave %v, want %v", firsts, want)
 	}
-	// Several at once: consecutive members, then the head moves on.
+	// Several at once: consecutive members from the head, which then
+	// advances by one.
 	if got := s.Select(3, nil); !slices.Equal(got, []int{0, 1, 2}) {
 		t.Fatalf("select 3 = %v", got)
 	}
-	if got := s.Select(3, nil); !slices.Equal(got, []int{3, 4, 0}) {
+	if got := s.Select(3, nil); !slices.Equal(got, []int{1, 2, 3}) {
 		t.Fatalf("next select 3 = %v", got)
+	}
+	// With MaxIncrement 3 every member returned moves behind the others.
+	s.MaxIncrement = 3
+	s.Select(3, nil) // 2 3 4
+	if got := s.Select(3, nil); !slices.Equal(got, []int{0, 1, 2}) {
+		t.Fatalf("select 3 with MaxIncrement 3 = %v", got)
 	}
 }
 
@@ -60,7 +67,8 @@ func TestLeastUsedOrdersByLoadAndRotatesAmongEquals(t *testing.T) {
 	for range 4 {
 		firsts = append(firsts, s.Select(1, nil)[0])
 	}
-	if !slices.Equal(firsts, []string{"low1", "low2", "low1", "low2"}) {
+	// The selection of four handed out low1, which went behind low2.
+	if !slices.Equal(firsts, []string{"low2", "low1", "low2", "low1"}) {
 		t.Fatalf("equal loads did not rotate: %v", firsts)
 	}
 }
