@@ -91,7 +91,9 @@ func runDemo(ctx context.Context, args []string) error {
 	for {
 		select {
 		case <-ctx.Done():
-			d.report(ok, failed, answers)
+			if ok+failed > 0 {
+				d.report(ok, failed, answers)
+			}
 			totalOK, totalFailed = totalOK+ok, totalFailed+failed
 			fmt.Printf("\n%d requests answered, %d failed, while servers died and came back.\n", totalOK, totalFailed)
 			if totalFailed > 0 {
