@@ -65,7 +65,7 @@ func Unmarshal(b []byte) (Message, error) {
 			}
 			return err
 		})
-		if err == nil && !sawChecksum {
+		if decoded(err) && !sawChecksum {
 			return nil, fmt.Errorf("%w: presence without PE checksum", ErrInvalid)
 		}
 		return result(p, err)
@@ -94,7 +94,7 @@ func Unmarshal(b []byte) (Message, error) {
 			}
 			return nil
 		})
-		if err == nil {
+		if decoded(err) {
 			for _, p := range r.Pools {
 				if len(p.PEs) == 0 {
 					return nil, fmt.Errorf("%w: pool %q without elements", ErrInvalid, p.Handle)
@@ -123,7 +123,7 @@ func Unmarshal(b []byte) (Message, error) {
 			}
 			return err
 		})
-		if err == nil && (!sawHandle || !sawPE) {
+		if decoded(err) && (!sawHandle || !sawPE) {
 			return nil, fmt.Errorf("%w: handle update without pool handle or element", ErrInvalid)
 		}
 		return result(u, err)
@@ -159,7 +159,7 @@ func Unmarshal(b []byte) (Message, error) {
 			e.Causes = append(e.Causes, cs...)
 			return err
 		})
-		if err == nil && len(e.Causes) == 0 {
+		if decoded(err) && len(e.Causes) == 0 {
 			return nil, fmt.Errorf("%w: error without causes", ErrInvalid)
 		}
 		return result(e, err)
@@ -183,11 +183,17 @@ func each(it *asap.ParamIter, f func(asap.ParamType, []byte) error) error {
 	}
 }
 
+// decoded reports whether err leaves the message decoded: no error, or
+// skipped parameters to report.
+func decoded(err error) bool {
+	var up *asap.UnrecognizedParamError
+	return err == nil || errors.As(err, &up) && up.Skipped
+}
+
 // result returns m with a reportable skip error, or nil with any other
 // error.
 func result(m Message, err error) (Message, error) {
-	var up *asap.UnrecognizedParamError
-	if err == nil || errors.As(err, &up) && up.Skipped {
+	if decoded(err) {
 		return m, err
 	}
 	return nil, err
