@@ -1,0 +1,552 @@
+package sctp
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Linux SCTP socket options and ancillary data types (linux/sctp.h).
+const (
+	solSCTP           = 132
+	sctpNoDelay       = 3
+	sctpRecvRcvInfo   = 32
+	sctpGetPeerAddrs  = 108
+	sctpGetLocalAddrs = 109
+	sctpBindxAdd      = 100
+	cmsgSndInfo       = 2
+	cmsgRcvInfo       = 3
+	msgNotification   = 0x8000
+	sizeofSndInfo     = 16
+	sizeofRcvInfo     = 28
+	sizeofSockaddrIn  = 16
+	sizeofSockaddrIn6 = 28
+)
+
+var (
+	supportedOnce sync.Once
+	supported     bool
+)
+
+// Supported reports whether the kernel provides SCTP sockets.
+func Supported() bool {
+	supportedOnce.Do(func() {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_SCTP)
+		if err == nil {
+			unix.Close(fd)
+			supported = true
+		}
+	})
+	return supported
+}
+
+func family(network string, addrs ...*Addr) int {
+	if network == "sctp4" {
+		return unix.AF_INET
+	}
+	if network == "sctp6" {
+		return unix.AF_INET6
+	}
+	for _, a := range addrs {
+		if a == nil {
+			continue
+		}
+		for _, ip := range a.IPs {
+			if ip.Is4() {
+				return unix.AF_INET
+			}
+		}
+	}
+	return unix.AF_INET6
+}
+
+func sockaddr(fam int, ip netip.Addr, port int) unix.Sockaddr {
+	if fam == unix.AF_INET {
+		return &unix.SockaddrInet4{Port: port, Addr: ip.As4()}
+	}
+	if ip.Is4() {
+		ip = netip.AddrFrom16(ip.As16())
+	}
+	return &unix.SockaddrInet6{Port: port, Addr: ip.As16()}
+}
+
+func socket(fam int) (int, error) {
+	fd, err := unix.Socket(fam, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_SCTP)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	if err := unix.SetsockoptInt(fd, solSCTP, sctpRecvRcvInfo, 1); err != nil {
+		unix.Close(fd)
+		return -1, os.NewSyscallError("setsockopt", err)
+	}
+	return fd, nil
+}
+
+// bind binds fd to every address of a (all addresses when it has none).
+func bind(fd, fam int, a *Addr) error {
+	if a == nil {
+		return nil
+	}
+	if len(a.IPs) == 0 {
+		any := netip.IPv6Unspecified()
+		if fam == unix.AF_INET {
+			any = netip.IPv4Unspecified()
+		}
+		return os.NewSyscallError("bind", unix.Bind(fd, sockaddr(fam, any, a.Port)))
+	}
+	if err := unix.Bind(fd, sockaddr(fam, a.IPs[0], a.Port)); err != nil {
+		return os.NewSyscallError("bind", err)
+	}
+	if len(a.IPs) > 1 {
+		port := a.Port
+		if port == 0 {
+			sa, err := unix.Getsockname(fd)
+			if err != nil {
+				return os.NewSyscallError("getsockname", err)
+			}
+			port = portOf(sa)
+		}
+		var buf []byte
+		for _, ip := range a.IPs[1:] {
+			buf = appendRawSockaddr(buf, fam, ip, port)
+		}
+		if err := setsockoptBytes(fd, solSCTP, sctpBindxAdd, buf); err != nil {
+			return os.NewSyscallError("sctp_bindx", err)
+		}
+	}
+	return nil
+}
+
+func appendRawSockaddr(b []byte, fam int, ip netip.Addr, port int) []byte {
+	if fam == unix.AF_INET {
+		var sa [sizeofSockaddrIn]byte
+		binary.NativeEndian.PutUint16(sa[0:], unix.AF_INET)
+		binary.BigEndian.PutUint16(sa[2:], uint16(port))
+		a4 := ip.As4()
+		copy(sa[4:], a4[:])
+		return append(b, sa[:]...)
+	}
+	var sa [sizeofSockaddrIn6]byte
+	binary.NativeEndian.PutUint16(sa[0:], unix.AF_INET6)
+	binary.BigEndian.PutUint16(sa[2:], uint16(port))
+	a16 := ip.As16()
+	copy(sa[8:], a16[:])
+	return append(b, sa[:]...)
+}
+
+func setsockoptBytes(fd, level, opt int, b []byte) error {
+	_, _, e := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt),
+		uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+func getsockoptBytes(fd, level, opt int, b []byte) (int, error) {
+	n := uint32(len(b))
+	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt),
+		uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&n)), 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+func portOf(sa unix.Sockaddr) int {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return sa.Port
+	case *unix.SockaddrInet6:
+		return sa.Port
+	}
+	return 0
+}
+
+func ipOf(sa unix.Sockaddr) netip.Addr {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrFrom4(sa.Addr)
+	case *unix.SockaddrInet6:
+		return netip.AddrFrom16(sa.Addr).Unmap()
+	}
+	return netip.Addr{}
+}
+
+// Conn is an SCTP association. It is a net.Conn whose Read returns one
+// message's data and whose Write sends one message with PPID 0; ReadMsg and
+// WriteMsg carry PPIDs.
+type Conn struct {
+	f      *os.File
+	rc     syscall.RawConn
+	fd     int
+	laddr  *Addr
+	raddr  *Addr
+	rmu    sync.Mutex
+	oob    []byte
+	closed sync.Once
+	isDone atomic.Bool // Close was called
+}
+
+func newConn(fd int, laddr, raddr *Addr) (*Conn, error) {
+	f := os.NewFile(uintptr(fd), "sctp")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	c := &Conn{f: f, rc: rc, fd: fd, laddr: laddr, raddr: raddr, oob: make([]byte, unix.CmsgSpace(sizeofRcvInfo)+64)}
+	unix.SetsockoptInt(fd, solSCTP, sctpNoDelay, 1)
+	unix.SetsockoptInt(fd, solSCTP, sctpRecvRcvInfo, 1) // not inherited by accepted sockets everywhere
+	c.laddr = c.addrs(sctpGetLocalAddrs, laddr)
+	c.raddr = c.addrs(sctpGetPeerAddrs, raddr)
+	return c, nil
+}
+
+func (c *Conn) opError(op string, err error) error {
+	if err == nil || err == io.EOF {
+		return err
+	}
+	if c.isDone.Load() || errors.Is(err, os.ErrClosed) {
+		// The poller reports its own "use of closed file"; net.Conn
+		// users expect net.ErrClosed.
+		err = net.ErrClosed
+	}
+	var se *os.SyscallError
+	if !errors.As(err, &se) {
+		if errno, ok := err.(syscall.Errno); ok {
+			err = os.NewSyscallError(op, errno)
+		}
+	}
+	return &net.OpError{Op: op, Net: "sctp", Source: c.laddr, Addr: c.raddr, Err: err}
+}
+
+// ReadMsg reads one whole message into b. A message longer than b is
+// discarded with ErrMessageTooLong. At the end of the association it
+// returns io.EOF.
+func (c *Conn) ReadMsg(b []byte) (int, RcvInfo, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	var info RcvInfo
+	n := 0
+	tooLong := false
+	var scratch [4096]byte
+	for {
+		buf := b[n:]
+		if tooLong || len(buf) == 0 {
+			buf = scratch[:]
+		}
+		var got, oobn, flags int
+		var rerr error
+		err := c.rc.Read(func(fd uintptr) bool {
+			got, oobn, flags, _, rerr = unix.Recvmsg(int(fd), buf, c.oob, 0)
+			return rerr != unix.EAGAIN
+		})
+		if err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return 0, info, c.opError("read", err)
+		}
+		if got == 0 && flags&unix.MSG_EOR == 0 && oobn == 0 {
+			if n > 0 {
+				return 0, info, c.opError("read", io.ErrUnexpectedEOF)
+			}
+			return 0, info, io.EOF
+		}
+		if flags&msgNotification != 0 {
+			// Association events: the kernel reports the end as EOF.
+			continue
+		}
+		if oobn > 0 {
+			if ri, ok := parseRcvInfo(c.oob[:oobn]); ok {
+				info = ri
+			}
+		}
+		if len(b[n:]) == 0 || tooLong {
+			tooLong = true
+		} else {
+			n += got
+		}
+		if flags&unix.MSG_EOR != 0 {
+			if tooLong {
+				return 0, info, c.opError("read", ErrMessageTooLong)
+			}
+			return n, info, nil
+		}
+		if n == len(b) {
+			tooLong = true
+		}
+	}
+}
+
+func parseRcvInfo(oob []byte) (RcvInfo, bool) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return RcvInfo{}, false
+	}
+	for _, m := range msgs {
+		if m.Header.Level == solSCTP && m.Header.Type == cmsgRcvInfo && len(m.Data) >= sizeofRcvInfo {
+			return RcvInfo{
+				Stream: binary.NativeEndian.Uint16(m.Data[0:]),
+				PPID:   binary.BigEndian.Uint32(m.Data[8:]),
+			}, true
+		}
+	}
+	return RcvInfo{}, false
+}
+
+// WriteMsg sends b as one message.
+func (c *Conn) WriteMsg(b []byte, info SndInfo) error {
+	oob := make([]byte, unix.CmsgSpace(sizeofSndInfo))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	h.Level = solSCTP
+	h.Type = cmsgSndInfo
+	h.SetLen(unix.CmsgLen(sizeofSndInfo))
+	data := oob[unix.CmsgLen(0):]
+	binary.NativeEndian.PutUint16(data[0:], info.Stream)
+	binary.BigEndian.PutUint32(data[4:], info.PPID)
+	var werr error
+	err := c.rc.Write(func(fd uintptr) bool {
+		_, werr = unix.SendmsgN(int(fd), b, oob, nil, 0)
+		return werr != unix.EAGAIN
+	})
+	if err == nil {
+		err = werr
+	}
+	return c.opError("write", err)
+}
+
+// Read reads one message's data into b (the rest of a longer message is
+// lost, with ErrMessageTooLong).
+func (c *Conn) Read(b []byte) (int, error) {
+	n, _, err := c.ReadMsg(b)
+	return n, err
+}
+
+// Write sends b as one message with PPID 0.
+func (c *Conn) Write(b []byte) (int, error) {
+	if err := c.WriteMsg(b, SndInfo{}); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// Close closes the association. A blocked read or write returns
+// net.ErrClosed.
+func (c *Conn) Close() error {
+	err := net.ErrClosed
+	c.closed.Do(func() {
+		c.isDone.Store(true)
+		err = c.f.Close()
+	})
+	return c.opError("close", err)
+}
+
+// LocalAddr returns the local addresses.
+func (c *Conn) LocalAddr() net.Addr { return c.laddr }
+
+// RemoteAddr returns the peer's addresses.
+func (c *Conn) RemoteAddr() net.Addr { return c.raddr }
+
+// SetDeadline sets the read and write deadlines, as net.Conn does.
+func (c *Conn) SetDeadline(t time.Time) error { return c.f.SetDeadline(t) }
+
+// SetReadDeadline sets the read deadline, as net.Conn does.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.f.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the write deadline, as net.Conn does.
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.f.SetWriteDeadline(t) }
+
+// PeerAddrs returns the peer's addresses in the association.
+func (c *Conn) PeerAddrs() ([]netip.Addr, error) {
+	return c.raddr.IPs, nil
+}
+
+// addrs reads the association's local or peer addresses, falling back to
+// def.
+func (c *Conn) addrs(opt int, def *Addr) *Addr {
+	buf := make([]byte, 8+16*sizeofSockaddrIn6)
+	var n int
+	var gerr error
+	c.rc.Control(func(fd uintptr) { n, gerr = getsockoptBytes(int(fd), solSCTP, opt, buf) })
+	if gerr != nil || n < 8 {
+		return def
+	}
+	count := int(binary.NativeEndian.Uint32(buf[4:]))
+	a := &Addr{}
+	p := buf[8:n]
+	for range count {
+		if len(p) < 2 {
+			break
+		}
+		switch binary.NativeEndian.Uint16(p) {
+		case unix.AF_INET:
+			if len(p) < sizeofSockaddrIn {
+				return def
+			}
+			a.Port = int(binary.BigEndian.Uint16(p[2:]))
+			a.IPs = append(a.IPs, netip.AddrFrom4([4]byte(p[4:8])))
+			p = p[sizeofSockaddrIn:]
+		case unix.AF_INET6:
+			if len(p) < sizeofSockaddrIn6 {
+				return def
+			}
+			a.Port = int(binary.BigEndian.Uint16(p[2:]))
+			a.IPs = append(a.IPs, netip.AddrFrom16([16]byte(p[8:24])).Unmap())
+			p = p[sizeofSockaddrIn6:]
+		default:
+			return def
+		}
+	}
+	if len(a.IPs) == 0 {
+		return def
+	}
+	return a
+}
+
+// Dial connects to raddr (its first address; the others are the peer's
+// alternatives) from laddr (nil: any).
+func Dial(ctx context.Context, network string, raddr, laddr *Addr) (*Conn, error) {
+	if raddr == nil || len(raddr.IPs) == 0 {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: errors.New("sctp: no remote address")}
+	}
+	fam := family(network, raddr, laddr)
+	fd, err := socket(fam)
+	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Addr: raddr, Err: err}
+	}
+	if err := bind(fd, fam, laddr); err != nil {
+		unix.Close(fd)
+		return nil, &net.OpError{Op: "dial", Net: network, Addr: raddr, Err: err}
+	}
+	cerr := unix.Connect(fd, sockaddr(fam, raddr.IPs[0], raddr.Port))
+	if cerr != nil && cerr != unix.EINPROGRESS {
+		unix.Close(fd)
+		return nil, &net.OpError{Op: "dial", Net: network, Addr: raddr, Err: os.NewSyscallError("connect", cerr)}
+	}
+	c, err := newConn(fd, laddr, raddr)
+	if err != nil {
+		return nil, err
+	}
+	if cerr == unix.EINPROGRESS {
+		stop := context.AfterFunc(ctx, func() { c.f.SetWriteDeadline(time.Unix(1, 0)) })
+		var soErr int
+		var gerr error
+		werr := c.rc.Write(func(fd uintptr) bool {
+			soErr, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
+			return true
+		})
+		stop()
+		switch {
+		case ctx.Err() != nil:
+			c.Close()
+			return nil, &net.OpError{Op: "dial", Net: network, Addr: raddr, Err: ctx.Err()}
+		case werr != nil:
+			c.Close()
+			return nil, &net.OpError{Op: "dial", Net: network, Addr: raddr, Err: werr}
+		case gerr != nil:
+			c.Close()
+			return nil, &net.OpError{Op: "dial", Net: network, Addr: raddr, Err: os.NewSyscallError("getsockopt", gerr)}
+		case soErr != 0:
+			c.Close()
+			return nil, &net.OpError{Op: "dial", Net: network, Addr: raddr, Err: os.NewSyscallError("connect", syscall.Errno(soErr))}
+		}
+		c.f.SetWriteDeadline(time.Time{})
+		c.laddr = c.addrs(sctpGetLocalAddrs, laddr)
+		c.raddr = c.addrs(sctpGetPeerAddrs, raddr)
+	}
+	return c, nil
+}
+
+// Listener accepts SCTP associations.
+type Listener struct {
+	done atomic.Bool
+	f    *os.File
+	rc   syscall.RawConn
+	addr *Addr
+	once sync.Once
+}
+
+// Listen listens on laddr (nil or no IPs: every address).
+func Listen(network string, laddr *Addr) (*Listener, error) {
+	if laddr == nil {
+		laddr = &Addr{}
+	}
+	fam := family(network, laddr)
+	fd, err := socket(fam)
+	if err != nil {
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: laddr, Err: err}
+	}
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	if err := bind(fd, fam, laddr); err != nil {
+		unix.Close(fd)
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: laddr, Err: err}
+	}
+	if err := unix.Listen(fd, 128); err != nil {
+		unix.Close(fd)
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: laddr, Err: os.NewSyscallError("listen", err)}
+	}
+	f := os.NewFile(uintptr(fd), "sctp-listener")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	l := &Listener{f: f, rc: rc, addr: laddr}
+	if sa, err := unix.Getsockname(fd); err == nil {
+		l.addr = &Addr{IPs: laddr.IPs, Port: portOf(sa)}
+	}
+	return l, nil
+}
+
+// Accept waits for the next association. After Close it returns an error
+// wrapping net.ErrClosed.
+func (l *Listener) Accept() (*Conn, error) {
+	var nfd int
+	var sa unix.Sockaddr
+	var aerr error
+	err := l.rc.Read(func(fd uintptr) bool {
+		nfd, sa, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		return aerr != unix.EAGAIN
+	})
+	if err == nil {
+		err = aerr
+	}
+	if err != nil {
+		if l.done.Load() || errors.Is(err, os.ErrClosed) {
+			err = net.ErrClosed
+		} else if errno, ok := err.(syscall.Errno); ok {
+			err = os.NewSyscallError("accept", errno)
+		}
+		return nil, &net.OpError{Op: "accept", Net: "sctp", Addr: l.addr, Err: err}
+	}
+	return newConn(nfd, l.addr, &Addr{IPs: []netip.Addr{ipOf(sa)}, Port: portOf(sa)})
+}
+
+// Close stops listening.
+func (l *Listener) Close() error {
+	err := net.ErrClosed
+	l.once.Do(func() {
+		l.done.Store(true)
+		err = l.f.Close()
+	})
+	if err != nil {
+		return &net.OpError{Op: "close", Net: "sctp", Addr: l.addr, Err: err}
+	}
+	return nil
+}
+
+// Addr returns the listening address.
+func (l *Listener) Addr() net.Addr { return l.addr }

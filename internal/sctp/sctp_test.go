@@ -1,0 +1,172 @@
+package sctp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"golang.org/x/net/nettest"
+)
+
+func requireSCTP(t testing.TB) {
+	t.Helper()
+	if !Supported() {
+		t.Skip("the kernel has no SCTP; run the SCTP tests inside User-mode Linux with .ci/uml/test-sctp")
+	}
+}
+
+func pair(t *testing.T, network, host string) (*Conn, *Conn) {
+	t.Helper()
+	laddr, err := ResolveAddr(network, net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Listen(network, laddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan *Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			t.Error(err)
+		}
+		accepted <- c
+	}()
+	raddr := &Addr{IPs: []netip.Addr{netip.MustParseAddr(host)}, Port: l.Addr().(*Addr).Port}
+	a, err := Dial(context.Background(), network, raddr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := <-accepted
+	if b == nil {
+		t.FailNow()
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+func TestMessagesAndPPIDs(t *testing.T) {
+	requireSCTP(t)
+	for _, host := range []string{"127.0.0.1", "::1"} {
+		a, b := pair(t, "sctp", host)
+		sizes := []int{1, 100, 1500, 9000, 65536}
+		werr := make(chan error, 1)
+		go func() {
+			for i, n := range sizes {
+				if err := a.WriteMsg(bytes.Repeat([]byte{byte(i + 1)}, n), SndInfo{PPID: uint32(11 + i)}); err != nil {
+					werr <- err
+					return
+				}
+			}
+			werr <- nil
+		}()
+		buf := make([]byte, 1<<20)
+		for i, n := range sizes {
+			b.SetReadDeadline(time.Now().Add(5 * time.Second))
+			got, info, err := b.ReadMsg(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != n || info.PPID != uint32(11+i) || buf[0] != byte(i+1) || buf[got-1] != byte(i+1) {
+				t.Fatalf("%s message %d: %d bytes PPID %d, want %d bytes PPID %d", host, i, got, info.PPID, n, 11+i)
+			}
+		}
+		if err := <-werr; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestMessageTooLongKeepsAssociation(t *testing.T) {
+	requireSCTP(t)
+	a, b := pair(t, "sctp", "127.0.0.1")
+	a.WriteMsg(make([]byte, 10000), SndInfo{PPID: 1})
+	a.WriteMsg([]byte("next"), SndInfo{PPID: 2})
+	buf := make([]byte, 100)
+	if _, _, err := b.ReadMsg(buf); !errors.Is(err, ErrMessageTooLong) {
+		t.Fatalf("got %v, want ErrMessageTooLong", err)
+	}
+	n, info, err := b.ReadMsg(buf)
+	if err != nil || string(buf[:n]) != "next" || info.PPID != 2 {
+		t.Fatalf("after a too long message: %q %d %v", buf[:n], info.PPID, err)
+	}
+}
+
+func TestDeadlinesAndClose(t *testing.T) {
+	requireSCTP(t)
+	a, b := pair(t, "sctp", "127.0.0.1")
+	b.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	_, _, err := b.ReadMsg(make([]byte, 10))
+	var ne net.Error
+	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("read past deadline: %v", err)
+	}
+	b.SetReadDeadline(time.Time{})
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := b.ReadMsg(make([]byte, 10))
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	b.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("blocked read after Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close did not unblock a reader")
+	}
+	a.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, _, err := a.ReadMsg(make([]byte, 10)); err != io.EOF {
+		t.Fatalf("read after peer close: %v, want io.EOF", err)
+	}
+}
+
+func TestPeerAddrsAndDialRefused(t *testing.T) {
+	requireSCTP(t)
+	a, _ := pair(t, "sctp", "127.0.0.1")
+	addrs, err := a.PeerAddrs()
+	if err != nil || len(addrs) == 0 || addrs[0] != netip.MustParseAddr("127.0.0.1") {
+		t.Fatalf("peer addresses %v, %v", addrs, err)
+	}
+	l, _ := Listen("sctp", &Addr{IPs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}})
+	port := l.Addr().(*Addr).Port
+	l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := Dial(ctx, "sctp", &Addr{IPs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, Port: port}, nil); err == nil {
+		t.Fatal("dial to a closed port succeeded")
+	}
+}
+
+func TestNetConn(t *testing.T) {
+	requireSCTP(t)
+	nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
+		laddr := &Addr{IPs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}
+		l, err := Listen("sctp", laddr)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		defer l.Close()
+		accepted := make(chan *Conn, 1)
+		go func() {
+			c, _ := l.Accept()
+			accepted <- c
+		}()
+		a, err := Dial(context.Background(), "sctp", &Addr{IPs: laddr.IPs, Port: l.Addr().(*Addr).Port}, nil)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		b := <-accepted
+		return a, b, func() { a.Close(); b.Close() }, nil
+	})
+}

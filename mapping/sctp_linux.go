@@ -1,0 +1,71 @@
+package mapping
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+
+	"github.com/rsp-go/rsp/internal/sctp"
+)
+
+func init() {
+	sctpSupported = sctp.Supported
+	dialSCTP = func(ctx context.Context, network, address string) (Conn, error) {
+		raddr, err := sctp.ResolveAddr(network, address)
+		if err != nil {
+			return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+		}
+		c, err := sctp.Dial(ctx, network, raddr, nil)
+		if err != nil {
+			return nil, err
+		}
+		return &SCTPConn{c}, nil
+	}
+	listenSCTP = func(ctx context.Context, network, address string) (Listener, error) {
+		laddr, err := sctp.ResolveAddr(network, address)
+		if err != nil {
+			return nil, &net.OpError{Op: "listen", Net: network, Err: err}
+		}
+		l, err := sctp.Listen(network, laddr)
+		if err != nil {
+			return nil, err
+		}
+		return sctpListener{l}, nil
+	}
+}
+
+// SCTPConn is a message connection over a kernel SCTP association: each
+// message keeps its boundaries and its PPID.
+type SCTPConn struct {
+	*sctp.Conn
+}
+
+// ReadMsg reads one message and its PPID.
+func (c *SCTPConn) ReadMsg(b []byte) (int, uint32, error) {
+	n, info, err := c.Conn.ReadMsg(b)
+	if errors.Is(err, sctp.ErrMessageTooLong) {
+		err = &net.OpError{Op: "read", Net: "sctp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: ErrMessageTooLong}
+	}
+	return n, info.PPID, err
+}
+
+// WriteMsg sends one message with a PPID.
+func (c *SCTPConn) WriteMsg(b []byte, ppid uint32) error {
+	return c.Conn.WriteMsg(b, sctp.SndInfo{PPID: ppid})
+}
+
+// PeerAddrs returns the peer's addresses in the association.
+func (c *SCTPConn) PeerAddrs() ([]netip.Addr, error) { return c.Conn.PeerAddrs() }
+
+type sctpListener struct{ l *sctp.Listener }
+
+func (l sctpListener) Accept() (Conn, error) {
+	c, err := l.l.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &SCTPConn{c}, nil
+}
+func (l sctpListener) Close() error   { return l.l.Close() }
+func (l sctpListener) Addr() net.Addr { return l.l.Addr() }
