@@ -44,7 +44,9 @@ func Dial(address string) (*Conn, error) {
 	return d.DialContext(context.Background(), "tcp", address)
 }
 
-// DialContext connects to a pool element of the pool that address names:
+// DialContext connects to a pool element of the pool that address names
+// over the transport the element registered (TCP, or SCTP where the kernel
+// has it):
 // "pool:NAME", or "NAME:PORT" as net/http and gRPC pass the URL host NAME
 // (the port is ignored: the pool element's registered port is used). It
 // resolves the pool, tries its elements in the order of the pool's policy,
@@ -77,7 +79,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (*Con
 		if d.MaxAttempts > 0 && attempts >= d.MaxAttempts {
 			break
 		}
-		addr, ok := transportAddr(network, pe.UserTransport)
+		t, ok := usableTransport(network, pe.UserTransport)
 		if !ok {
 			continue
 		}
@@ -87,7 +89,12 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (*Con
 		if d.Timeout > 0 {
 			actx, cancel = context.WithTimeout(ctx, d.Timeout)
 		}
-		c, err := nd.DialContext(actx, tcpNetwork(network), addr)
+		var c net.Conn
+		if t.Kind == asap.ParamSCTPTransport {
+			c, err = dialSCTP(actx, t)
+		} else {
+			c, err = nd.DialContext(actx, tcpNetwork(network), netip.AddrPortFrom(t.Addrs[0], t.Port).String())
+		}
 		cancel()
 		if err == nil {
 			return &Conn{Conn: c, handle: handle, pe: pe}, nil
@@ -111,19 +118,25 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (*Con
 	return nil, opErr(fmt.Errorf("%w in pool %q: %w", ErrNoServer, handle, lastErr))
 }
 
-// transportAddr returns the dialable address of a TCP user transport in the
-// address family network allows.
-func transportAddr(network string, t asap.Transport) (string, bool) {
-	if t.Kind != asap.ParamTCPTransport {
-		return "", false
+// usableTransport returns the part of a pool element's user transport this
+// dialer can reach: TCP, or SCTP where the kernel has it, with the
+// addresses of the family network allows.
+func usableTransport(network string, t asap.Transport) (asap.Transport, bool) {
+	switch {
+	case t.Kind == asap.ParamTCPTransport:
+	case t.Kind == asap.ParamSCTPTransport && SCTPSupported():
+	default:
+		return t, false
 	}
+	var addrs []netip.Addr
 	for _, a := range t.Addrs {
 		if (network == "tcp4" && !a.Is4()) || (network == "tcp6" && a.Is4()) {
 			continue
 		}
-		return netip.AddrPortFrom(a, t.Port).String(), true
+		addrs = append(addrs, a)
 	}
-	return "", false
+	t.Addrs = addrs
+	return t, len(addrs) > 0
 }
 
 func tcpNetwork(network string) string {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/asap/endpoint"
+	"github.com/rsp-go/rsp/internal/sctp"
 	"github.com/rsp-go/rsp/policy"
 )
 
@@ -68,9 +69,9 @@ func Listen(address string) (*Listener, error) {
 	return lc.Listen(context.Background(), "tcp", address)
 }
 
-// Listen listens on network ("tcp", "tcp4", "tcp6") at lc.LocalAddr and
-// registers the listening address in the pool that address names. ctx
-// bounds the registration.
+// Listen listens on network ("tcp", "tcp4", "tcp6", or "sctp" where the
+// kernel has it) at lc.LocalAddr and registers the listening address in the
+// pool that address names. ctx bounds the registration.
 func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (*Listener, error) {
 	handle, err := poolHandle(address)
 	if err != nil {
@@ -80,8 +81,13 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (*L
 	if local == "" {
 		local = ":0"
 	}
-	var nlc net.ListenConfig
-	inner, err := nlc.Listen(ctx, network, local)
+	var inner net.Listener
+	if network == "sctp" {
+		inner, err = listenSCTP(local)
+	} else {
+		var nlc net.ListenConfig
+		inner, err = nlc.Listen(ctx, network, local)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -130,10 +136,13 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (*L
 	return l, nil
 }
 
-// poolElementFor describes a TCP listening address as a pool element. An
+// poolElementFor describes a listening address as a pool element. An
 // unspecified address is registered as such: the registrar substitutes the
 // address the element reaches it from.
 func poolElementFor(a net.Addr, pol policy.Policy) (asap.PoolElement, error) {
+	if sa, ok := a.(*sctp.Addr); ok {
+		return asap.PoolElement{UserTransport: sctpTransport(sa), Policy: pol}, nil
+	}
 	ap, err := netip.ParseAddrPort(a.String())
 	if err != nil {
 		return asap.PoolElement{}, fmt.Errorf("rsp: listening address %v: %w", a, err)
