@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/internal/rsplibtest"
 	"github.com/rsp-go/rsp/registrar"
 )
 
@@ -26,10 +27,18 @@ func startRSPRegistrar(b *testing.B, network, addr string) Target {
 	return Target{Name: "rsp", Network: network, Addr: l.Addr().String()}
 }
 
-// benchTargets are the registrars measured in this run: rsp's over TCP on
-// loopback everywhere, and over SCTP beside rsplib's where the kernel has
-// SCTP and rsplib is installed (see rsplib_test.go).
-var benchTargets = func(b *testing.B) []Target {
+// benchTargets are the registrars measured in this run: where the kernel
+// has SCTP and rsplib is installed (inside User-mode Linux), rsp's and
+// rsplib's registrars over SCTP, the same workload on the same kernel;
+// elsewhere rsp's over TCP on loopback.
+func benchTargets(b *testing.B) []Target {
+	if ok, _ := rsplibtest.Available(); ok {
+		rsplibtest.StartRegistrar(b, 3893, 9911)
+		return []Target{
+			startRSPRegistrar(b, "sctp", rsplibtest.HostAddr+":3883"),
+			{Name: "rsplib", Network: "sctp", Addr: rsplibtest.HostAddr + ":3893"},
+		}
+	}
 	return []Target{startRSPRegistrar(b, "tcp", "127.0.0.1:0")}
 }
 

@@ -2,89 +2,24 @@ package interop
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rsp-go/rsp"
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/asap/endpoint"
+	"github.com/rsp-go/rsp/internal/rsplibtest"
 	"github.com/rsp-go/rsp/policy"
 	"github.com/rsp-go/rsp/registrar"
 )
 
-// hostAddr is the test host's own site-local address inside User-mode
-// Linux (rsplib refuses loopback-only hosts).
-const hostAddr = "172.31.255.1"
-
-func requireRsplib(t testing.TB) {
-	t.Helper()
-	if !rsp.SCTPSupported() {
-		t.Skip("the kernel has no SCTP; run with .ci/uml/test-sctp")
-	}
-	for _, p := range []string{"rspregistrar", "rspserver", "rspterminal", "hsdump"} {
-		if _, err := exec.LookPath(p); err != nil {
-			t.Skipf("rsplib's %s is not installed (.ci/uml/setup installs it)", p)
-		}
-	}
-	if ifs, err := net.InterfaceAddrs(); err == nil {
-		for _, a := range ifs {
-			if strings.HasPrefix(a.String(), hostAddr+"/") {
-				return
-			}
-		}
-	}
-	t.Skipf("no interface with the test host address %s (.ci/uml/run creates it)", hostAddr)
-}
-
-// start runs an rsplib program until the test ends.
-func start(t testing.TB, stdin io.Reader, name string, args ...string) (*exec.Cmd, *bytes.Buffer) {
-	t.Helper()
-	var out bytes.Buffer
-	cmd := exec.Command(name, args...)
-	cmd.Stdin = stdin
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("%s output:\n%s", name, out.String())
-		}
-	})
-	return cmd, &out
-}
-
-// startRsplibRegistrar starts rsplib's registrar and waits until it serves.
-func startRsplibRegistrar(t testing.TB, asapPort, enrpPort int) {
-	t.Helper()
-	log := filepath.Join(t.TempDir(), "registrar.log")
-	start(t, nil, "rspregistrar",
-		fmt.Sprintf("-asap=%s:%d", hostAddr, asapPort), fmt.Sprintf("-enrp=%s:%d", hostAddr, enrpPort),
-		"-asapannounce=off", "-enrpannounce=off", "-logcolor=off", "-loglevel=3", "-logfile="+log)
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if b, _ := os.ReadFile(log); bytes.Contains(b, []byte("The registrar is ready")) {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	b, _ := os.ReadFile(log)
-	t.Fatalf("rsplib's registrar did not get ready; its log:\n%s", b)
-}
+const hostAddr = rsplibtest.HostAddr
 
 func echoServe(l net.Listener) {
 	for {
@@ -112,8 +47,8 @@ func echoServe(l net.Listener) {
 // rsplib's registrar; rsplib's rspterminal reaches it by pool handle and
 // gets its echo, and rsplib's hsdump shows it with its transport and policy.
 func TestRSPPoolElementWithRsplib(t *testing.T) {
-	requireRsplib(t)
-	startRsplibRegistrar(t, 3863, 9901)
+	rsplibtest.Require(t)
+	rsplibtest.StartRegistrar(t, 3863, 9901)
 
 	ep := endpoint.New(endpoint.Config{Registrars: []string{fmt.Sprintf("sctp:%s:3863", hostAddr)}})
 	defer ep.Close()
@@ -129,7 +64,7 @@ func TestRSPPoolElementWithRsplib(t *testing.T) {
 
 	// rspterminal sends its standard input to the pool and prints replies.
 	pr, pw := io.Pipe()
-	_, out := start(t, pr, "rspterminal", fmt.Sprintf("-registrar=%s:3863", hostAddr), "-poolhandle=EchoPool", "-asapannounce=off")
+	out := rsplibtest.Start(t, pr, "rspterminal", fmt.Sprintf("-registrar=%s:3863", hostAddr), "-poolhandle=EchoPool", "-asapannounce=off")
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(out.String(), "hello from rsplib") {
 		if time.Now().After(deadline) {
@@ -159,7 +94,7 @@ func TestRSPPoolElementWithRsplib(t *testing.T) {
 // rsp registrar over SCTP; an rsp pool user resolves the pool and gets the
 // echo.
 func TestRsplibPoolElementWithRSP(t *testing.T) {
-	requireRsplib(t)
+	rsplibtest.Require(t)
 	r := registrar.New(registrar.Config{})
 	defer r.Close()
 	l, err := registrar.Listen(context.Background(), "sctp", fmt.Sprintf("%s:3873", hostAddr))
@@ -168,7 +103,7 @@ func TestRsplibPoolElementWithRSP(t *testing.T) {
 	}
 	go r.Serve(l)
 
-	start(t, nil, "rspserver", "-echo", fmt.Sprintf("-registrar=%s:3873", hostAddr), "-asapannounce=off")
+	rsplibtest.Start(t, nil, "rspserver", "-echo", fmt.Sprintf("-registrar=%s:3873", hostAddr), "-asapannounce=off")
 	deadline := time.Now().Add(20 * time.Second)
 	var pool registrar.Pool
 	for {

@@ -1,0 +1,104 @@
+// Package rsplibtest starts rsplib's programs (the reference RSerPool
+// implementation) for tests that run where the kernel has SCTP and rsplib
+// is installed: inside User-mode Linux (see .ci/uml).
+package rsplibtest
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rsp-go/rsp/internal/sctp"
+)
+
+// HostAddr is the test host's own site-local address inside User-mode
+// Linux; rsplib refuses hosts with loopback addresses only.
+const HostAddr = "172.31.255.1"
+
+// Available reports whether kernel SCTP, rsplib's programs and the test
+// host address are there, and if not, why.
+func Available() (bool, string) {
+	if !sctp.Supported() {
+		return false, "the kernel has no SCTP; run with .ci/uml/test-sctp"
+	}
+	for _, p := range []string{"rspregistrar", "rspserver", "rspterminal", "hsdump"} {
+		if _, err := exec.LookPath(p); err != nil {
+			return false, fmt.Sprintf("rsplib's %s is not installed (.ci/uml/setup installs it)", p)
+		}
+	}
+	if ifs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range ifs {
+			if strings.HasPrefix(a.String(), HostAddr+"/") {
+				return true, ""
+			}
+		}
+	}
+	return false, fmt.Sprintf("no interface with the test host address %s (.ci/uml/run creates it)", HostAddr)
+}
+
+// Require skips the test unless Available.
+func Require(t testing.TB) {
+	t.Helper()
+	if ok, why := Available(); !ok {
+		t.Skip(why)
+	}
+}
+
+// Start runs an rsplib program until the test ends, and returns its
+// combined output.
+func Start(t testing.TB, stdin io.Reader, name string, args ...string) *Output {
+	t.Helper()
+	out := new(Output)
+	cmd := exec.Command(name, args...)
+	cmd.Stdin = stdin
+	cmd.Stdout = out
+	cmd.Stderr = out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, out.String())
+		}
+	})
+	return out
+}
+
+// StartRegistrar starts rsplib's registrar on the test host and waits until
+// it serves (it spends about 5 s looking for peers first).
+func StartRegistrar(t testing.TB, asapPort, enrpPort int, extra ...string) {
+	t.Helper()
+	log := filepath.Join(t.TempDir(), "registrar.log")
+	args := append([]string{
+		fmt.Sprintf("-asap=%s:%d", HostAddr, asapPort), fmt.Sprintf("-enrp=%s:%d", HostAddr, enrpPort),
+		"-asapannounce=off", "-enrpannounce=off", "-logcolor=off", "-loglevel=3", "-logfile=" + log,
+	}, extra...)
+	Start(t, nil, "rspregistrar", args...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(log)
+			lines := strings.Split(string(b), "\n")
+			t.Logf("rsplib's registrar log, last lines:\n%s", strings.Join(lines[max(0, len(lines)-40):], "\n"))
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, _ := os.ReadFile(log); bytes.Contains(b, []byte("The registrar is ready")) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(log)
+	t.Fatalf("rsplib's registrar did not get ready; its log:\n%s", b)
+}
