@@ -451,7 +451,7 @@ var causeNames = map[CauseCode]string{
 	CauseNonUniquePEID: "non-unique PE identifier", CauseInconsistentPolicy: "inconsistent pooling policy",
 	CauseLackOfResources: "lack of resources", CauseInconsistentTransport: "inconsistent transport type",
 	CauseInconsistentDataControl: "inconsistent data/control configuration",
-	CauseUnknownPoolHandle: "unknown pool handle", CauseRejectedSecurity: "rejected due to security considerations",
+	CauseUnknownPoolHandle:       "unknown pool handle", CauseRejectedSecurity: "rejected due to security considerations",
 }
 
 // String names the cause.

@@ -75,19 +75,26 @@ func TestRSPPoolElementWithRsplib(t *testing.T) {
 	}
 	pw.Close()
 
-	dump, err := exec.Command("hsdump", fmt.Sprintf("%s:9901", hostAddr)).CombinedOutput()
-	if err != nil && len(dump) == 0 {
-		t.Fatalf("hsdump: %v", err)
-	}
-	text := strings.ToLower(string(dump))
+	text := hsdump(t, fmt.Sprintf("%s:9901", hostAddr))
 	id := fmt.Sprintf("%08x", uint32(l.ID()))
 	// rsplib prints the pool as `Pool "EchoPool", Policy "LeastUsed",
 	// Protocol SCTP` and the element as `$id ... userT: {addr} port/SCTP`.
 	for _, want := range []string{`pool "echopool", policy "leastused", protocol sctp`, "$" + id, "usert: {" + hostAddr + "}"} {
 		if !strings.Contains(text, want) {
-			t.Errorf("hsdump output lacks %q:\n%s", want, dump)
+			t.Errorf("hsdump output lacks %q:\n%s", want, text)
 		}
 	}
+}
+
+// hsdump returns, in lower case, what rsplib's hsdump prints of the
+// handlespace of the registrar whose ENRP address is enrp.
+func hsdump(t *testing.T, enrp string) string {
+	t.Helper()
+	dump, err := exec.Command("hsdump", enrp).CombinedOutput()
+	if err != nil && len(dump) == 0 {
+		t.Fatalf("hsdump: %v", err)
+	}
+	return strings.ToLower(string(dump))
 }
 
 // TestRsplibPoolElementWithRSP has rsplib's rspserver register with the

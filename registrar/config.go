@@ -20,6 +20,7 @@ const (
 	DefaultMinRegistrationLife      = time.Second
 	DefaultMaxRegistrationLife      = time.Hour
 	DefaultAnnounceInterval         = time.Second
+	DefaultAnnounceTimeout          = 5 * time.Second
 	DefaultWriteTimeout             = 5 * time.Second
 	DefaultSendQueue                = 256
 )
@@ -74,6 +75,22 @@ type Config struct {
 	WriteTimeout time.Duration
 	SendQueue    int
 
+	// Announce, when set, is the UDP multicast group ("239.0.0.50:3863",
+	// rsplib's; the IANA group is 224.0.1.185:3863) to which the registrar
+	// sends ASAP_SERVER_ANNOUNCE every (N+1) AnnounceInterval (T6), N
+	// being the other registrars heard announcing there within
+	// AnnounceTimeout (T7), so that the group hears about one announce per
+	// interval. An announce lists the registrar's ASAP listeners (TCP and
+	// SCTP); a listener on an unspecified address is announced with the
+	// addresses of AnnounceInterface, or else as the unspecified address,
+	// which receivers replace with the announce's source address.
+	// AnnounceInterface names the interface to send on ("": the system's
+	// choice).
+	Announce          string
+	AnnounceInterface string
+	AnnounceInterval  time.Duration
+	AnnounceTimeout   time.Duration
+
 	// Logger receives the registrar's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -94,6 +111,8 @@ func (c Config) withDefaults() Config {
 	def(&c.MinRegistrationLife, DefaultMinRegistrationLife)
 	def(&c.MaxRegistrationLife, DefaultMaxRegistrationLife)
 	def(&c.WriteTimeout, DefaultWriteTimeout)
+	def(&c.AnnounceInterval, DefaultAnnounceInterval)
+	def(&c.AnnounceTimeout, DefaultAnnounceTimeout)
 	defInt(&c.MaxBadPEReports, DefaultMaxBadPEReports)
 	defInt(&c.HandleResolutionItems, DefaultHandleResolutionItems)
 	defInt(&c.MaxHandleResolutionItems, DefaultMaxHandleResolutionItems)

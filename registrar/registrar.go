@@ -36,6 +36,7 @@ type Registrar struct {
 	owned     map[peKey]*peState // pool elements registered here over a live connection
 	conns     map[*peerConn]struct{}
 	listeners map[mapping.Listener]struct{}
+	ann       *announcer
 	closed    bool
 
 	done chan struct{}
@@ -100,7 +101,9 @@ func Listen(ctx context.Context, network, address string) (mapping.Listener, err
 }
 
 // Serve accepts connections on l and serves each until Close. It always
-// returns a non-nil error; after Close it is ErrRegistrarClosed.
+// returns a non-nil error; after Close it is ErrRegistrarClosed. With
+// Config.Announce set, the first Serve starts the announces, and fails if
+// the multicast group cannot be used.
 func (r *Registrar) Serve(l mapping.Listener) error {
 	r.mu.Lock()
 	if r.closed {
@@ -115,6 +118,10 @@ func (r *Registrar) Serve(l mapping.Listener) error {
 		delete(r.listeners, l)
 		r.mu.Unlock()
 	}()
+	if err := r.startAnnouncing(); err != nil {
+		l.Close()
+		return err
+	}
 
 	var backoff time.Duration
 	for {
@@ -180,6 +187,7 @@ func (r *Registrar) Close() error {
 	for l := range r.listeners {
 		l.Close()
 	}
+	r.closeAnnouncerLocked()
 	conns := make([]*peerConn, 0, len(r.conns))
 	for pc := range r.conns {
 		conns = append(conns, pc)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -69,8 +70,16 @@ func (e *RegistrationError) Has(c asap.CauseCode) bool {
 const EnvRegistrars = "RSP_REGISTRARS"
 
 // DefaultRegistrar is used when neither Config nor the environment names a
-// registrar.
+// registrar and announces are off.
 const DefaultRegistrar = "tcp:127.0.0.1:3863"
+
+// EnvAnnounce and EnvAnnounceInterface are the environment variables that
+// turn on registrar announces for programs that configure none: the
+// multicast group, such as "239.0.0.50:3863", and the interface's name.
+const (
+	EnvAnnounce          = "RSP_ANNOUNCE"
+	EnvAnnounceInterface = "RSP_ANNOUNCE_INTERFACE"
+)
 
 // Defaults of Config, after rsplib's where the RFC's are impractical.
 const (
@@ -79,6 +88,7 @@ const (
 	DefaultConnectTimeout       = 5 * time.Second
 	DefaultReregistration       = 30 * time.Second
 	DefaultCacheLifetime        = time.Second
+	DefaultAnnounceTimeout      = 5 * time.Second
 )
 
 // Config configures an Endpoint. The zero value works: registrars from the
@@ -104,15 +114,38 @@ type Config struct {
 	ResolveItems uint32
 	// Dialer connects to a registrar; nil means a mapping.Dialer.
 	Dialer func(ctx context.Context, network, address string) (mapping.Conn, error)
+	// Announces, when set, is the UDP multicast group where registrars
+	// announce themselves with ASAP_SERVER_ANNOUNCE, such as
+	// "239.0.0.50:3863" (rsplib's) or "224.0.1.185:3863" (IANA's); empty
+	// means $RSP_ANNOUNCE, or no announces. AnnounceInterface names the
+	// interface to listen on (empty: $RSP_ANNOUNCE_INTERFACE, or the
+	// system's choice). Every registrar heard there joins the hunt, ahead of
+	// the configured ones, until AnnounceTimeout (T7) passes without
+	// another announce from it. With announces on and no registrar
+	// configured here or in the environment, the endpoint hunts among the
+	// announced registrars only, waiting up to ConnectTimeout for one.
+	Announces         string
+	AnnounceInterface string
+	AnnounceTimeout   time.Duration
+
 	// Logger receives the endpoint's logs; nil discards them.
 	Logger *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
+	if c.Announces == "" {
+		c.Announces = os.Getenv(EnvAnnounce)
+		if c.AnnounceInterface == "" {
+			c.AnnounceInterface = os.Getenv(EnvAnnounceInterface)
+		}
+	}
+	if c.AnnounceTimeout <= 0 {
+		c.AnnounceTimeout = DefaultAnnounceTimeout
+	}
 	if len(c.Registrars) == 0 {
 		if env := os.Getenv(EnvRegistrars); env != "" {
 			c.Registrars = strings.Split(env, ",")
-		} else {
+		} else if c.Announces == "" {
 			c.Registrars = []string{DefaultRegistrar}
 		}
 	}
@@ -163,6 +196,10 @@ type Endpoint struct {
 	cache     map[asap.PoolHandle]*cacheEntry
 	inflight  map[asap.PoolHandle]*resolveCall
 	reported  map[regKey]time.Time
+	annConn   *net.UDPConn         // the announce group's socket
+	announced map[string]time.Time // registrars heard announcing, until when
+	heard     chan struct{}        // closed and replaced when a new registrar is heard
+	annErr    error                // why announces could not be heard
 	closed    bool
 	home      asap.ServerID
 	done      chan struct{}
@@ -179,15 +216,19 @@ type regKey struct {
 // New returns an endpoint configured by cfg. It connects to a registrar on
 // first use.
 func New(cfg Config) *Endpoint {
-	return &Endpoint{
-		cfg:      cfg.withDefaults(),
-		regs:     make(map[regKey]*Registration),
-		cache:    make(map[asap.PoolHandle]*cacheEntry),
-		inflight: make(map[asap.PoolHandle]*resolveCall),
-		reported: make(map[regKey]time.Time),
-		done:     make(chan struct{}),
-		kick:     make(chan struct{}, 1),
+	ep := &Endpoint{
+		cfg:       cfg.withDefaults(),
+		regs:      make(map[regKey]*Registration),
+		cache:     make(map[asap.PoolHandle]*cacheEntry),
+		inflight:  make(map[asap.PoolHandle]*resolveCall),
+		reported:  make(map[regKey]time.Time),
+		announced: make(map[string]time.Time),
+		heard:     make(chan struct{}),
+		done:      make(chan struct{}),
+		kick:      make(chan struct{}, 1),
 	}
+	ep.listenAnnounces()
+	return ep
 }
 
 // Home returns the server identifier of the home registrar, once a
@@ -211,7 +252,11 @@ func (ep *Endpoint) Close() error {
 	close(ep.done)
 	s := ep.sess
 	ep.sess = nil
+	ann := ep.annConn
 	ep.mu.Unlock()
+	if ann != nil {
+		ann.Close()
+	}
 	if s != nil {
 		s.fail(ErrClosed)
 	}
@@ -276,8 +321,10 @@ func (ep *Endpoint) session(ctx context.Context) (*session, error) {
 // hunt connects to a registrar: up to three of the list at once, the first
 // to answer wins (RFC 5352 §3.6).
 func (ep *Endpoint) hunt(ctx context.Context) (mapping.Conn, error) {
-	list := append([]string(nil), ep.cfg.Registrars...)
-	rand.Shuffle(len(list), func(i, j int) { list[i], list[j] = list[j], list[i] })
+	list, err := ep.huntList(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var lastErr error
 	for len(list) > 0 {
 		group := list[:min(3, len(list))]

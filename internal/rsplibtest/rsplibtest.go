@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -76,14 +77,19 @@ func Start(t testing.TB, stdin io.Reader, name string, args ...string) *Output {
 }
 
 // StartRegistrar starts rsplib's registrar on the test host and waits until
-// it serves (it spends about 5 s looking for peers first).
+// it serves (it spends about 5 s looking for peers first). Its announces are
+// off unless extra sets -asapannounce.
 func StartRegistrar(t testing.TB, asapPort, enrpPort int, extra ...string) {
 	t.Helper()
 	log := filepath.Join(t.TempDir(), "registrar.log")
-	args := append([]string{
+	args := []string{
 		fmt.Sprintf("-asap=%s:%d", HostAddr, asapPort), fmt.Sprintf("-enrp=%s:%d", HostAddr, enrpPort),
-		"-asapannounce=off", "-enrpannounce=off", "-logcolor=off", "-loglevel=3", "-logfile=" + log,
-	}, extra...)
+		"-enrpannounce=off", "-logcolor=off", "-loglevel=3", "-logfile=" + log,
+	}
+	if !slices.ContainsFunc(extra, func(a string) bool { return strings.HasPrefix(a, "-asapannounce=") }) {
+		args = append(args, "-asapannounce=off")
+	}
+	args = append(args, extra...)
 	Start(t, nil, "rspregistrar", args...)
 	t.Cleanup(func() {
 		if t.Failed() {

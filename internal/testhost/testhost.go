@@ -1,0 +1,46 @@
+// Package testhost describes the test host that the project's own scripts
+// create inside User-mode Linux (.ci/uml/run): a dummy interface with a
+// site-local address, where multicast and rsplib's programs may be used
+// without anything leaving the kernel.
+package testhost
+
+import (
+	"net"
+	"os"
+	"strings"
+	"testing"
+)
+
+// Interface and Addr are the test host's interface and address.
+const (
+	Interface = "rsp0"
+	Addr      = "172.31.255.1"
+)
+
+// Available reports whether this process runs on the test host, and if not,
+// why.
+func Available() (bool, string) {
+	if os.Getenv("RSP_IN_UML") != "1" {
+		return false, "not on the project's test host; run with .ci/uml/test-sctp"
+	}
+	ifi, err := net.InterfaceByName(Interface)
+	if err != nil {
+		return false, "no test host interface " + Interface + " (.ci/uml/run creates it)"
+	}
+	addrs, _ := ifi.Addrs()
+	for _, a := range addrs {
+		if strings.HasPrefix(a.String(), Addr+"/") {
+			return true, ""
+		}
+	}
+	return false, "interface " + Interface + " lacks the test host address " + Addr
+}
+
+// RequireMulticast skips the test unless it runs on the test host, the only
+// place where the project's tests send multicast.
+func RequireMulticast(t testing.TB) {
+	t.Helper()
+	if ok, why := Available(); !ok {
+		t.Skip("multicast tests run only on the test host: " + why)
+	}
+}
