@@ -27,8 +27,12 @@
 // Programs find registrars through [Dialer.Registrars] and
 // [ListenConfig.Registrars], or else the environment variable
 // RSP_REGISTRARS, a comma-separated list such as
-// "tcp:10.0.0.1:3863,sctp:10.0.0.2:3863"; without either, a registrar on
-// the local host (tcp:127.0.0.1:3863).
+// "tcp:10.0.0.1:3863,sctp:10.0.0.2:3863". Registrars may also announce
+// themselves to a multicast group (ASAP_SERVER_ANNOUNCE): with the group in
+// RSP_ANNOUNCE ("239.0.0.50:3863") and, if needed, the interface in
+// RSP_ANNOUNCE_INTERFACE, programs find the registrars they hear there.
+// With neither a list nor announces, the registrar is the one on the local
+// host (tcp:127.0.0.1:3863).
 //
 // # Guarantees
 //

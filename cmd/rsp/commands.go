@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -18,16 +16,15 @@ import (
 	"github.com/rsp-go/rsp/asap/endpoint"
 )
 
-func runResolve(ctx context.Context, args []string) error {
+func runResolve(ctx context.Context, std stdio, args []string) error {
 	var registrars []string
-	fs := newFlags("resolve", argsOf("resolve"), &registrars)
+	fs := newFlags("resolve", argsOf("resolve"), std.err, &registrars)
 	items := fs.Uint("n", 0, "how many elements to ask for (0: the registrar's choice)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return flag.ErrHelp
+	if err := checkArgs(fs, "POOL"); err != nil {
+		return err
 	}
 	ep := endpoint.New(endpoint.Config{Registrars: registrars, ResolveItems: uint32(*items)})
 	defer ep.Close()
@@ -37,8 +34,8 @@ func runResolve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("pool %q, policy %v\n", fs.Arg(0), res.Policy.Type)
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(std.out, "pool %q, policy %v\n", fs.Arg(0), res.Policy.Type)
+	tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PE\tTRANSPORT\tPOLICY\tHOME")
 	for _, pe := range res.PEs {
 		fmt.Fprintf(tw, "%08x\t%s\t%+v\t%08x\n", uint32(pe.ID), transportString(pe.UserTransport), pe.Policy, uint32(pe.Home))
@@ -61,13 +58,16 @@ func transportString(t asap.Transport) string {
 	return fmt.Sprintf("%s:%d", s, t.Port)
 }
 
-func runEcho(ctx context.Context, args []string) error {
+func runEcho(ctx context.Context, std stdio, args []string) error {
 	var registrars []string
-	fs := newFlags("echo", argsOf("echo"), &registrars)
+	fs := newFlags("echo", argsOf("echo"), std.err, &registrars)
 	pool := fs.String("pool", "echo", "pool handle")
 	local := fs.String("listen", ":0", "address to listen on")
 	pol := fs.String("policy", "rr", "selection policy (rr, wrr:W, rand, wrand:W, pri:P, lu, lud:D, plu:D, rlu)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := checkArgs(fs); err != nil {
 		return err
 	}
 	p, err := parsePolicy(*pol)
@@ -79,7 +79,7 @@ func runEcho(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "echo server %08x in pool %q on %v\n", uint32(l.ID()), *pool, l.Addr())
+	fmt.Fprintf(std.err, "echo server %08x in pool %q on %v\n", uint32(l.ID()), *pool, l.Addr())
 	go func() {
 		<-ctx.Done()
 		l.Close()
@@ -98,21 +98,24 @@ func runEcho(ctx context.Context, args []string) error {
 		go func() {
 			defer wg.Done()
 			defer c.Close()
+			// An interrupt ends the connections too, not only the
+			// listener: a client must not keep the server running.
+			stop := context.AfterFunc(ctx, func() { c.Close() })
+			defer stop()
 			io.Copy(c, c)
 		}()
 	}
 }
 
-func runTerminal(ctx context.Context, args []string) error {
+func runTerminal(ctx context.Context, std stdio, args []string) error {
 	var registrars []string
-	fs := newFlags("terminal", argsOf("terminal"), &registrars)
+	fs := newFlags("terminal", argsOf("terminal"), std.err, &registrars)
 	wait := fs.Duration("wait", 2*time.Second, "how long to wait for a reply to a line")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return flag.ErrHelp
+	if err := checkArgs(fs, "POOL"); err != nil {
+		return err
 	}
 	d := rsp.Dialer{Registrars: registrars, Timeout: 5 * time.Second}
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -122,38 +125,58 @@ func runTerminal(ctx context.Context, args []string) error {
 		return err
 	}
 	defer c.Close()
-	fmt.Fprintf(os.Stderr, "connected to PE %08x of pool %q\n", uint32(c.PoolElement().ID), fs.Arg(0))
-	in := bufio.NewScanner(os.Stdin)
+	fmt.Fprintf(std.err, "connected to PE %08x of pool %q\n", uint32(c.PoolElement().ID), fs.Arg(0))
+	// Standard input is read aside so that an interrupt ends the terminal
+	// while it waits for a line.
+	lines := make(chan string)
+	inErr := make(chan error, 1)
+	go func() {
+		in := bufio.NewScanner(std.in)
+		for in.Scan() {
+			select {
+			case lines <- in.Text():
+			case <-ctx.Done():
+				return
+			}
+		}
+		inErr <- in.Err()
+	}()
 	replies := bufio.NewReader(c)
-	for in.Scan() {
-		if _, err := fmt.Fprintf(c, "%s\n", in.Text()); err != nil {
+	for {
+		var text string
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-inErr:
+			return err
+		case text = <-lines:
+		}
+		if _, err := fmt.Fprintf(c, "%s\n", text); err != nil {
 			return err
 		}
 		c.SetReadDeadline(time.Now().Add(*wait))
 		line, err := replies.ReadString('\n')
 		if line != "" {
-			fmt.Printf("from PE %08x> %s", uint32(c.PoolElement().ID), line)
+			fmt.Fprintf(std.out, "from PE %08x> %s", uint32(c.PoolElement().ID), line)
 			if line[len(line)-1] != '\n' {
-				fmt.Println()
+				fmt.Fprintln(std.out)
 			}
 		}
 		if err != nil {
 			return err
 		}
 	}
-	return in.Err()
 }
 
-func runRegister(ctx context.Context, args []string) error {
+func runRegister(ctx context.Context, std stdio, args []string) error {
 	var registrars []string
-	fs := newFlags("register", argsOf("register"), &registrars)
+	fs := newFlags("register", argsOf("register"), std.err, &registrars)
 	pol := fs.String("policy", "rr", "selection policy (rr, wrr:W, rand, wrand:W, pri:P, lu, lud:D, plu:D, rlu)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() != 2 {
-		fs.Usage()
-		return flag.ErrHelp
+	if err := checkArgs(fs, "POOL", "PROTO:HOST:PORT"); err != nil {
+		return err
 	}
 	p, err := parsePolicy(*pol)
 	if err != nil {
@@ -166,7 +189,7 @@ func runRegister(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "registered %s in pool %q as PE %08x; interrupt to deregister\n", fs.Arg(1), fs.Arg(0), uint32(reg.ID()))
+	fmt.Fprintf(std.err, "registered %s in pool %q as PE %08x; interrupt to deregister\n", fs.Arg(1), fs.Arg(0), uint32(reg.ID()))
 	<-ctx.Done()
 	dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

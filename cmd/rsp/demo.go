@@ -21,6 +21,7 @@ import (
 // servers that are killed and restarted, and a client that keeps getting
 // answers.
 type demo struct {
+	out        io.Writer
 	start      time.Time
 	registrars []string
 	reg        *registrar.Registrar
@@ -39,17 +40,23 @@ type demoServer struct {
 }
 
 func (d *demo) logf(format string, args ...any) {
-	fmt.Printf("%6.2fs  %s\n", time.Since(d.start).Seconds(), fmt.Sprintf(format, args...))
+	fmt.Fprintf(d.out, "%6.2fs  %s\n", time.Since(d.start).Seconds(), fmt.Sprintf(format, args...))
 }
 
-func runDemo(ctx context.Context, args []string) error {
-	fs := newFlags("demo", argsOf("demo"), nil)
+func runDemo(ctx context.Context, std stdio, args []string) error {
+	fs := newFlags("demo", argsOf("demo"), std.err, nil)
 	duration := fs.Duration("duration", 12*time.Second, "how long the demo runs")
 	rate := fs.Duration("every", 50*time.Millisecond, "time between two client requests")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	d := &demo{start: time.Now(), servers: make(map[string]*demoServer)}
+	if err := checkArgs(fs); err != nil {
+		return err
+	}
+	if *duration <= 0 || *rate <= 0 {
+		return usageError(fs, "-duration and -every must be positive")
+	}
+	d := &demo{out: std.out, start: time.Now(), servers: make(map[string]*demoServer)}
 	d.reg = registrar.New(registrar.Config{KeepAliveInterval: 500 * time.Millisecond, KeepAliveTimeout: 500 * time.Millisecond})
 	defer d.reg.Close()
 	l, err := registrar.Listen(ctx, "tcp", "127.0.0.1:0")
@@ -95,7 +102,7 @@ func runDemo(ctx context.Context, args []string) error {
 				d.report(ok, failed, answers)
 			}
 			totalOK, totalFailed = totalOK+ok, totalFailed+failed
-			fmt.Printf("\n%d requests answered, %d failed, while servers died and came back.\n", totalOK, totalFailed)
+			fmt.Fprintf(d.out, "\n%d requests answered, %d failed, while servers died and came back.\n", totalOK, totalFailed)
 			if totalFailed > 0 {
 				return fmt.Errorf("%d requests failed", totalFailed)
 			}

@@ -8,8 +8,9 @@
 //	rsp demo                         an embedded registrar, three pooled HTTP servers and a client
 //
 // Registrars come from -registrar, or else the environment variable
-// RSP_REGISTRARS (comma-separated, such as "tcp:10.0.0.1:3863"), or else
-// tcp:127.0.0.1:3863.
+// RSP_REGISTRARS (comma-separated, such as "tcp:10.0.0.1:3863"); with
+// RSP_ANNOUNCE set to a multicast group ("239.0.0.50:3863"), also from the
+// registrars' announces there; with neither, tcp:127.0.0.1:3863.
 package main
 
 import (
@@ -17,6 +18,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -25,8 +27,19 @@ import (
 
 type command struct {
 	name, args, help string
-	run              func(ctx context.Context, args []string) error
+	run              func(ctx context.Context, std stdio, args []string) error
 }
+
+// stdio is where a command reads its input and writes its output and its
+// messages: the process's standard streams.
+type stdio struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+// errUsage is returned by a command whose arguments are wrong after it has
+// printed what is wrong and its usage.
+var errUsage = errors.New("usage")
 
 var commands []command
 
@@ -60,9 +73,12 @@ func main() {
 	defer stop()
 	for _, c := range commands {
 		if c.name == os.Args[1] {
-			err := c.run(ctx, os.Args[2:])
+			err := c.run(ctx, stdio{os.Stdin, os.Stdout, os.Stderr}, os.Args[2:])
 			if errors.Is(err, flag.ErrHelp) {
 				return
+			}
+			if errors.Is(err, errUsage) {
+				os.Exit(2)
 			}
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "rsp %s: %v\n", c.name, err)
@@ -76,10 +92,11 @@ func main() {
 	os.Exit(2)
 }
 
-// newFlags returns a flag set for a command with the common -registrar
-// flag.
-func newFlags(name, args string, registrars *[]string) *flag.FlagSet {
+// newFlags returns a flag set for a command, writing to stderr, with the
+// common -registrar flag.
+func newFlags(name, args string, stderr io.Writer, registrars *[]string) *flag.FlagSet {
 	fs := flag.NewFlagSet("rsp "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: rsp %s %s\n\nFlags:\n", name, args)
 		fs.PrintDefaults()
@@ -91,6 +108,27 @@ func newFlags(name, args string, registrars *[]string) *flag.FlagSet {
 		})
 	}
 	return fs
+}
+
+// usageError prints what is wrong with a command's arguments and the
+// command's usage, and returns errUsage.
+func usageError(fs *flag.FlagSet, format string, args ...any) error {
+	fmt.Fprintf(fs.Output(), "%s: %s\n", fs.Name(), fmt.Sprintf(format, args...))
+	fs.Usage()
+	return errUsage
+}
+
+// checkArgs checks that fs has one argument for each of names (such as
+// "POOL") and otherwise returns a usage error naming what is missing or
+// extra.
+func checkArgs(fs *flag.FlagSet, names ...string) error {
+	switch {
+	case fs.NArg() < len(names):
+		return usageError(fs, "missing %s", strings.Join(names[fs.NArg():], " "))
+	case fs.NArg() > len(names):
+		return usageError(fs, "unexpected arguments %q", fs.Args()[len(names):])
+	}
+	return nil
 }
 
 func argsOf(c string) string {
