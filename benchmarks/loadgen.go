@@ -20,24 +20,25 @@ type Target struct {
 	Addr    string
 }
 
-// client is one load-generating ASAP connection.
-type client struct {
-	c   mapping.Conn
-	out []byte
-	in  []byte
+// Client is one load-generating ASAP connection.
+type Client struct {
+	c    mapping.Conn
+	sent int
+	out  []byte
+	in   []byte
 }
 
-func dial(ctx context.Context, t Target) (*client, error) {
+func dial(ctx context.Context, t Target) (*Client, error) {
 	var d mapping.Dialer
 	c, err := d.DialContext(ctx, t.Network, t.Addr)
 	if err != nil {
 		return nil, err
 	}
-	return &client{c: c, in: make([]byte, 65536)}, nil
+	return &Client{c: c, in: make([]byte, 65536)}, nil
 }
 
 // roundTrip sends m and reads one answer, returning its type.
-func (c *client) roundTrip(m asap.Message) (asap.Message, error) {
+func (c *Client) roundTrip(m asap.Message) (asap.Message, error) {
 	var err error
 	c.out, err = m.AppendBinary(c.out[:0])
 	if err != nil {
@@ -46,8 +47,15 @@ func (c *client) roundTrip(m asap.Message) (asap.Message, error) {
 	if err := c.c.WriteMsg(c.out, mapping.PPIDASAP); err != nil {
 		return nil, err
 	}
+	// A deadline guards against a registrar that stops answering. It is
+	// renewed every few hundred requests, not for each one: reading the
+	// clock is a system call inside User-mode Linux, and the benchmarks
+	// measure the registrars, not the load generator's clock.
+	if c.sent%256 == 0 {
+		c.c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	}
+	c.sent++
 	for {
-		c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		n, _, err := c.c.ReadMsg(c.in)
 		if err != nil {
 			return nil, err
@@ -82,7 +90,7 @@ func pe(id asap.PEID, addr netip.Addr, port uint16, kind asap.ParamType) asap.Po
 // Populate registers n pool elements in pool h over one connection, which
 // the caller keeps open (registrars drop the elements of a closed
 // registration connection).
-func Populate(ctx context.Context, t Target, h asap.PoolHandle, n int, addr netip.Addr, kind asap.ParamType) (close func(), err error) {
+func Populate(ctx context.Context, t Target, h asap.PoolHandle, n int, addr netip.Addr, kind asap.ParamType) (stop func(), err error) {
 	c, err := dial(ctx, t)
 	if err != nil {
 		return nil, err
@@ -98,19 +106,54 @@ func Populate(ctx context.Context, t Target, h asap.PoolHandle, n int, addr neti
 			return nil, fmt.Errorf("registration %d refused: %+v", i, m)
 		}
 	}
-	return func() { c.c.Close() }, nil
+	// Answer the registrar's keep-alives while the elements stay
+	// registered, so that it keeps them.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c.c.SetReadDeadline(time.Time{})
+			n, _, err := c.c.ReadMsg(c.in)
+			if err != nil {
+				return
+			}
+			if ka, ok := asap.Unmarshal(c.in[:n]); ok == nil {
+				if ka, ok := ka.(*asap.EndpointKeepAlive); ok {
+					b, _ := (&asap.EndpointKeepAliveAck{Handle: ka.Handle, ID: ka.ID}).AppendBinary(nil)
+					if c.c.WriteMsg(b, mapping.PPIDASAP) != nil {
+						return
+					}
+				}
+			}
+		}
+	}()
+	return func() { c.c.Close(); <-done }, nil
 }
 
-// Run runs total requests built by next over conns concurrent connections
-// and returns how many answers were not what ok accepts.
-func Run(ctx context.Context, t Target, conns, total int, next func(i int) asap.Message, ok func(asap.Message) bool) (bad int64, err error) {
-	clients := make([]*client, conns)
-	for i := range clients {
-		if clients[i], err = dial(ctx, t); err != nil {
-			return 0, err
+// Dial opens conns load-generating connections to t, closed when ctx ends.
+func Dial(ctx context.Context, t Target, conns int) ([]*Client, error) {
+	clients := make([]*Client, 0, conns)
+	for range conns {
+		c, err := dial(ctx, t)
+		if err != nil {
+			for _, c := range clients {
+				c.c.Close()
+			}
+			return nil, err
 		}
-		defer clients[i].c.Close()
+		clients = append(clients, c)
 	}
+	context.AfterFunc(ctx, func() {
+		for _, c := range clients {
+			c.c.Close()
+		}
+	})
+	return clients, nil
+}
+
+// Run runs total requests built by next over the clients concurrently and
+// returns how many answers were not what ok accepts.
+func Run(clients []*Client, total int, next func(i int) asap.Message, ok func(asap.Message) bool) (bad int64, err error) {
 	var issued atomic.Int64
 	var badCount atomic.Int64
 	var firstErr error

@@ -3,9 +3,12 @@ package benchmarks
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
+	"os"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/internal/rsplibtest"
@@ -15,9 +18,17 @@ import (
 // concurrency is the number of concurrent pool users or pool elements.
 const concurrency = 64
 
+// keepAliveInterval is both registrars' keep-alive interval: long, so that
+// the benchmarks measure the requests, not the upkeep of the populated
+// pools.
+const keepAliveInterval = 10 * time.Minute
+
 func startRSPRegistrar(b *testing.B, network, addr string) Target {
 	b.Helper()
-	r := registrar.New(registrar.Config{KeepAliveInterval: -1, MaxPEsPerPool: 1 << 20})
+	r := registrar.New(registrar.Config{
+		KeepAliveInterval: keepAliveInterval, MaxPEsPerPool: 1 << 20,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
 	l, err := registrar.Listen(context.Background(), network, addr)
 	if err != nil {
 		b.Fatal(err)
@@ -33,7 +44,9 @@ func startRSPRegistrar(b *testing.B, network, addr string) Target {
 // elsewhere rsp's over TCP on loopback.
 func benchTargets(b *testing.B) []Target {
 	if ok, _ := rsplibtest.Available(); ok {
-		rsplibtest.StartRegistrar(b, 3893, 9911)
+		rsplibtest.StartRegistrar(b, 3893, 9911,
+			fmt.Sprintf("-endpointkeepalivetransmissioninterval=%d", keepAliveInterval.Milliseconds()),
+			fmt.Sprintf("-maxhresitems=%d", registrar.DefaultHandleResolutionItems))
 		return []Target{
 			startRSPRegistrar(b, "sctp", rsplibtest.HostAddr+":3883"),
 			{Name: "rsplib", Network: "sctp", Addr: rsplibtest.HostAddr + ":3893"},
@@ -51,7 +64,8 @@ func BenchmarkHandleResolution(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.Run(fmt.Sprintf("registrar=%s/pool=%d", t.Name, size), func(b *testing.B) {
-				bad, err := Run(context.Background(), t, concurrency, b.N,
+				clients := dialClients(b, t)
+				bad, err := Run(clients, b.N,
 					func(int) asap.Message { return &asap.HandleResolution{Handle: h} },
 					func(m asap.Message) bool {
 						r, ok := m.(*asap.HandleResolutionResponse)
@@ -84,7 +98,8 @@ func BenchmarkRegistration(b *testing.B) {
 				// Each request registers a new element; they are
 				// removed when the benchmark's connections close.
 				base := nextID.Add(uint32(b.N)+1) - uint32(b.N)
-				bad, err := Run(context.Background(), t, concurrency, b.N,
+				clients := dialClients(b, t)
+				bad, err := Run(clients, b.N,
 					func(i int) asap.Message {
 						return &asap.Registration{Handle: h, PE: pe(asap.PEID(0x40000000+base+uint32(i)), hostAddr(t), 2000, kindFor(t))}
 					},
@@ -103,6 +118,20 @@ func BenchmarkRegistration(b *testing.B) {
 			closeFn()
 		}
 	}
+}
+
+// dialClients opens the benchmark's connections to t, closed when the
+// benchmark ends, and restarts the timer.
+func dialClients(b *testing.B, t Target) []*Client {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	clients, err := Dial(ctx, t, concurrency)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	return clients
 }
 
 // hostAddr is the address pool elements register: loopback over TCP, the

@@ -250,8 +250,12 @@ func (c *Conn) ReadMsg(b []byte) (int, RcvInfo, error) {
 		var got, oobn, flags int
 		var rerr error
 		err := c.rc.Read(func(fd uintptr) bool {
-			got, oobn, flags, _, rerr = unix.Recvmsg(int(fd), buf, c.oob, 0)
-			return rerr != unix.EAGAIN
+			for {
+				got, oobn, flags, _, rerr = unix.Recvmsg(int(fd), buf, c.oob, 0)
+				if rerr != unix.EINTR {
+					return rerr != unix.EAGAIN
+				}
+			}
 		})
 		if err == nil {
 			err = rerr
@@ -319,8 +323,12 @@ func (c *Conn) WriteMsg(b []byte, info SndInfo) error {
 	binary.BigEndian.PutUint32(data[4:], info.PPID)
 	var werr error
 	err := c.rc.Write(func(fd uintptr) bool {
-		_, werr = unix.SendmsgN(int(fd), b, oob, nil, 0)
-		return werr != unix.EAGAIN
+		for {
+			_, werr = unix.SendmsgN(int(fd), b, oob, nil, 0)
+			if werr != unix.EINTR {
+				return werr != unix.EAGAIN
+			}
+		}
 	})
 	if err == nil {
 		err = werr
@@ -518,8 +526,14 @@ func (l *Listener) Accept() (*Conn, error) {
 	var sa unix.Sockaddr
 	var aerr error
 	err := l.rc.Read(func(fd uintptr) bool {
-		nfd, sa, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-		return aerr != unix.EAGAIN
+		for {
+			nfd, sa, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			// Interrupted, or an association that ended before it was
+			// accepted: try again, as package net does.
+			if aerr != unix.EINTR && aerr != unix.ECONNABORTED {
+				return aerr != unix.EAGAIN
+			}
+		}
 	})
 	if err == nil {
 		err = aerr
