@@ -15,8 +15,12 @@ import (
 
 // peerConn is one ASAP connection to a pool element or pool user. A reader
 // goroutine decodes and handles requests; a writer goroutine sends what the
-// registrar queues, so that a slow peer never blocks the registrar: when its
-// queue is full, the connection is dropped.
+// registrar queues, so that a slow peer never blocks the registrar. Answers
+// to the peer's own requests wait for room in the queue: a peer that sends
+// faster than it reads is read more slowly, and one that stops reading is
+// dropped when a write takes longer than WriteTimeout. Messages the
+// registrar sends of its own accord (keep-alives, probes, expiry notices)
+// never wait: when the queue is full, the connection is dropped.
 type peerConn struct {
 	r    *Registrar
 	c    mapping.Conn
@@ -56,16 +60,41 @@ func (pc *peerConn) close() {
 }
 
 // send encodes m and queues it for the writer. It never blocks: a peer that
-// does not keep up is disconnected.
+// does not keep up is disconnected. It may be called with r.mu held.
 func (pc *peerConn) send(m asap.Message) {
+	if b, ok := pc.encode(m); ok {
+		pc.sendBytes(b)
+	}
+}
+
+// reply encodes the answer to one of the peer's requests and queues it,
+// waiting for room. Only the reader goroutine calls it, without r.mu.
+func (pc *peerConn) reply(m asap.Message) {
+	if b, ok := pc.encode(m); ok {
+		pc.replyBytes(b)
+	}
+}
+
+// encode returns m's wire form in a buffer from bufPool.
+func (pc *peerConn) encode(m asap.Message) ([]byte, bool) {
 	bp := bufPool.Get().(*[]byte)
 	b, err := m.AppendBinary((*bp)[:0])
 	if err != nil {
 		pc.r.cfg.Logger.Error("encoding ASAP message", "type", m.Type(), "err", err)
 		bufPool.Put(bp)
-		return
+		return nil, false
 	}
-	pc.sendBytes(b)
+	return b, true
+}
+
+// replyBytes queues an encoded answer, waiting until the writer makes room
+// or the connection ends. The wait is bounded: a writer that cannot send
+// within WriteTimeout closes the connection.
+func (pc *peerConn) replyBytes(b []byte) {
+	select {
+	case pc.out <- b:
+	case <-pc.done:
+	}
 }
 
 // sendBytes queues an encoded message; b should come from bufPool.

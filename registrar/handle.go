@@ -40,7 +40,8 @@ func (pc *peerConn) handle(b []byte) {
 }
 
 // badMessage answers a message that did not decode cleanly, as the RFC's
-// action bits and error causes say.
+// action bits and error causes say. The causes carry as much of the
+// offending message or parameters as the answer can hold.
 func (pc *peerConn) badMessage(b []byte, err error) {
 	pc.r.cfg.Logger.Debug("bad message", "peer", pc.c.RemoteAddr(), "err", err)
 	var um *asap.UnrecognizedMessageError
@@ -48,15 +49,11 @@ func (pc *peerConn) badMessage(b []byte, err error) {
 	switch {
 	case errors.As(err, &um):
 		if um.Report {
-			pc.send(&asap.Error{Causes: []asap.Cause{{Code: asap.CauseUnrecognizedMessage, Info: clone(b)}}})
+			pc.reply(&asap.Error{Causes: causesWithin(errorRoom, asap.CauseUnrecognizedMessage, b)})
 		}
 	case errors.As(err, &up):
 		if up.Report {
-			causes := make([]asap.Cause, 0, len(up.Params))
-			for _, p := range up.Params {
-				causes = append(causes, asap.Cause{Code: asap.CauseUnrecognizedParameter, Info: clone(p)})
-			}
-			pc.send(&asap.Error{Causes: causes})
+			pc.reply(&asap.Error{Causes: causesWithin(errorRoom, asap.CauseUnrecognizedParameter, up.Params...)})
 		}
 	default:
 		// A known message with bad contents. A registration is refused
@@ -67,13 +64,37 @@ func (pc *peerConn) badMessage(b []byte, err error) {
 		if errors.As(err, &pe) && pe.Param != nil {
 			info = pe.Param
 		}
-		cause := asap.Cause{Code: asap.CauseInvalidValues, Info: clone(info)}
 		if h, id, ok := registrationIdentity(b); ok {
-			pc.send(&asap.RegistrationResponse{Reject: true, Handle: h, ID: id, Causes: []asap.Cause{cause}})
+			// The handle and the PE identifier take room from the causes.
+			room := errorRoom - 4 - len(h) - (4-len(h)%4)%4 - 8
+			pc.reply(&asap.RegistrationResponse{Reject: true, Handle: h, ID: id, Causes: causesWithin(room, asap.CauseInvalidValues, info)})
 			return
 		}
-		pc.send(&asap.Error{Causes: []asap.Cause{cause}})
+		pc.reply(&asap.Error{Causes: causesWithin(errorRoom, asap.CauseInvalidValues, info)})
 	}
+}
+
+// errorRoom is how many bytes of error causes, padding included, fit in an
+// ASAP_ERROR: the largest message less its header and the operation error
+// parameter's header, rounded down to a multiple of four as causes are
+// padded to one.
+const errorRoom = (0xffff - asap.HeaderLen - 4) &^ 3
+
+// causesWithin returns one cause of code per info, each info copied and cut
+// short where needed so that all causes fit in room bytes; causes without
+// room for a header and four bytes of their info are left out.
+func causesWithin(room int, code asap.CauseCode, infos ...[]byte) []asap.Cause {
+	causes := make([]asap.Cause, 0, len(infos))
+	for _, info := range infos {
+		if room < 8 {
+			break
+		}
+		room -= 4
+		n := min(len(info), room)
+		causes = append(causes, asap.Cause{Code: code, Info: clone(info[:n])})
+		room -= n + (4-n%4)%4
+	}
+	return causes
 }
 
 // registrationIdentity finds the pool handle and PE identifier of a
@@ -106,7 +127,7 @@ func (pc *peerConn) register(m *asap.Registration) {
 	pe := m.PE
 	if cause, ok := pc.validate(m.Handle, &pe); !ok {
 		resp.Reject, resp.Causes = true, []asap.Cause{cause}
-		pc.send(resp)
+		pc.reply(resp)
 		return
 	}
 	pe.Home = r.id
@@ -147,7 +168,7 @@ func (pc *peerConn) register(m *asap.Registration) {
 	} else {
 		r.cfg.Logger.Debug("registered", "pool", m.Handle, "pe", pe.ID, "transport", pe.UserTransport.Addrs)
 	}
-	pc.send(resp)
+	pc.reply(resp)
 }
 
 // validate checks a registration's values and completes the user transport
@@ -234,7 +255,7 @@ func (pc *peerConn) deregister(m *asap.Deregistration) {
 		resp.Causes = []asap.Cause{{Code: asap.CauseRejectedSecurity}}
 	}
 	r.mu.Unlock()
-	pc.send(resp)
+	pc.reply(resp)
 }
 
 // resolve handles ASAP_HANDLE_RESOLUTION with the pool's policy.
@@ -244,7 +265,7 @@ func (pc *peerConn) resolve(m *asap.HandleResolution) {
 	*resp = asap.HandleResolutionResponse{Handle: m.Handle}
 	if !pc.hrLimit.allow(time.Now()) {
 		resp.Causes = []asap.Cause{{Code: asap.CauseLackOfResources}}
-		pc.send(resp)
+		pc.reply(resp)
 		return
 	}
 	n := int(m.Items)
@@ -259,7 +280,7 @@ func (pc *peerConn) resolve(m *asap.HandleResolution) {
 	if err != nil {
 		r.mu.Unlock()
 		resp.Causes = []asap.Cause{{Code: asap.CauseUnknownPoolHandle}}
-		pc.send(resp)
+		pc.reply(resp)
 		return
 	}
 	resp.Policy = &pol
@@ -277,7 +298,7 @@ func (pc *peerConn) resolve(m *asap.HandleResolution) {
 		bufPool.Put(bp)
 		return
 	}
-	pc.sendBytes(b)
+	pc.replyBytes(b)
 }
 
 // unreachable handles ASAP_ENDPOINT_UNREACHABLE: the element is probed with

@@ -1,0 +1,199 @@
+package registrar
+
+import (
+	"context"
+	"errors"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/mapping"
+)
+
+// expectDeregistration fails the test unless the next message answers a
+// deregistration of h/id with cause (0: success).
+func expectDeregistration(t *testing.T, c *client, h asap.PoolHandle, id asap.PEID, cause asap.CauseCode) {
+	t.Helper()
+	resp := expect[*asap.DeregistrationResponse](c, 5*time.Second)
+	if resp.Handle != h || resp.ID != id {
+		t.Fatalf("deregistration response %+v, want one for %s/%d", resp, h, id)
+	}
+	switch {
+	case cause == 0 && len(resp.Causes) != 0:
+		t.Fatalf("deregistration of %s/%d refused: %+v", h, id, resp)
+	case cause != 0 && (len(resp.Causes) != 1 || resp.Causes[0].Code != cause):
+		t.Fatalf("deregistration of %s/%d: %+v, want cause %v", h, id, resp, cause)
+	}
+}
+
+func TestDeregistrationByStrangerRefused(t *testing.T) {
+	r, addr := startRegistrar(t, noKeepAlives())
+	owner := dialClient(t, addr)
+	stranger := dialClient(t, addr)
+	owner.register("sec", loopbackPE(1, 7, rr))
+	owner.register("sec", loopbackPE(2, 7, rr))
+	before, _ := element(r, "sec", 1)
+
+	stranger.send(&asap.Deregistration{Handle: "sec", ID: 1})
+	expectDeregistration(t, stranger, "sec", 1, asap.CauseRejectedSecurity)
+	if e, ok := element(r, "sec", 1); !ok || !samePE(before, e) {
+		t.Fatalf("element after a stranger's deregistration: %+v (%v), want %+v", e, ok, before)
+	}
+
+	// An element of the stranger's own in the same pool gives it no right
+	// to the others.
+	stranger.register("sec", loopbackPE(3, 7, rr))
+	stranger.send(&asap.Deregistration{Handle: "sec", ID: 1})
+	expectDeregistration(t, stranger, "sec", 1, asap.CauseRejectedSecurity)
+	stranger.send(&asap.Deregistration{Handle: "sec", ID: 3})
+	expectDeregistration(t, stranger, "sec", 3, 0)
+	if got := ids(r, "sec"); !slices.Equal(got, []asap.PEID{1, 2}) {
+		t.Fatalf("pool holds %v, want [1 2]", got)
+	}
+
+	// A re-registration over another connection moves the element there:
+	// the first connection can no longer remove it, and its closing takes
+	// only the elements it still holds.
+	moved := dialClient(t, addr)
+	if resp := moved.register("sec", loopbackPE(2, 7, rr)); resp.Reject {
+		t.Fatalf("re-registration over a new connection refused: %+v", resp)
+	}
+	owner.send(&asap.Deregistration{Handle: "sec", ID: 2})
+	expectDeregistration(t, owner, "sec", 2, asap.CauseRejectedSecurity)
+	owner.c.Close()
+	waitFor(t, 2*time.Second, "element 1 outlived its connection", func() bool { return slices.Equal(ids(r, "sec"), []asap.PEID{2}) })
+	moved.send(&asap.Deregistration{Handle: "sec", ID: 2})
+	expectDeregistration(t, moved, "sec", 2, 0)
+	if _, ok := r.Pool("sec"); ok || ownedCount(r) != 0 {
+		t.Fatalf("pool sec after its last deregistration: %+v", r.Pools())
+	}
+}
+
+// registrarGoroutines returns the stacks of goroutines running registrar or
+// mapping code, other than the caller's.
+func registrarGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var found []string
+	for i, g := range strings.Split(string(buf), "\n\n") {
+		if i == 0 {
+			continue // the caller
+		}
+		if strings.Contains(g, "rsp/registrar.(*") || strings.Contains(g, "rsp/mapping.") {
+			found = append(found, g)
+		}
+	}
+	return found
+}
+
+func TestCloseStopsEverything(t *testing.T) {
+	// Goroutines of earlier tests' connections may still be ending.
+	waitFor(t, 2*time.Second, "goroutines of earlier tests still running", func() bool { return len(registrarGoroutines()) == 0 })
+	base := runtime.NumGoroutine()
+
+	r := New(Config{KeepAliveInterval: 20 * time.Millisecond, KeepAliveTimeout: time.Second, WriteTimeout: time.Minute, SendQueue: 2})
+	served := make(chan error, 2)
+	var addrs []string
+	for range 2 {
+		l, err := Listen(context.Background(), "tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, l.Addr().String())
+		go func() { served <- r.Serve(l) }()
+	}
+	pe := dialClient(t, addrs[0])
+	pe.register("close", loopbackPE(1, 7, rr))
+	pu := dialClient(t, addrs[1])
+	pu.send(&asap.HandleResolution{Handle: "close"})
+	expect[*asap.HandleResolutionResponse](pu, 5*time.Second)
+	// A peer that sends and never reads: the registrar's writer is stuck
+	// and its reader waits for room in the queue.
+	stuck, theirs := mapping.Pipe()
+	r.ServeConn(theirs)
+	req := encode(t, &asap.HandleResolution{Handle: "close"})
+	for range 4 {
+		stuck.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if err := stuck.WriteMsg(req, mapping.PPIDASAP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Let a keep-alive or two go out.
+	time.Sleep(50 * time.Millisecond)
+
+	closed := make(chan error, 1)
+	go func() { closed <- r.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	for range 2 {
+		select {
+		case err := <-served:
+			if !errors.Is(err, ErrRegistrarClosed) {
+				t.Fatalf("Serve returned %v, want ErrRegistrarClosed", err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatal("Serve did not return after Close")
+		}
+	}
+	pe.expectClosed(2 * time.Second)
+	pu.expectClosed(2 * time.Second)
+	stuck.SetReadDeadline(time.Now().Add(2 * time.Second))
+	for {
+		_, _, err := stuck.ReadMsg(make([]byte, 65536))
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatal("connection of a peer that does not read still open after Close")
+		}
+		if err != nil {
+			break
+		}
+	}
+
+	// After Close: Close again is harmless, Serve and ServeConn refuse and
+	// close what they are given.
+	if err := r.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	l, err := Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Serve(l); !errors.Is(err, ErrRegistrarClosed) {
+		t.Fatalf("Serve after Close returned %v, want ErrRegistrarClosed", err)
+	}
+	if c, err := l.Accept(); err == nil {
+		c.Close()
+		t.Fatal("listener given to Serve after Close still accepts")
+	}
+	late, theirs := mapping.Pipe()
+	r.ServeConn(theirs)
+	late.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, _, err := late.ReadMsg(make([]byte, 16)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("connection given to ServeConn after Close: read returned %v, want it closed", err)
+	}
+
+	for _, c := range []mapping.Conn{pe.c, pu.c, stuck, late} {
+		c.Close()
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		left := registrarGoroutines()
+		n := runtime.NumGoroutine()
+		if len(left) == 0 && n <= base {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after Close, %d before; still running:\n%s", n, base, strings.Join(left, "\n\n"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
