@@ -70,8 +70,12 @@ type Config struct {
 	HandleResolutionRate float64
 	UnreachableRate      float64
 
-	// WriteTimeout bounds each send to a peer; SendQueue is how many
-	// messages may wait for a slow peer before its connection is dropped.
+	// WriteTimeout bounds each send to a peer (a send may take up to about
+	// twice it before the peer is dropped). SendQueue is how many messages
+	// may wait for a slow peer: answers to its own requests wait for room,
+	// so that a peer that sends faster than it reads is read more slowly;
+	// messages the registrar sends of its own accord (keep-alives, expiry
+	// notices) drop the peer when its queue is full.
 	WriteTimeout time.Duration
 	SendQueue    int
 

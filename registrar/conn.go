@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rsp-go/rsp/asap"
@@ -27,6 +28,14 @@ type peerConn struct {
 	out  chan []byte
 	done chan struct{}
 	once sync.Once
+
+	// wmu serializes writes. pending counts the messages queued and not
+	// yet written, so that the reader writes an answer itself only when
+	// nothing is waiting before it. deadline is the write deadline set
+	// last, renewed only when it comes near (see write).
+	wmu      sync.Mutex
+	pending  atomic.Int64
+	deadline time.Time
 
 	pes map[peKey]struct{} // registered over this connection; guarded by r.mu
 
@@ -91,18 +100,54 @@ func (pc *peerConn) encode(m asap.Message) ([]byte, bool) {
 // or the connection ends. The wait is bounded: a writer that cannot send
 // within WriteTimeout closes the connection.
 func (pc *peerConn) replyBytes(b []byte) {
+	// When nothing is queued, the reader writes the answer itself, which
+	// spares a hand-over to the writer goroutine per request.
+	if pc.pending.Load() == 0 && pc.wmu.TryLock() {
+		if pc.pending.Load() == 0 {
+			pc.write(b)
+			pc.wmu.Unlock()
+			return
+		}
+		pc.wmu.Unlock()
+	}
+	pc.pending.Add(1)
 	select {
 	case pc.out <- b:
 	case <-pc.done:
+		pc.pending.Add(-1)
+	}
+}
+
+// write sends one encoded message with wmu held and returns its buffer to
+// bufPool; a failed write closes the connection. The write deadline is
+// renewed only when fewer than WriteTimeout (plus the clock's granularity)
+// remain, so that each write has at least WriteTimeout and at most about
+// twice that, while the clock is read rarely: reading it is a system call
+// on some kernels.
+func (pc *peerConn) write(b []byte) {
+	timeout := pc.r.cfg.WriteTimeout
+	if now := pc.r.coarseNow(); pc.deadline.Sub(now) < timeout+clockGranularity {
+		pc.deadline = now.Add(2*timeout + clockGranularity)
+		pc.c.SetWriteDeadline(pc.deadline)
+	}
+	err := pc.c.WriteMsg(b, mapping.PPIDASAP)
+	b = b[:0]
+	bufPool.Put(&b)
+	if err != nil {
+		pc.r.cfg.Logger.Debug("write failed; closing connection", "peer", pc.c.RemoteAddr(), "err", err)
+		pc.close()
 	}
 }
 
 // sendBytes queues an encoded message; b should come from bufPool.
 func (pc *peerConn) sendBytes(b []byte) {
+	pc.pending.Add(1)
 	select {
 	case pc.out <- b:
 	case <-pc.done:
+		pc.pending.Add(-1)
 	default:
+		pc.pending.Add(-1)
 		pc.r.cfg.Logger.Warn("peer does not keep up; closing its connection", "peer", pc.c.RemoteAddr())
 		pc.close()
 	}
@@ -113,15 +158,10 @@ func (pc *peerConn) writeLoop() {
 	for {
 		select {
 		case b := <-pc.out:
-			pc.c.SetWriteDeadline(time.Now().Add(pc.r.cfg.WriteTimeout))
-			err := pc.c.WriteMsg(b, mapping.PPIDASAP)
-			b = b[:0]
-			bufPool.Put(&b)
-			if err != nil {
-				pc.r.cfg.Logger.Debug("write failed; closing connection", "peer", pc.c.RemoteAddr(), "err", err)
-				pc.close()
-				return
-			}
+			pc.wmu.Lock()
+			pc.write(b)
+			pc.pending.Add(-1)
+			pc.wmu.Unlock()
 		case <-pc.done:
 			return
 		}

@@ -263,7 +263,7 @@ func (pc *peerConn) resolve(m *asap.HandleResolution) {
 	r := pc.r
 	resp := &pc.resp
 	*resp = asap.HandleResolutionResponse{Handle: m.Handle}
-	if !pc.hrLimit.allow(time.Now()) {
+	if !pc.hrLimit.allow() {
 		resp.Causes = []asap.Cause{{Code: asap.CauseLackOfResources}}
 		pc.reply(resp)
 		return
@@ -306,7 +306,7 @@ func (pc *peerConn) resolve(m *asap.HandleResolution) {
 // reports.
 func (pc *peerConn) unreachable(m *asap.EndpointUnreachable) {
 	r := pc.r
-	if !pc.euLimit.allow(time.Now()) {
+	if !pc.euLimit.allow() {
 		r.cfg.Logger.Debug("unreachable report over the rate limit", "peer", pc.c.RemoteAddr())
 		return
 	}

@@ -73,6 +73,7 @@ func (r *Registrar) expireLoop() {
 	for {
 		select {
 		case now := <-t.C:
+			r.clock.Store(now.UnixNano())
 			r.expire(now)
 		case <-r.done:
 			return
@@ -80,8 +81,17 @@ func (r *Registrar) expireLoop() {
 	}
 }
 
-// expiryCheckInterval is the granularity of registration life expiry.
-const expiryCheckInterval = 100 * time.Millisecond
+// expiryCheckInterval is the granularity of registration life expiry, and
+// clockGranularity that of the registrar's coarse clock.
+const (
+	expiryCheckInterval = 100 * time.Millisecond
+	clockGranularity    = expiryCheckInterval
+)
+
+// coarseNow returns the time of the last expiry check: a clock that is at
+// most clockGranularity behind, for write deadlines and rate limits, which
+// need no better and are read for every message.
+func (r *Registrar) coarseNow() time.Time { return time.Unix(0, r.clock.Load()) }
 
 func (r *Registrar) expire(now time.Time) {
 	r.mu.Lock()

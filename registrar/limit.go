@@ -19,11 +19,13 @@ func newTokenBucket(rate float64) tokenBucket {
 	return tokenBucket{rate: rate, burst: burst, tokens: burst}
 }
 
-// allow reports whether one more event fits the rate at time now.
-func (b *tokenBucket) allow(now time.Time) bool {
+// allow reports whether one more event fits the rate now. The clock is
+// read only when there is a limit.
+func (b *tokenBucket) allow() bool {
 	if b.rate <= 0 {
 		return true
 	}
+	now := time.Now()
 	if !b.last.IsZero() {
 		b.tokens += now.Sub(b.last).Seconds() * b.rate
 		if b.tokens > b.burst {

@@ -454,10 +454,12 @@ func TestRepliesWaitForSlowPeer(t *testing.T) {
 		}
 	}
 	took := time.Since(start)
-	// One answer in the writer, queue more waiting, one in the reader; the
-	// next request is not read.
-	if sent < queue+2 || sent > queue+3 {
-		t.Fatalf("registrar read %d requests of a peer that does not read, want %d", sent, queue+2)
+	// The first answer is stuck in its write: the reader writes answers
+	// itself while nothing is queued, else queues them and waits for
+	// room, so that at most one answer in the writer, queue more waiting
+	// and one in the reader are held; the next request is not read.
+	if sent < 1 || sent > queue+3 {
+		t.Fatalf("registrar read %d requests of a peer that does not read, want at most %d", sent, queue+3)
 	}
 	if took < writeTimeout {
 		t.Fatalf("peer dropped after %v, before the write timeout of %v", took, writeTimeout)

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rsp-go/rsp/asap"
@@ -38,6 +39,8 @@ type Registrar struct {
 	listeners map[mapping.Listener]struct{}
 	ann       *announcer
 	closed    bool
+
+	clock atomic.Int64 // coarseNow, in Unix nanoseconds
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -75,6 +78,7 @@ func New(cfg Config) *Registrar {
 		listeners: make(map[mapping.Listener]struct{}),
 		done:      make(chan struct{}),
 	}
+	r.clock.Store(time.Now().UnixNano())
 	r.wg.Add(1)
 	go r.expireLoop()
 	return r
