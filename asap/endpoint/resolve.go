@@ -30,6 +30,9 @@ type resolveCall struct {
 	done chan struct{}
 	res  Resolution
 	err  error
+	// abandoned: the caller that made the request gave up (its context
+	// ended), which says nothing to the callers waiting for it.
+	abandoned bool
 }
 
 // Resolve returns the pool elements of pool h. A fresh cache entry answers
@@ -38,31 +41,37 @@ type resolveCall struct {
 // for pool users: round robin walks the list from a moving start, random
 // policies pick at random, the others keep the registrar's order.
 func (ep *Endpoint) Resolve(ctx context.Context, h asap.PoolHandle) (Resolution, error) {
-	ep.mu.Lock()
-	if e := ep.cache[h]; e != nil && time.Since(e.fetched) < ep.cfg.CacheLifetime {
-		res := ep.ordered(e)
-		ep.mu.Unlock()
-		res.Cached = true
-		return res, nil
-	}
-	call := ep.inflight[h]
-	if call == nil {
-		call = &resolveCall{done: make(chan struct{})}
-		ep.inflight[h] = call
-		ep.mu.Unlock()
-		call.res, call.err = ep.resolve(ctx, h)
+	for {
 		ep.mu.Lock()
-		delete(ep.inflight, h)
-		close(call.done)
+		if e := ep.cache[h]; e != nil && time.Since(e.fetched) < ep.cfg.CacheLifetime {
+			res := ep.ordered(e)
+			ep.mu.Unlock()
+			res.Cached = true
+			return res, nil
+		}
+		call := ep.inflight[h]
+		if call == nil {
+			call = &resolveCall{done: make(chan struct{})}
+			ep.inflight[h] = call
+			ep.mu.Unlock()
+			call.res, call.err = ep.resolve(ctx, h)
+			ep.mu.Lock()
+			call.abandoned = call.err != nil && ctx.Err() != nil
+			delete(ep.inflight, h)
+			close(call.done)
+			ep.mu.Unlock()
+			return call.res, call.err
+		}
 		ep.mu.Unlock()
-		return call.res, call.err
-	}
-	ep.mu.Unlock()
-	select {
-	case <-call.done:
-		return call.res, call.err
-	case <-ctx.Done():
-		return Resolution{}, ctx.Err()
+		select {
+		case <-call.done:
+			if call.abandoned && ctx.Err() == nil {
+				continue // ask again, with this caller's context
+			}
+			return call.res, call.err
+		case <-ctx.Done():
+			return Resolution{}, ctx.Err()
+		}
 	}
 }
 

@@ -27,6 +27,8 @@ type session struct {
 	dead    chan struct{}
 	err     error
 	once    sync.Once
+
+	homeKnown bool // a keep-alive on this connection named the home registrar; guarded by ep.mu
 }
 
 func newSession(ep *Endpoint, c mapping.Conn) *session {
@@ -140,13 +142,14 @@ func (s *session) handle(m asap.Message) {
 				}
 			}
 		}
-		if reg != nil && m.Home {
-			// The sender takes over as home registrar (RFC 5352 §3.4.2);
-			// it reached us on this connection, which stays the one used.
+		if reg != nil && (m.Home || !s.homeKnown) {
+			// The first keep-alive on a connection names the registrar at
+			// its other end, the home registrar, also after a hunt found
+			// a new one. With H the sender takes over as home registrar
+			// (RFC 5352 §3.4.2); it reached us on this connection, which
+			// stays the one used.
 			ep.home = m.Server
-		}
-		if reg != nil && ep.home == 0 {
-			ep.home = m.Server
+			s.homeKnown = true
 		}
 		ep.mu.Unlock()
 		if reg == nil {
