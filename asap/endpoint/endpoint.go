@@ -461,6 +461,12 @@ func (ep *Endpoint) Register(ctx context.Context, h asap.PoolHandle, pe asap.Poo
 	}
 	r := &Registration{ep: ep, handle: h, pe: pe}
 	if err := r.register(ctx); err != nil {
+		if errors.Is(err, ErrNoAnswer) || ctx.Err() != nil {
+			// The registrar may have taken the registration before
+			// its answer was lost or given up on: withdraw it, so that
+			// no element is left in the pool that nobody keeps.
+			ep.withdraw(h, pe.ID)
+		}
 		return nil, err
 	}
 	ep.mu.Lock()
@@ -475,6 +481,23 @@ func (ep *Endpoint) Register(ctx context.Context, h asap.PoolHandle, pe asap.Poo
 		go ep.maintain()
 	})
 	return r, nil
+}
+
+// withdraw deregisters pool element id of pool h in the background, once,
+// bounded by the request timeout and its retransmissions.
+func (ep *Endpoint) withdraw(h asap.PoolHandle, id asap.PEID) {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if ep.closed {
+		return
+	}
+	ep.wg.Add(1)
+	go func() {
+		defer ep.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), ep.cfg.RequestTimeout*time.Duration(1+ep.cfg.MaxRequestRetransmit))
+		defer cancel()
+		ep.request(ctx, &asap.Deregistration{Handle: h, ID: id}, pendKey{asap.TypeDeregistrationResponse, h, id})
+	}()
 }
 
 func (ep *Endpoint) kickMaintenance() {

@@ -795,3 +795,47 @@ func TestRegistrarsFromEnvironment(t *testing.T) {
 		}
 	})
 }
+
+// TestRegisterGivenUpIsWithdrawn checks that a registration whose caller
+// gives up before the answer (the registrar took it, the answer is late)
+// is withdrawn with a DEREGISTRATION, so that no element is left in the
+// pool that nobody keeps registered.
+func TestRegisterGivenUpIsWithdrawn(t *testing.T) {
+	f := newFake(t, nil) // silent: the test answers
+	ep := newEndpoint(t, endpoint.Config{Registrars: []string{f.addr}, Reregistration: quiet, RequestTimeout: time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := ep.Register(ctx, "late", testPE(0, 7))
+		errc <- err
+	}()
+	reg, _ := nextOf[*asap.Registration](f)
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Register after cancel: %v, want context.Canceled", err)
+	}
+	dereg, _ := nextOf[*asap.Deregistration](f)
+	if dereg.Handle != "late" || dereg.ID != reg.PE.ID {
+		t.Fatalf("withdrawal %+v, want pool late, PE %08x", dereg, reg.PE.ID)
+	}
+}
+
+// TestRegisterRefusedIsNotWithdrawn checks that a refused registration,
+// which the registrar did not take, is not followed by a DEREGISTRATION.
+func TestRegisterRefusedIsNotWithdrawn(t *testing.T) {
+	f := newFake(t, func(m asap.Message) []asap.Message {
+		if r, ok := m.(*asap.Registration); ok {
+			return []asap.Message{&asap.RegistrationResponse{Reject: true, Handle: r.Handle, ID: r.PE.ID,
+				Causes: []asap.Cause{{Code: asap.CauseLackOfResources}}}}
+		}
+		return nil
+	})
+	ep := newEndpoint(t, endpoint.Config{Registrars: []string{f.addr}, Reregistration: quiet})
+	if _, err := ep.Register(ctxTimeout(t, waitLong), "full", testPE(0, 7)); err == nil {
+		t.Fatal("refused registration succeeded")
+	}
+	nextOf[*asap.Registration](f)
+	if m, ok := f.nextWithin(300 * time.Millisecond); ok {
+		t.Fatalf("after a refusal the endpoint sent %T", m.m)
+	}
+}
