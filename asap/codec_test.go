@@ -322,3 +322,62 @@ func FuzzUnmarshal(f *testing.F) {
 		}
 	})
 }
+
+// TestNestedUnknownParameterReported checks that an unknown parameter with
+// the skip-and-report bits inside a pool element, inside its user
+// transport, or inside a handle resolution response's element, is skipped
+// and reported with the message, which still decodes.
+func TestNestedUnknownParameterReported(t *testing.T) {
+	unknown := []byte{0xc0, 0x77, 0, 6, 0xaa, 0xbb, 0, 0}
+	// Registration: PH "EchoPool", PE 0x12345678, TCP 10.0.0.5:7, LU.
+	pe := func(inTransport, inElement bool) []byte {
+		transport := unhex(t, "00050010 00070000 00010008 0a000005")
+		if inTransport {
+			transport = append(transport, unknown...)
+			transport[3] += 8
+		}
+		body := append(unhex(t, "12345678 00000000 00007530"), transport...)
+		body = append(body, unhex(t, "0008000c 40000001 80000000")...)
+		if inElement {
+			body = append(body, unknown...)
+		}
+		return append([]byte{0x00, 0x0a, byte((4 + len(body)) >> 8), byte(4 + len(body))}, body...)
+	}
+	message := func(typ byte, params ...[]byte) []byte {
+		b := []byte{typ, 0, 0, 0}
+		for _, p := range params {
+			b = append(b, p...)
+		}
+		b[2], b[3] = byte(len(b)>>8), byte(len(b))
+		return b
+	}
+	handle := unhex(t, "0009000c 4563686f506f6f6c")
+	for name, b := range map[string][]byte{
+		"in a registration's element":          message(0x01, handle, pe(false, true)),
+		"in a registration's user transport":   message(0x01, handle, pe(true, false)),
+		"in a resolution response's element":   message(0x06, handle, unhex(t, "00080008 00000001"), pe(false, true)),
+		"in a resolution response's transport": message(0x06, handle, unhex(t, "00080008 00000001"), pe(true, false)),
+	} {
+		m, err := Unmarshal(b)
+		var up *UnrecognizedParamError
+		if m == nil || !errors.As(err, &up) || !up.Skipped || !up.Report {
+			t.Errorf("%s: %T, %v; want the message and a report of the skipped parameter", name, m, err)
+			continue
+		}
+		if len(up.Params) != 1 || !bytes.Equal(up.Params[0], unknown[:6]) {
+			t.Errorf("%s: reported %x, want %x", name, up.Params, unknown[:6])
+		}
+		var id PEID
+		switch m := m.(type) {
+		case *Registration:
+			id = m.PE.ID
+		case *HandleResolutionResponse:
+			if len(m.PEs) == 1 {
+				id = m.PEs[0].ID
+			}
+		}
+		if id != 0x12345678 {
+			t.Errorf("%s: decoded %+v, want pool element 12345678", name, m)
+		}
+	}
+}

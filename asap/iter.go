@@ -19,6 +19,12 @@ func (it *ParamIter) Next() (t ParamType, raw []byte, ok bool, err error) {
 	return p.typ, p.raw, ok, err
 }
 
+// Absorb takes the skipped parameters to report out of the error of a
+// nested parameter's decoding (ParsePoolElement, ParseServerInformation,
+// ParseTransport) so that Done reports them with the iterator's own, and
+// returns any other error.
+func (it *ParamIter) Absorb(err error) error { return it.w.absorb(err) }
+
 // Done returns an *UnrecognizedParamError with Skipped set when skipped
 // parameters are to be reported, or nil.
 func (it *ParamIter) Done() error { return it.w.done() }

@@ -43,7 +43,8 @@ func (m *Registration) UnmarshalBinary(b []byte) error {
 	if err != nil {
 		return err
 	}
-	if m.PE, err = parsePoolElement(p); err != nil {
+	m.PE, err = parsePoolElement(p)
+	if err = w.absorb(err); err != nil {
 		return err
 	}
 	return finish(&w)
@@ -280,7 +281,7 @@ func parsePoolList(body []byte, h *PoolHandle, pol **policy.Policy, pes *[]PoolE
 			*pol = &v
 		case ParamPoolElement:
 			pe, err := parsePoolElement(p)
-			if err != nil {
+			if err = w.absorb(err); err != nil {
 				return err
 			}
 			*pes = append(*pes, pe)
@@ -416,7 +417,7 @@ func (m *ServerAnnounce) UnmarshalBinary(b []byte) error {
 		}
 		if p.typ == ParamSCTPTransport || p.typ == ParamTCPTransport {
 			t, err := parseTransport(p)
-			if err != nil {
+			if err = w.absorb(err); err != nil {
 				return err
 			}
 			m.Transports = append(m.Transports, t)

@@ -87,6 +87,9 @@ func AppendTransport(b []byte, t *Transport) ([]byte, error) {
 }
 
 // ParseTransport decodes a whole transport parameter (header included).
+// Nested parameters skipped and to be reported come back with the value as
+// an *UnrecognizedParamError with Skipped set, as from ParsePoolElement and
+// ParseServerInformation.
 func ParseTransport(b []byte) (Transport, error) {
 	p, _, err := nextTLV(b)
 	if err != nil {
@@ -144,7 +147,7 @@ func parseTransport(p tlv) (Transport, error) {
 	if p.typ != ParamSCTPTransport && len(t.Addrs) != 1 {
 		return bad(fmt.Errorf("%w: %d addresses", ErrInvalidValue, len(t.Addrs)))
 	}
-	return t, nil
+	return t, w.done()
 }
 
 func (e *encoder) policy(p *policy.Policy) error {
@@ -275,7 +278,8 @@ func parsePoolElement(p tlv) (PoolElement, error) {
 	if !ok || !ut.typ.isTransport() {
 		return bad(fmt.Errorf("%w: user transport", ErrMissingParam))
 	}
-	if pe.UserTransport, err = parseTransport(ut); err != nil {
+	pe.UserTransport, err = parseTransport(ut)
+	if err = w.absorb(err); err != nil {
 		return PoolElement{}, err
 	}
 	pp, err := w.expect(ParamPolicy)
@@ -294,12 +298,12 @@ func parsePoolElement(p tlv) (PoolElement, error) {
 			return bad(fmt.Errorf("%w: ASAP transport is %v, not SCTP", ErrInvalidValue, at.typ))
 		}
 		t, err := parseTransport(at)
-		if err != nil {
+		if err = w.absorb(err); err != nil {
 			return PoolElement{}, err
 		}
 		pe.ASAPTransport = &t
 	}
-	return pe, nil
+	return pe, w.done()
 }
 
 // ServerInformation is the server information parameter: a registrar's
@@ -353,7 +357,10 @@ func parseServerInfo(p tlv) (ServerInformation, error) {
 		return si, err
 	}
 	si.Transport, err = parseTransport(t)
-	return si, err
+	if err = w.absorb(err); err != nil {
+		return si, err
+	}
+	return si, w.done()
 }
 
 func (e *encoder) causes(cs []Cause) error {

@@ -187,6 +187,18 @@ func (w *params) expect(t ParamType) (tlv, error) {
 	return p, nil
 }
 
+// absorb takes the skipped parameters to report out of a nested
+// parameter's decoding error into w's own list, so that they are reported
+// with the message's, and returns any other error.
+func (w *params) absorb(err error) error {
+	var up *UnrecognizedParamError
+	if err != nil && errors.As(err, &up) && up.Skipped {
+		w.reported = append(w.reported, up.Params...)
+		return nil
+	}
+	return err
+}
+
 // done returns the error for skipped parameters that are to be reported.
 func (w *params) done() error {
 	if len(w.reported) == 0 {

@@ -177,7 +177,7 @@ func each(it *asap.ParamIter, f func(asap.ParamType, []byte) error) error {
 		if !ok {
 			return it.Done()
 		}
-		if err := f(t, raw); err != nil {
+		if err := it.Absorb(f(t, raw)); err != nil {
 			return err
 		}
 	}
