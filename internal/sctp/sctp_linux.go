@@ -241,11 +241,14 @@ func (c *Conn) ReadMsg(b []byte) (int, RcvInfo, error) {
 	var info RcvInfo
 	n := 0
 	tooLong := false
-	var scratch [4096]byte
+	var scratch []byte // where the rest of a message too long for b goes
 	for {
 		buf := b[n:]
 		if tooLong || len(buf) == 0 {
-			buf = scratch[:]
+			if scratch == nil {
+				scratch = make([]byte, 4096)
+			}
+			buf = scratch
 		}
 		var got, oobn, flags int
 		var rerr error
