@@ -539,12 +539,18 @@ func TestMalformedFlood(t *testing.T) {
 	const victimPool asap.PoolHandle = "victim-pool"
 	r, addr := startRegistrar(t, noKeepAlives())
 	victim := dialClient(t, addr)
+	// Lives long enough to outlast the flood on slow kernels too.
+	longLived := func(id asap.PEID, port uint16) asap.PoolElement {
+		pe := loopbackPE(id, port, rr)
+		pe.Life = 10 * time.Minute
+		return pe
+	}
 	for id := asap.PEID(1); id <= 5; id++ {
-		if resp := victim.register(victimPool, loopbackPE(id, uint16(id), rr)); resp.Reject {
+		if resp := victim.register(victimPool, longLived(id, uint16(id))); resp.Reject {
 			t.Fatalf("victim registration refused: %+v", resp)
 		}
 	}
-	victim.register("victim-other", loopbackPE(0x0a0b0c0d, 7, rr)) // the identifier the garbage uses
+	victim.register("victim-other", longLived(0x0a0b0c0d, 7)) // the identifier the garbage uses
 	snapshot := r.Pools()
 
 	seed := uint64(time.Now().UnixNano())
@@ -578,8 +584,11 @@ func TestMalformedFlood(t *testing.T) {
 			}
 		}
 	}()
-	const count = 10000
-	for range count {
+	// Bounded in count and in time: the victim, which does not read
+	// during the flood, must not miss the TCP mapping's heartbeats.
+	const maxCount = 10000
+	count := 0
+	for start := time.Now(); count < maxCount && time.Since(start) < 3*time.Second; count++ {
 		atk.sendRaw(g.next())
 	}
 	atk.send(&asap.HandleResolution{Handle: syncHandle})

@@ -254,7 +254,7 @@ func (c *Conn) ReadMsg(b []byte) (int, RcvInfo, error) {
 		var rerr error
 		err := c.rc.Read(func(fd uintptr) bool {
 			for {
-				got, oobn, flags, _, rerr = unix.Recvmsg(int(fd), buf, c.oob, 0)
+				got, oobn, flags, rerr = recvmsg(int(fd), buf, c.oob)
 				if rerr != unix.EINTR {
 					return rerr != unix.EAGAIN
 				}
@@ -299,19 +299,50 @@ func (c *Conn) ReadMsg(b []byte) (int, RcvInfo, error) {
 }
 
 func parseRcvInfo(oob []byte) (RcvInfo, bool) {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return RcvInfo{}, false
-	}
-	for _, m := range msgs {
-		if m.Header.Level == solSCTP && m.Header.Type == cmsgRcvInfo && len(m.Data) >= sizeofRcvInfo {
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < unix.SizeofCmsghdr || l > len(oob) {
+			return RcvInfo{}, false
+		}
+		data := oob[unix.CmsgLen(0):l]
+		if h.Level == solSCTP && h.Type == cmsgRcvInfo && len(data) >= sizeofRcvInfo {
 			return RcvInfo{
-				Stream: binary.NativeEndian.Uint16(m.Data[0:]),
-				PPID:   binary.BigEndian.Uint32(m.Data[8:]),
+				Stream: binary.NativeEndian.Uint16(data[0:]),
+				PPID:   binary.BigEndian.Uint32(data[8:]),
 			}, true
 		}
+		l = unix.CmsgSpace(l - unix.CmsgLen(0))
+		if l > len(oob) {
+			break
+		}
+		oob = oob[l:]
 	}
 	return RcvInfo{}, false
+}
+
+// recvmsg receives into p and oob without asking for the sender's address:
+// the association has one peer, and unix.Recvmsg would spend a getsockopt
+// system call on every message telling what kind of IPv4 socket filled it
+// in.
+func recvmsg(fd int, p, oob []byte) (n, oobn, flags int, err error) {
+	var iov unix.Iovec
+	if len(p) > 0 {
+		iov.Base = &p[0]
+		iov.SetLen(len(p))
+	}
+	var msg unix.Msghdr
+	msg.Iov = &iov
+	msg.SetIovlen(1)
+	if len(oob) > 0 {
+		msg.Control = &oob[0]
+		msg.SetControllen(len(oob))
+	}
+	r, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), 0)
+	if errno != 0 {
+		return 0, 0, 0, errno
+	}
+	return int(r), int(msg.Controllen), int(msg.Flags), nil
 }
 
 // WriteMsg sends b as one message.
