@@ -44,6 +44,8 @@ type peerConn struct {
 	euLimit tokenBucket
 	sel     []*asap.PoolElement
 	resp    asap.HandleResolutionResponse
+	peer    []netip.Addr    // see peerAddrs
+	asapT   *asap.Transport // see asapTransport
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
@@ -211,31 +213,44 @@ func (pc *peerConn) cleanup() {
 }
 
 // peerAddrs returns the addresses the peer uses on this connection: all of
-// an SCTP association's, or the single remote address of TCP.
-func (pc *peerConn) peerAddrs() []netip.Addr {
+// an SCTP association's, or the single remote address of TCP. They are
+// looked up once (a system call over SCTP) and again when refresh is set,
+// as when a registration names an address not among them. Reader
+// goroutine only.
+func (pc *peerConn) peerAddrs(refresh bool) []netip.Addr {
+	if pc.peer != nil && !refresh {
+		return pc.peer
+	}
+	pc.peer, pc.asapT = nil, nil
 	if m, ok := pc.c.(interface {
 		PeerAddrs() ([]netip.Addr, error)
 	}); ok {
 		if addrs, err := m.PeerAddrs(); err == nil && len(addrs) > 0 {
+			pc.peer = addrs
 			return addrs
 		}
 	}
 	if ap, err := netip.ParseAddrPort(pc.c.RemoteAddr().String()); err == nil {
-		return []netip.Addr{ap.Addr().Unmap()}
+		pc.peer = []netip.Addr{ap.Addr().Unmap()}
 	}
-	return nil
+	return pc.peer
 }
 
 // asapTransport is the ASAP transport parameter the registrar records for a
 // pool element registered over this connection: the association's addresses
-// over SCTP; nil over TCP, which the parameter cannot describe.
+// over SCTP; nil over TCP, which the parameter cannot describe. The pool
+// elements of one connection share it; nobody changes it. Reader goroutine
+// only.
 func (pc *peerConn) asapTransport() *asap.Transport {
 	if _, ok := pc.c.(interface {
 		PeerAddrs() ([]netip.Addr, error)
 	}); !ok {
 		return nil
 	}
-	return &asap.Transport{Kind: asap.ParamSCTPTransport, Port: portOf(pc.c.RemoteAddr()), Use: asap.DataOnly, Addrs: pc.peerAddrs()}
+	if pc.asapT == nil {
+		pc.asapT = &asap.Transport{Kind: asap.ParamSCTPTransport, Port: portOf(pc.c.RemoteAddr()), Use: asap.DataOnly, Addrs: pc.peerAddrs(false)}
+	}
+	return pc.asapT
 }
 
 // portOf returns the port of a transport address such as "[a,b]:3863" or

@@ -191,7 +191,13 @@ func (pc *peerConn) validate(h asap.PoolHandle, pe *asap.PoolElement) (asap.Caus
 	}
 	// The element may only register addresses it uses towards the
 	// registrar (RFC 5352 R1); unspecified ones stand for those.
-	peer := pc.peerAddrs()
+	peer := pc.peerAddrs(false)
+	for _, a := range t.Addrs {
+		if a = a.Unmap(); !a.IsUnspecified() && !contains(peer, a) {
+			peer = pc.peerAddrs(true) // the association may have changed
+			break
+		}
+	}
 	var addrs []netip.Addr
 	for _, a := range t.Addrs {
 		a = a.Unmap()
