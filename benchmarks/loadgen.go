@@ -18,6 +18,7 @@ type Target struct {
 	Name    string // reported in benchmark names: "rsp", "rsplib"
 	Network string // "tcp" or "sctp"
 	Addr    string
+	PID     int // the registrar's process, when it runs in one of its own
 }
 
 // Client is one load-generating ASAP connection.

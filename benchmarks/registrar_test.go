@@ -1,11 +1,15 @@
 package benchmarks
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,8 +27,39 @@ const concurrency = 64
 // pools.
 const keepAliveInterval = 10 * time.Minute
 
+// EnvRegistrarBinary names the environment variable that points the
+// benchmarks at a built cmd/rspregistrar. With it, rsp's registrar runs in
+// a process of its own, as rsplib's does, so that the load generator does
+// not share its process and each registrar's CPU time can be read.
+const EnvRegistrarBinary = "RSP_BENCH_REGISTRAR"
+
 func startRSPRegistrar(b *testing.B, network, addr string) Target {
 	b.Helper()
+	if bin := os.Getenv(EnvRegistrarBinary); bin != "" {
+		if strings.HasSuffix(addr, ":0") && network == "tcp" {
+			l, err := net.Listen("tcp", addr) // a free port for the registrar
+			if err != nil {
+				b.Fatal(err)
+			}
+			addr = l.Addr().String()
+			l.Close()
+		}
+		cmd, _ := rsplibtest.StartProcess(b, nil, bin, "-listen", network+":"+addr,
+			"-keepalive-interval", keepAliveInterval.String(), "-max-pes-per-pool", "1048576", "-log-level", "warn")
+		t := Target{Name: "rsp", Network: network, Addr: addr, PID: cmd.Process.Pid}
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			c, err := dial(context.Background(), t)
+			if err == nil {
+				c.c.Close()
+				return t
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("rsp's registrar does not serve at %s: %v", addr, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 	r := registrar.New(registrar.Config{
 		KeepAliveInterval: keepAliveInterval, MaxPEsPerPool: 1 << 20,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -44,15 +79,49 @@ func startRSPRegistrar(b *testing.B, network, addr string) Target {
 // elsewhere rsp's over TCP on loopback.
 func benchTargets(b *testing.B) []Target {
 	if ok, _ := rsplibtest.Available(); ok {
-		rsplibtest.StartRegistrar(b, 3893, 9911,
+		pid := rsplibtest.StartRegistrar(b, 3893, 9911,
 			fmt.Sprintf("-endpointkeepalivetransmissioninterval=%d", keepAliveInterval.Milliseconds()),
 			fmt.Sprintf("-maxhresitems=%d", registrar.DefaultHandleResolutionItems))
 		return []Target{
 			startRSPRegistrar(b, "sctp", rsplibtest.HostAddr+":3883"),
-			{Name: "rsplib", Network: "sctp", Addr: rsplibtest.HostAddr + ":3893"},
+			{Name: "rsplib", Network: "sctp", Addr: rsplibtest.HostAddr + ":3893", PID: pid},
 		}
 	}
 	return []Target{startRSPRegistrar(b, "tcp", "127.0.0.1:0")}
+}
+
+// cpuMeter reads the CPU time a registrar process spends.
+type cpuMeter struct {
+	pid   int
+	start time.Duration
+}
+
+func startCPU(pid int) cpuMeter { return cpuMeter{pid, cpuTime(pid)} }
+
+// report adds the registrar's CPU time per operation to b's results, when
+// the registrar runs in a process of its own.
+func (m cpuMeter) report(b *testing.B) {
+	if m.pid == 0 {
+		return
+	}
+	b.ReportMetric(float64((cpuTime(m.pid)-m.start).Microseconds())/float64(b.N), "registrar-cpu-µs/op")
+}
+
+// cpuTime returns the user and system time process pid has used, from
+// /proc (in clock ticks of 10 ms).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 func BenchmarkHandleResolution(b *testing.B) {
@@ -65,6 +134,7 @@ func BenchmarkHandleResolution(b *testing.B) {
 			}
 			b.Run(fmt.Sprintf("registrar=%s/pool=%d", t.Name, size), func(b *testing.B) {
 				clients := dialClients(b, t)
+				cpu := startCPU(t.PID)
 				bad, err := Run(clients, b.N,
 					func(int) asap.Message { return &asap.HandleResolution{Handle: h} },
 					func(m asap.Message) bool {
@@ -78,6 +148,7 @@ func BenchmarkHandleResolution(b *testing.B) {
 					b.Fatalf("%d of %d resolutions failed", bad, b.N)
 				}
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "resolutions/s")
+				cpu.report(b)
 			})
 			closeFn()
 		}
@@ -99,6 +170,7 @@ func BenchmarkRegistration(b *testing.B) {
 				// removed when the benchmark's connections close.
 				base := nextID.Add(uint32(b.N)+1) - uint32(b.N)
 				clients := dialClients(b, t)
+				cpu := startCPU(t.PID)
 				bad, err := Run(clients, b.N,
 					func(i int) asap.Message {
 						return &asap.Registration{Handle: h, PE: pe(asap.PEID(0x40000000+base+uint32(i)), hostAddr(t), 2000, kindFor(t))}
@@ -114,6 +186,7 @@ func BenchmarkRegistration(b *testing.B) {
 					b.Fatalf("%d of %d registrations refused", bad, b.N)
 				}
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "registrations/s")
+				cpu.report(b)
 			})
 			closeFn()
 		}

@@ -57,6 +57,13 @@ func Require(t testing.TB) {
 // combined output.
 func Start(t testing.TB, stdin io.Reader, name string, args ...string) *Output {
 	t.Helper()
+	_, out := StartProcess(t, stdin, name, args...)
+	return out
+}
+
+// StartProcess is Start, returning the running command too.
+func StartProcess(t testing.TB, stdin io.Reader, name string, args ...string) (*exec.Cmd, *Output) {
+	t.Helper()
 	out := new(Output)
 	cmd := exec.Command(name, args...)
 	cmd.Stdin = stdin
@@ -73,13 +80,14 @@ func Start(t testing.TB, stdin io.Reader, name string, args ...string) *Output {
 			t.Logf("%s output:\n%s", name, out.String())
 		}
 	})
-	return out
+	return cmd, out
 }
 
 // StartRegistrar starts rsplib's registrar on the test host and waits until
 // it serves (it spends about 5 s looking for peers first). Its announces are
-// off unless extra sets -asapannounce.
-func StartRegistrar(t testing.TB, asapPort, enrpPort int, extra ...string) {
+// off unless extra sets -asapannounce. It returns the registrar's process
+// identifier.
+func StartRegistrar(t testing.TB, asapPort, enrpPort int, extra ...string) int {
 	t.Helper()
 	log := filepath.Join(t.TempDir(), "registrar.log")
 	args := []string{
@@ -90,7 +98,7 @@ func StartRegistrar(t testing.TB, asapPort, enrpPort int, extra ...string) {
 		args = append(args, "-asapannounce=off")
 	}
 	args = append(args, extra...)
-	Start(t, nil, "rspregistrar", args...)
+	cmd, _ := StartProcess(t, nil, "rspregistrar", args...)
 	t.Cleanup(func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(log)
@@ -101,10 +109,11 @@ func StartRegistrar(t testing.TB, asapPort, enrpPort int, extra ...string) {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		if b, _ := os.ReadFile(log); bytes.Contains(b, []byte("The registrar is ready")) {
-			return
+			return cmd.Process.Pid
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	b, _ := os.ReadFile(log)
 	t.Fatalf("rsplib's registrar did not get ready; its log:\n%s", b)
+	return 0
 }
