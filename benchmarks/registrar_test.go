@@ -44,21 +44,21 @@ func startRSPRegistrar(b *testing.B, network, addr string) Target {
 			addr = l.Addr().String()
 			l.Close()
 		}
-		cmd, _ := rsplibtest.StartProcess(b, nil, bin, "-listen", network+":"+addr,
-			"-keepalive-interval", keepAliveInterval.String(), "-max-pes-per-pool", "1048576", "-log-level", "warn")
-		t := Target{Name: "rsp", Network: network, Addr: addr, PID: cmd.Process.Pid}
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			c, err := dial(context.Background(), t)
-			if err == nil {
-				c.c.Close()
-				return t
+		cmd, out := rsplibtest.StartProcess(b, nil, bin, "-listen", network+":"+addr,
+			"-keepalive-interval", keepAliveInterval.String(), "-max-pes-per-pool", "1048576", "-log-level", "info")
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		deadline := time.After(20 * time.Second)
+		for !strings.Contains(out.String(), "serving ASAP") {
+			select {
+			case err := <-exited:
+				b.Fatalf("rsp's registrar ended: %v\n%s", err, out.String())
+			case <-deadline:
+				b.Fatalf("rsp's registrar does not serve at %s:\n%s", addr, out.String())
+			case <-time.After(50 * time.Millisecond):
 			}
-			if time.Now().After(deadline) {
-				b.Fatalf("rsp's registrar does not serve at %s: %v", addr, err)
-			}
-			time.Sleep(50 * time.Millisecond)
 		}
+		return Target{Name: "rsp", Network: network, Addr: addr, PID: cmd.Process.Pid}
 	}
 	r := registrar.New(registrar.Config{
 		KeepAliveInterval: keepAliveInterval, MaxPEsPerPool: 1 << 20,
