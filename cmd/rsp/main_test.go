@@ -11,44 +11,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/internal/testutil"
 	"github.com/rsp-go/rsp/registrar"
 )
-
-// syncBuffer is a bytes.Buffer that a command writes to while the test
-// reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // waitFor polls cond until it holds, failing the test after 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 10*time.Second, what, cond)
 }
 
 // startRegistrar runs an embedded registrar on a loopback port and returns
@@ -106,7 +81,7 @@ type running struct {
 	cancel         context.CancelFunc
 	done           chan struct{}
 	err            error
-	stdout, stderr *syncBuffer
+	stdout, stderr *testutil.Buffer
 }
 
 func startCommand(t *testing.T, run func(context.Context, stdio, []string) error, in io.Reader, args ...string) *running {
@@ -115,7 +90,7 @@ func startCommand(t *testing.T, run func(context.Context, stdio, []string) error
 		in = strings.NewReader("")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cancel: cancel, done: make(chan struct{}), stdout: new(syncBuffer), stderr: new(syncBuffer)}
+	r := &running{cancel: cancel, done: make(chan struct{}), stdout: new(testutil.Buffer), stderr: new(testutil.Buffer)}
 	go func() {
 		defer close(r.done)
 		r.err = run(ctx, stdio{in, r.stdout, r.stderr}, args)
@@ -268,13 +243,13 @@ type process struct {
 	cmd            *exec.Cmd
 	done           chan struct{}
 	err            error
-	stdout, stderr *syncBuffer
+	stdout, stderr *testutil.Buffer
 }
 
 func startProcess(t *testing.T, bin string, stdin io.Reader, args ...string) *process {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	p := &process{cmd: exec.CommandContext(ctx, bin, args...), done: make(chan struct{}), stdout: new(syncBuffer), stderr: new(syncBuffer)}
+	p := &process{cmd: exec.CommandContext(ctx, bin, args...), done: make(chan struct{}), stdout: new(testutil.Buffer), stderr: new(testutil.Buffer)}
 	p.cmd.Stdin = stdin
 	p.cmd.WaitDelay = time.Second
 	p.cmd.Stdout = p.stdout

@@ -20,45 +20,21 @@ import (
 	"github.com/rsp-go/rsp"
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/asap/endpoint"
+	"github.com/rsp-go/rsp/internal/testutil"
 	"github.com/rsp-go/rsp/policy"
 )
-
-// syncBuffer is a bytes.Buffer that the registrar logs to while the test
-// reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // waitFor polls cond until it holds, failing the test after 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 10*time.Second, what, cond)
 }
 
 var servingLine = regexp.MustCompile(`level=INFO msg="serving ASAP" network=(\S+) address=(\S+) id=([0-9a-f]{8})\n`)
 
 // waitServing waits for n "serving ASAP" log lines and returns their
 // addresses and the registrar identifier they name.
-func waitServing(t *testing.T, log *syncBuffer, n int, ended func() bool) ([]string, string) {
+func waitServing(t *testing.T, log *testutil.Buffer, n int, ended func() bool) ([]string, string) {
 	t.Helper()
 	var ms [][]string
 	waitFor(t, "the registrar to serve", func() bool {
@@ -126,10 +102,10 @@ func checkServes(t *testing.T, regA, regB, wantHome string) {
 }
 
 // runInProcess runs the registrar with args until the test stops it.
-func runInProcess(t *testing.T, args ...string) (stop func() error, log *syncBuffer, ended func() bool) {
+func runInProcess(t *testing.T, args ...string) (stop func() error, log *testutil.Buffer, ended func() bool) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	log = new(syncBuffer)
+	log = new(testutil.Buffer)
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, log) }()
 	var once sync.Once
@@ -284,11 +260,11 @@ func TestProcess(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 
-	start := func(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer, chan error) {
+	start := func(t *testing.T, args ...string) (*exec.Cmd, *testutil.Buffer, chan error) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		cmd := exec.CommandContext(ctx, bin, args...)
-		log := new(syncBuffer)
+		log := new(testutil.Buffer)
 		cmd.Stdout, cmd.Stderr = log, log
 		if err := cmd.Start(); err != nil {
 			cancel()
@@ -306,7 +282,7 @@ func TestProcess(t *testing.T) {
 		})
 		return cmd, log, done
 	}
-	exitCode := func(t *testing.T, cmd *exec.Cmd, log *syncBuffer, done chan error) int {
+	exitCode := func(t *testing.T, cmd *exec.Cmd, log *testutil.Buffer, done chan error) int {
 		t.Helper()
 		select {
 		case err := <-done:

@@ -18,7 +18,12 @@ import (
 	"time"
 
 	"github.com/rsp-go/rsp/internal/sctp"
+	"github.com/rsp-go/rsp/internal/testutil"
 )
+
+// Output is a program's output, written while the program runs and read
+// by the test at any time.
+type Output = testutil.Buffer
 
 // HostAddr is the test host's own site-local address inside User-mode
 // Linux; rsplib refuses hosts with loopback addresses only.
