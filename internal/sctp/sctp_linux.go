@@ -486,20 +486,10 @@ func Dial(ctx context.Context, network string, raddr, laddr *Addr) (*Conn, error
 		stop := context.AfterFunc(ctx, func() { c.f.SetWriteDeadline(time.Unix(1, 0)) })
 		var soErr int
 		var gerr error
-		waited := false
 		werr := c.rc.Write(func(fd uintptr) bool {
-			if !waited {
-				waited = true
-				return false // wait until the socket is writable
-			}
 			soErr, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
 			return true
 		})
-		if werr == nil && gerr == nil && soErr == 0 {
-			// An SCTP socket is writable while its association is still
-			// being set up; a dial returns once it is established.
-			soErr, gerr = c.awaitEstablished(ctx)
-		}
 		stop()
 		switch {
 		case ctx.Err() != nil:
@@ -520,35 +510,6 @@ func Dial(ctx context.Context, network string, raddr, laddr *Addr) (*Conn, error
 		c.raddr = c.addrs(sctpGetPeerAddrs, raddr)
 	}
 	return c, nil
-}
-
-// awaitEstablished waits until the association of a connecting socket is
-// established (its peer has a name), or failed (SO_ERROR), or ctx is done.
-// The kernel tells the end of the set-up only through events this package
-// does not subscribe to, so it asks with a short, growing period.
-func (c *Conn) awaitEstablished(ctx context.Context) (soErr int, err error) {
-	delay := 100 * time.Microsecond
-	for {
-		_, perr := unix.Getpeername(c.fd)
-		if perr == nil {
-			return 0, nil
-		}
-		if perr != unix.ENOTCONN {
-			return 0, perr
-		}
-		soErr, err = unix.GetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_ERROR)
-		if err != nil || soErr != 0 {
-			return soErr, err
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return 0, nil // the caller reports ctx.Err()
-		case <-t.C:
-		}
-		delay = min(2*delay, 20*time.Millisecond)
-	}
 }
 
 // Listener accepts SCTP associations.

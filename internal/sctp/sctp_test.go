@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"golang.org/x/net/nettest"
-	"golang.org/x/sys/unix"
 )
 
 func requireSCTP(t testing.TB) {
@@ -170,53 +169,4 @@ func TestNetConn(t *testing.T) {
 		b := <-accepted
 		return a, b, func() { a.Close(); b.Close() }, nil
 	})
-}
-
-// TestDialReturnsEstablished dials a listener that accepts nothing more
-// often than its backlog holds, so that the set-up of many associations is
-// held back or aborted by the kernel. Every dial that succeeds must return
-// an established association (one whose peer has a name), as a TCP dial
-// does, not one still being set up that may yet break on its first write.
-func TestDialReturnsEstablished(t *testing.T) {
-	requireSCTP(t)
-	laddr, _ := ResolveAddr("sctp", "127.0.0.1:0")
-	l, err := Listen("sctp", laddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	raddr := l.Addr().(*Addr)
-	const dials = 200 // beyond the backlog of 128
-	type result struct {
-		err         error
-		established bool
-	}
-	results := make(chan result, dials)
-	for range dials {
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			defer cancel()
-			c, err := Dial(ctx, "sctp", raddr, nil)
-			if err != nil {
-				results <- result{err: err}
-				return
-			}
-			_, perr := unix.Getpeername(c.fd)
-			results <- result{established: perr == nil}
-			c.Close()
-		}()
-	}
-	ok, failed := 0, 0
-	for range dials {
-		r := <-results
-		switch {
-		case r.err != nil:
-			failed++
-		case !r.established:
-			t.Errorf("a dial returned an association that is not established")
-		default:
-			ok++
-		}
-	}
-	t.Logf("%d dials established, %d failed", ok, failed)
 }
