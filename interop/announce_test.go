@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,21 +33,36 @@ func TestRSPFindsRsplibRegistrarByAnnounce(t *testing.T) {
 	defer ep.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	reg, err := ep.Register(ctx, "AnnouncedPool", asap.PoolElement{
+	pe := asap.PoolElement{
 		UserTransport: asap.Transport{Kind: asap.ParamSCTPTransport, Port: 7777, Addrs: []netip.Addr{netip.MustParseAddr(hostAddr)}},
 		Policy:        policy.Policy{Type: policy.RoundRobin},
-	})
+	}
+	// Right after it starts with announces on, rsplib's registrar now and
+	// then aborts the first associations it takes (the first write fails
+	// with EPIPE); the element tries again, as a program would.
+	reg, err := ep.Register(ctx, "AnnouncedPool", pe)
+	for attempt := 2; err != nil && attempt <= 3 && ctx.Err() == nil; attempt++ {
+		t.Logf("registration attempt %d: %v", attempt-1, err)
+		time.Sleep(time.Second)
+		reg, err = ep.Register(ctx, "AnnouncedPool", pe)
+	}
 	if err != nil {
 		t.Fatalf("registering through rsplib's announced registrar: %v", err)
 	}
 	defer reg.Close(context.Background())
-	if got, want := ep.Announced(), "sctp:"+hostAddr+":3863"; len(got) != 1 || got[0] != want {
-		t.Errorf("announced registrars %v, want [%s]", got, want)
+	if got, want := ep.Announced(), "sctp:"+hostAddr+":3863"; !slices.Contains(got, want) {
+		t.Errorf("announced registrars %v, want %s among them", got, want)
 	}
-	out := hsdump(t, fmt.Sprintf("%s:9901", hostAddr))
-	if id := fmt.Sprintf("$%08x", uint32(reg.ID())); !strings.Contains(out, id) || !strings.Contains(out, `pool "announcedpool"`) {
-		t.Fatalf("hsdump lacks pool element %s of pool AnnouncedPool:\n%s", id, out)
+	id := fmt.Sprintf("$%08x", uint32(reg.ID()))
+	var out string
+	for range 5 { // hsdump reads the handlespace as an ENRP peer; give it a few tries
+		out = hsdump(t, fmt.Sprintf("%s:9901", hostAddr))
+		if strings.Contains(out, id) && strings.Contains(out, `pool "announcedpool"`) {
+			return
+		}
+		time.Sleep(time.Second)
 	}
+	t.Fatalf("hsdump lacks pool element %s of pool AnnouncedPool:\n%s", id, out)
 }
 
 // TestRsplibFindsRSPRegistrarByAnnounce has the rsp registrar announce

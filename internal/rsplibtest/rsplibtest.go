@@ -5,6 +5,7 @@ package rsplibtest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -17,8 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/internal/sctp"
 	"github.com/rsp-go/rsp/internal/testutil"
+	"github.com/rsp-go/rsp/mapping"
 )
 
 // Output is a program's output, written while the program runs and read
@@ -114,6 +117,11 @@ func StartRegistrar(t testing.TB, asapPort, enrpPort int, extra ...string) int {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		if b, _ := os.ReadFile(log); bytes.Contains(b, []byte("The registrar is ready")) {
+			// Its log says ready a moment before it keeps the
+			// associations it takes; wait until it answers.
+			if err := awaitAnswer(fmt.Sprintf("%s:%d", HostAddr, asapPort), time.Until(deadline)); err != nil {
+				t.Fatalf("rsplib's registrar does not answer: %v", err)
+			}
 			return cmd.Process.Pid
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -121,4 +129,35 @@ func StartRegistrar(t testing.TB, asapPort, enrpPort int, extra ...string) int {
 	b, _ := os.ReadFile(log)
 	t.Fatalf("rsplib's registrar did not get ready; its log:\n%s", b)
 	return 0
+}
+
+// awaitAnswer asks the registrar at addr to resolve a pool until it
+// answers, for at most d.
+func awaitAnswer(addr string, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	req, err := (&asap.HandleResolution{Handle: "rsplibtest-probe"}).AppendBinary(nil)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 65536)
+	for {
+		var dialer mapping.Dialer
+		c, err := dialer.DialContext(ctx, "sctp", addr)
+		if err == nil {
+			c.SetDeadline(time.Now().Add(time.Second))
+			if err = c.WriteMsg(req, mapping.PPIDASAP); err == nil {
+				_, _, err = c.ReadMsg(buf)
+			}
+			c.Close()
+			if err == nil {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
