@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/internal/rsplibtest"
+	"github.com/rsp-go/rsp/internal/testutil"
 	"github.com/rsp-go/rsp/registrar"
 )
 
@@ -36,29 +36,22 @@ const EnvRegistrarBinary = "RSP_BENCH_REGISTRAR"
 func startRSPRegistrar(b *testing.B, network, addr string) Target {
 	b.Helper()
 	if bin := os.Getenv(EnvRegistrarBinary); bin != "" {
-		if strings.HasSuffix(addr, ":0") && network == "tcp" {
-			l, err := net.Listen("tcp", addr) // a free port for the registrar
-			if err != nil {
-				b.Fatal(err)
-			}
-			addr = l.Addr().String()
-			l.Close()
+		if addr == "127.0.0.1:0" && network == "tcp" {
+			addr = testutil.FreeAddr(b) // a port for the registrar
 		}
-		cmd, out := rsplibtest.StartProcess(b, nil, bin, "-listen", network+":"+addr,
+		p := rsplibtest.StartProcess(b, nil, bin, "-listen", network+":"+addr,
 			"-keepalive-interval", keepAliveInterval.String(), "-max-pes-per-pool", "1048576", "-log-level", "info")
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
 		deadline := time.After(20 * time.Second)
-		for !strings.Contains(out.String(), "serving ASAP") {
+		for !strings.Contains(p.Out.String(), "serving ASAP") {
 			select {
-			case err := <-exited:
-				b.Fatalf("rsp's registrar ended: %v\n%s", err, out.String())
+			case <-p.Exited:
+				b.Fatalf("rsp's registrar ended: %v\n%s", p.Err, p.Out.String())
 			case <-deadline:
-				b.Fatalf("rsp's registrar does not serve at %s:\n%s", addr, out.String())
+				b.Fatalf("rsp's registrar does not serve at %s:\n%s", addr, p.Out.String())
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
-		return Target{Name: "rsp", Network: network, Addr: addr, PID: cmd.Process.Pid}
+		return Target{Name: "rsp", Network: network, Addr: addr, PID: p.Pid}
 	}
 	r := registrar.New(registrar.Config{
 		KeepAliveInterval: keepAliveInterval, MaxPEsPerPool: 1 << 20,

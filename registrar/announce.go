@@ -18,6 +18,7 @@ import (
 type announcer struct {
 	send *mcast.Sender
 	recv *net.UDPConn
+	v4   bool // the group is IPv4
 	// peers maps the other registrars heard to when they were heard;
 	// guarded by the registrar's mu.
 	peers map[asap.ServerID]time.Time
@@ -47,7 +48,8 @@ func (r *Registrar) startAnnouncing() error {
 		send.Close()
 		return fmt.Errorf("registrar: announcing: %w", err)
 	}
-	r.ann = &announcer{send: send, recv: recv, peers: make(map[asap.ServerID]time.Time)}
+	g, _ := netip.ParseAddrPort(r.cfg.Announce) // NewSender parsed it already
+	r.ann = &announcer{send: send, recv: recv, v4: g.Addr().Unmap().Is4(), peers: make(map[asap.ServerID]time.Time)}
 	r.wg.Add(2)
 	go r.announceLoop(r.ann)
 	go r.hearAnnounces(r.ann)
@@ -76,7 +78,7 @@ func (r *Registrar) announceLoop(a *announcer) {
 		case <-t.C:
 		}
 		r.mu.Lock()
-		m := asap.ServerAnnounce{Server: r.id, Transports: r.announcedTransportsLocked()}
+		m := asap.ServerAnnounce{Server: r.id, Transports: r.announcedTransportsLocked(a.v4)}
 		now := time.Now()
 		for id, heard := range a.peers {
 			if now.Sub(heard) > r.cfg.AnnounceTimeout {
@@ -129,8 +131,9 @@ func (r *Registrar) hearAnnounces(a *announcer) {
 
 // announcedTransportsLocked describes the registrar's listeners as
 // transport parameters: TCP and SCTP, those on unspecified addresses with
-// the announce interface's addresses where it has some.
-func (r *Registrar) announcedTransportsLocked() []asap.Transport {
+// the announce interface's addresses of the group's family (v4: IPv4)
+// where it has some.
+func (r *Registrar) announcedTransportsLocked(v4 bool) []asap.Transport {
 	var ts []asap.Transport
 	for l := range r.listeners {
 		var t asap.Transport
@@ -149,10 +152,6 @@ func (r *Registrar) announcedTransportsLocked() []asap.Transport {
 		if len(t.Addrs) == 1 && t.Addrs[0].IsUnspecified() {
 			// Announce the family of the group: a dual-stack listener
 			// ("[::]:3863") serves both.
-			v4 := true
-			if g, err := netip.ParseAddrPort(r.cfg.Announce); err == nil {
-				v4 = g.Addr().Unmap().Is4()
-			}
 			t.Addrs = []netip.Addr{netip.IPv6Unspecified()}
 			if v4 {
 				t.Addrs = []netip.Addr{netip.IPv4Unspecified()}

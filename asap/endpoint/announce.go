@@ -148,9 +148,6 @@ func (ep *Endpoint) huntList(ctx context.Context) ([]string, error) {
 			}
 		}
 		if len(list) > 0 || ep.annConn == nil {
-			if wait != nil {
-				wait.Stop()
-			}
 			if len(list) == 0 {
 				if ep.annErr != nil {
 					return nil, fmt.Errorf("%w: none configured, and announces cannot be heard: %w", ErrNoRegistrar, ep.annErr)

@@ -3,7 +3,6 @@ package endpoint_test
 import (
 	"context"
 	"errors"
-	"net"
 	"net/netip"
 	"sync"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/asap/endpoint"
+	"github.com/rsp-go/rsp/internal/testutil"
 	"github.com/rsp-go/rsp/mapping"
 	"github.com/rsp-go/rsp/policy"
 )
@@ -311,17 +311,9 @@ func newEndpoint(t *testing.T, cfg endpoint.Config) *endpoint.Endpoint {
 	return ep
 }
 
-// deadAddr returns a loopback TCP address where nothing listens.
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return "tcp:" + addr
-}
+// deadAddr returns a loopback TCP address where nothing listens, as
+// Config.Registrars names it.
+func deadAddr(t *testing.T) string { return "tcp:" + testutil.FreeAddr(t) }
 
 // ctxTimeout returns a context that ends after d or at the end of the test.
 func ctxTimeout(t *testing.T, d time.Duration) context.Context {

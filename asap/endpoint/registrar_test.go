@@ -1,7 +1,6 @@
 package endpoint_test
 
 import (
-	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -9,22 +8,9 @@ import (
 
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/asap/endpoint"
+	"github.com/rsp-go/rsp/internal/testutil"
 	"github.com/rsp-go/rsp/registrar"
 )
-
-// startRegistrar runs a real registrar on a loopback TCP port and returns it
-// with its address as Config.Registrars names it.
-func startRegistrar(t *testing.T, cfg registrar.Config) (*registrar.Registrar, string) {
-	t.Helper()
-	r := registrar.New(cfg)
-	l, err := registrar.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go r.Serve(l)
-	t.Cleanup(func() { r.Close() })
-	return r, "tcp:" + l.Addr().String()
-}
 
 // poolIDs returns the identifiers of the elements of pool h at r.
 func poolIDs(r *registrar.Registrar, h asap.PoolHandle) []asap.PEID {
@@ -48,7 +34,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestWithRegistrar(t *testing.T) {
-	r, addr := startRegistrar(t, registrar.Config{
+	r, addr := testutil.StartRegistrar(t, registrar.Config{
 		KeepAliveInterval: 20 * time.Millisecond,
 		KeepAliveTimeout:  100 * time.Millisecond,
 	})
@@ -91,7 +77,7 @@ func TestWithRegistrar(t *testing.T) {
 
 func TestWithRegistrarLifeRunsOut(t *testing.T) {
 	const life = 150 * time.Millisecond
-	r, addr := startRegistrar(t, registrar.Config{KeepAliveInterval: -1, MinRegistrationLife: 10 * time.Millisecond})
+	r, addr := testutil.StartRegistrar(t, registrar.Config{KeepAliveInterval: -1, MinRegistrationLife: 10 * time.Millisecond})
 	pe := newEndpoint(t, endpoint.Config{Registrars: []string{addr}, Reregistration: quiet})
 	elem := testPE(0, 7)
 	elem.Life = life
@@ -109,8 +95,8 @@ func TestWithRegistrarLifeRunsOut(t *testing.T) {
 }
 
 func TestWithRegistrarRestart(t *testing.T) {
-	r1, addr1 := startRegistrar(t, registrar.Config{KeepAliveInterval: -1})
-	r2, addr2 := startRegistrar(t, registrar.Config{KeepAliveInterval: -1})
+	r1, addr1 := testutil.StartRegistrar(t, registrar.Config{KeepAliveInterval: -1})
+	r2, addr2 := testutil.StartRegistrar(t, registrar.Config{KeepAliveInterval: -1})
 	pe := newEndpoint(t, endpoint.Config{Registrars: []string{addr1, addr2}, Reregistration: quiet})
 	reg, err := pe.Register(ctxTimeout(t, waitLong), "echo", testPE(0, 7))
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/rsp-go/rsp"
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/asap/endpoint"
+	"github.com/rsp-go/rsp/internal/testutil"
 	"github.com/rsp-go/rsp/policy"
 )
 
@@ -93,7 +94,7 @@ func TestResolve(t *testing.T) {
 func TestResolveEnvironment(t *testing.T) {
 	_, reg := startRegistrar(t)
 	p := registerPE(t, reg, "env", 8003)
-	t.Setenv(endpoint.EnvRegistrars, "tcp:"+freeAddr(t)+","+reg)
+	t.Setenv(endpoint.EnvRegistrars, "tcp:"+testutil.FreeAddr(t)+","+reg)
 	out, errOut, err := runCommand(t, runResolve, "", "env")
 	if err != nil {
 		t.Fatalf("resolve: %v\n%s", err, errOut)
@@ -116,7 +117,7 @@ func TestResolveErrors(t *testing.T) {
 	}
 
 	start := time.Now()
-	_, _, err = runCommand(t, runResolve, "", "-registrar", "tcp:"+freeAddr(t), "known")
+	_, _, err = runCommand(t, runResolve, "", "-registrar", "tcp:"+testutil.FreeAddr(t), "known")
 	if !errors.Is(err, endpoint.ErrNoRegistrar) {
 		t.Errorf("no registrar: err = %v, want %v", err, endpoint.ErrNoRegistrar)
 	}

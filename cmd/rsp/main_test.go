@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,26 +29,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // it with the -registrar flag that names it.
 func startRegistrar(t *testing.T) (*registrar.Registrar, string) {
 	t.Helper()
-	r := registrar.New(registrar.Config{})
-	l, err := registrar.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go r.Serve(l)
-	t.Cleanup(func() { r.Close() })
-	return r, "tcp:" + l.Addr().String()
-}
-
-// freeAddr returns a loopback address where nothing listens.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	return testutil.StartRegistrar(t, registrar.Config{})
 }
 
 // poolElements returns the elements of pool h that r holds.
@@ -177,7 +157,7 @@ func TestCommandHelp(t *testing.T) {
 // TestArgumentErrors checks that wrong arguments and flags give an error
 // that names the problem, before anything touches the network.
 func TestArgumentErrors(t *testing.T) {
-	nowhere := "tcp:" + freeAddr(t)
+	nowhere := "tcp:" + testutil.FreeAddr(t)
 	tests := []struct {
 		name  string
 		run   func(context.Context, stdio, []string) error
@@ -333,7 +313,7 @@ func TestProcess(t *testing.T) {
 		if code, _, errOut := run(t, "resolve"); code != 2 || !strings.Contains(errOut, "rsp resolve: missing POOL") {
 			t.Errorf("rsp resolve: exit %d, want 2 and a missing POOL error:\n%s", code, errOut)
 		}
-		if code, _, errOut := run(t, "resolve", "-registrar", "tcp:"+freeAddr(t), "p"); code != 1 || !strings.Contains(errOut, "rsp resolve: ") || !strings.Contains(errOut, "no registrar reachable") {
+		if code, _, errOut := run(t, "resolve", "-registrar", "tcp:"+testutil.FreeAddr(t), "p"); code != 1 || !strings.Contains(errOut, "rsp resolve: ") || !strings.Contains(errOut, "no registrar reachable") {
 			t.Errorf("rsp resolve without registrar: exit %d, want 1 and a no registrar error:\n%s", code, errOut)
 		}
 	})

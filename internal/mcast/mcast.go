@@ -18,13 +18,9 @@ import (
 // returns a socket that receives the group's datagrams. Several sockets of
 // one host may listen to the same group.
 func Listen(group, ifname string) (*net.UDPConn, error) {
-	ga, ifi, err := resolve(group, ifname)
+	ga, network, ifi, err := resolve(group, ifname)
 	if err != nil {
 		return nil, err
-	}
-	network := "udp4"
-	if ga.Addr().Is6() {
-		network = "udp6"
 	}
 	c, err := net.ListenMulticastUDP(network, ifi, net.UDPAddrFromAddrPort(ga))
 	if err != nil {
@@ -43,13 +39,9 @@ type Sender struct {
 // NewSender returns a sender to group through the interface named ifname
 // ("" leaves the choice to the system's routes).
 func NewSender(group, ifname string) (*Sender, error) {
-	ga, ifi, err := resolve(group, ifname)
+	ga, network, ifi, err := resolve(group, ifname)
 	if err != nil {
 		return nil, err
-	}
-	network := "udp4"
-	if ga.Addr().Is6() {
-		network = "udp6"
 	}
 	c, err := net.ListenUDP(network, nil)
 	if err != nil {
@@ -84,23 +76,27 @@ func (s *Sender) Send(b []byte) error {
 // Close closes the sender's socket.
 func (s *Sender) Close() error { return s.c.Close() }
 
-func resolve(group, ifname string) (netip.AddrPort, *net.Interface, error) {
-	ga, err := netip.ParseAddrPort(group)
+// resolve parses a group and an interface name, and names the UDP network
+// of the group's family.
+func resolve(group, ifname string) (ga netip.AddrPort, network string, ifi *net.Interface, err error) {
+	ga, err = netip.ParseAddrPort(group)
 	if err != nil {
-		return ga, nil, fmt.Errorf("mcast: group %q: %w", group, err)
+		return ga, "", nil, fmt.Errorf("mcast: group %q: %w", group, err)
 	}
 	ga = netip.AddrPortFrom(ga.Addr().Unmap(), ga.Port())
 	if !ga.Addr().IsMulticast() {
-		return ga, nil, fmt.Errorf("mcast: %s is not a multicast address", ga.Addr())
+		return ga, "", nil, fmt.Errorf("mcast: %s is not a multicast address", ga.Addr())
 	}
-	if ifname == "" {
-		return ga, nil, nil
+	network = "udp4"
+	if ga.Addr().Is6() {
+		network = "udp6"
 	}
-	ifi, err := net.InterfaceByName(ifname)
-	if err != nil {
-		return ga, nil, fmt.Errorf("mcast: interface %q: %w", ifname, err)
+	if ifname != "" {
+		if ifi, err = net.InterfaceByName(ifname); err != nil {
+			return ga, "", nil, fmt.Errorf("mcast: interface %q: %w", ifname, err)
+		}
 	}
-	return ga, ifi, nil
+	return ga, network, ifi, nil
 }
 
 // InterfaceAddrs returns the unicast addresses of the interface named

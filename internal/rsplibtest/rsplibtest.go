@@ -65,12 +65,21 @@ func Require(t testing.TB) {
 // combined output.
 func Start(t testing.TB, stdin io.Reader, name string, args ...string) *Output {
 	t.Helper()
-	_, out := StartProcess(t, stdin, name, args...)
-	return out
+	return StartProcess(t, stdin, name, args...).Out
 }
 
-// StartProcess is Start, returning the running command too.
-func StartProcess(t testing.TB, stdin io.Reader, name string, args ...string) (*exec.Cmd, *Output) {
+// Process is a program started for a test.
+type Process struct {
+	Pid int
+	Out *Output
+	// Exited is closed when the program has ended; Err then holds what
+	// its Wait returned.
+	Exited <-chan struct{}
+	Err    error
+}
+
+// StartProcess is Start, returning the running program.
+func StartProcess(t testing.TB, stdin io.Reader, name string, args ...string) *Process {
 	t.Helper()
 	out := new(Output)
 	cmd := exec.Command(name, args...)
@@ -81,14 +90,20 @@ func StartProcess(t testing.TB, stdin io.Reader, name string, args ...string) (*
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	p := &Process{Pid: cmd.Process.Pid, Out: out, Exited: exited}
+	go func() {
+		p.Err = cmd.Wait()
+		close(exited)
+	}()
 	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
+		syscall.Kill(-p.Pid, syscall.SIGKILL)
+		<-exited
 		if t.Failed() {
 			t.Logf("%s output:\n%s", name, out.String())
 		}
 	})
-	return cmd, out
+	return p
 }
 
 // StartRegistrar starts rsplib's registrar on the test host and waits until
@@ -106,7 +121,7 @@ func StartRegistrar(t testing.TB, asapPort, enrpPort int, extra ...string) int {
 		args = append(args, "-asapannounce=off")
 	}
 	args = append(args, extra...)
-	cmd, _ := StartProcess(t, nil, "rspregistrar", args...)
+	p := StartProcess(t, nil, "rspregistrar", args...)
 	t.Cleanup(func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(log)
@@ -122,7 +137,7 @@ func StartRegistrar(t testing.TB, asapPort, enrpPort int, extra ...string) int {
 			if err := awaitAnswer(fmt.Sprintf("%s:%d", HostAddr, asapPort), time.Until(deadline)); err != nil {
 				t.Fatalf("rsplib's registrar does not answer: %v", err)
 			}
-			return cmd.Process.Pid
+			return p.Pid
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

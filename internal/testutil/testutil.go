@@ -3,9 +3,13 @@ package testutil
 
 import (
 	"bytes"
+	"context"
+	"net"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rsp-go/rsp/registrar"
 )
 
 // Buffer is a bytes.Buffer that a program or goroutine writes to while a
@@ -40,4 +44,32 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// FreeAddr returns a loopback TCP address ("127.0.0.1:port") where nothing
+// listens: a port the system just handed out and took back.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// StartRegistrar runs a registrar configured by cfg on a loopback TCP port
+// until the test ends, and returns it with its address as endpoints and
+// the -registrar flags name it ("tcp:127.0.0.1:port").
+func StartRegistrar(t testing.TB, cfg registrar.Config) (*registrar.Registrar, string) {
+	t.Helper()
+	r := registrar.New(cfg)
+	l, err := registrar.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go r.Serve(l)
+	t.Cleanup(func() { r.Close() })
+	return r, "tcp:" + l.Addr().String()
 }
