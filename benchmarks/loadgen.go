@@ -132,26 +132,10 @@ func Populate(ctx context.Context, t Target, h asap.PoolHandle, n int, addr neti
 }
 
 // Dial opens conns load-generating connections to t, closed when ctx ends.
-// Each connection is checked with a first request; one that fails is
-// replaced (an SCTP association may be aborted while it is set up, as by a
-// registrar whose accept backlog is full), up to three times.
 func Dial(ctx context.Context, t Target, conns int) ([]*Client, error) {
 	clients := make([]*Client, 0, conns)
 	for range conns {
-		var c *Client
-		var err error
-		for attempt := 0; attempt < 3; attempt++ {
-			if attempt > 0 {
-				time.Sleep(100 * time.Millisecond)
-			}
-			if c, err = dial(ctx, t); err != nil {
-				continue
-			}
-			if _, err = c.roundTrip(&asap.HandleResolution{Handle: "loadgen-check"}); err == nil {
-				break
-			}
-			c.c.Close()
-		}
+		c, err := dial(ctx, t)
 		if err != nil {
 			for _, c := range clients {
 				c.c.Close()

@@ -25,6 +25,10 @@ const (
 	sctpGetPeerAddrs  = 108
 	sctpGetLocalAddrs = 109
 	sctpBindxAdd      = 100
+	sctpEvents        = 11 // struct sctp_event_subscribe, one byte per event type
+	snAssocChange     = 0x8001
+	assocCommUp       = 0
+	assocRestart      = 2
 	cmsgSndInfo       = 2
 	cmsgRcvInfo       = 3
 	msgNotification   = 0x8000
@@ -326,6 +330,11 @@ func parseRcvInfo(oob []byte) (RcvInfo, bool) {
 // system call on every message telling what kind of IPv4 socket filled it
 // in.
 func recvmsg(fd int, p, oob []byte) (n, oobn, flags int, err error) {
+	return recvmsgFlags(fd, p, oob, 0)
+}
+
+// recvmsgFlags is recvmsg with flags such as MSG_PEEK.
+func recvmsgFlags(fd int, p, oob []byte, inFlags int) (n, oobn, flags int, err error) {
 	var iov unix.Iovec
 	if len(p) > 0 {
 		iov.Base = &p[0]
@@ -338,7 +347,7 @@ func recvmsg(fd int, p, oob []byte) (n, oobn, flags int, err error) {
 		msg.Control = &oob[0]
 		msg.SetControllen(len(oob))
 	}
-	r, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), 0)
+	r, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), uintptr(inFlags))
 	if errno != 0 {
 		return 0, 0, 0, errno
 	}
@@ -473,6 +482,15 @@ func Dial(ctx context.Context, network string, raddr, laddr *Addr) (*Conn, error
 		unix.Close(fd)
 		return nil, &net.OpError{Op: "dial", Net: network, Addr: raddr, Err: err}
 	}
+	// The association's fate comes as an SCTP_ASSOC_CHANGE notification:
+	// an SCTP socket is not writable until its association is up, and an
+	// association aborted while it is set up (as by a peer whose accept
+	// backlog is full) sets no socket error and wakes no poller. The
+	// notification is the only signal of either.
+	if err := setsockoptBytes(fd, solSCTP, sctpEvents, []byte{0, 1}); err != nil {
+		unix.Close(fd)
+		return nil, &net.OpError{Op: "dial", Net: network, Addr: raddr, Err: os.NewSyscallError("setsockopt", err)}
+	}
 	cerr := unix.Connect(fd, sockaddr(fam, raddr.IPs[0], raddr.Port))
 	if cerr != nil && cerr != unix.EINPROGRESS {
 		unix.Close(fd)
@@ -482,34 +500,108 @@ func Dial(ctx context.Context, network string, raddr, laddr *Addr) (*Conn, error
 	if err != nil {
 		return nil, err
 	}
-	if cerr == unix.EINPROGRESS {
-		stop := context.AfterFunc(ctx, func() { c.f.SetWriteDeadline(time.Unix(1, 0)) })
-		var soErr int
-		var gerr error
-		werr := c.rc.Write(func(fd uintptr) bool {
-			soErr, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
-			return true
-		})
-		stop()
-		switch {
-		case ctx.Err() != nil:
-			c.Close()
-			return nil, &net.OpError{Op: "dial", Net: network, Addr: raddr, Err: ctx.Err()}
-		case werr != nil:
-			c.Close()
-			return nil, &net.OpError{Op: "dial", Net: network, Addr: raddr, Err: werr}
-		case gerr != nil:
-			c.Close()
-			return nil, &net.OpError{Op: "dial", Net: network, Addr: raddr, Err: os.NewSyscallError("getsockopt", gerr)}
-		case soErr != 0:
-			c.Close()
-			return nil, &net.OpError{Op: "dial", Net: network, Addr: raddr, Err: os.NewSyscallError("connect", syscall.Errno(soErr))}
+	stop := context.AfterFunc(ctx, func() { c.f.SetReadDeadline(time.Unix(1, 0)) })
+	err = c.awaitEstablished()
+	stop()
+	if err == nil && ctx.Err() == nil {
+		err = setsockoptBytes(fd, solSCTP, sctpEvents, []byte{0, 0})
+		if err != nil {
+			err = os.NewSyscallError("setsockopt", err)
 		}
-		c.f.SetWriteDeadline(time.Time{})
-		c.laddr = c.addrs(sctpGetLocalAddrs, laddr)
-		c.raddr = c.addrs(sctpGetPeerAddrs, raddr)
 	}
+	if ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		c.Close()
+		return nil, &net.OpError{Op: "dial", Net: network, Addr: raddr, Err: err}
+	}
+	c.f.SetReadDeadline(time.Time{})
+	c.laddr = c.addrs(sctpGetLocalAddrs, laddr)
+	c.raddr = c.addrs(sctpGetPeerAddrs, raddr)
 	return c, nil
+}
+
+// awaitEstablished waits for the outcome of a connect on a socket
+// subscribed to association events: nil once the association is up, an
+// error when it could not be set up. Data from the peer, which it can only
+// send on an established association, stays queued for the reader.
+func (c *Conn) awaitEstablished() error {
+	var result error
+	peek := make([]byte, 16)
+	note := make([]byte, 256)
+	err := c.rc.Read(func(fd uintptr) bool {
+		for {
+			n, _, flags, rerr := recvmsgFlags(int(fd), peek, nil, unix.MSG_PEEK)
+			switch {
+			case rerr == unix.EINTR:
+				continue
+			case rerr == unix.EAGAIN:
+				// Nothing yet; a socket error (such as an ICMP
+				// report) ends the wait too.
+				if soErr, gerr := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR); gerr == nil && soErr != 0 {
+					result = os.NewSyscallError("connect", syscall.Errno(soErr))
+					return true
+				}
+				return false
+			case rerr != nil:
+				result = os.NewSyscallError("connect", rerr)
+				return true
+			case flags&msgNotification == 0:
+				if n == 0 && flags&unix.MSG_EOR == 0 {
+					result = os.NewSyscallError("connect", unix.ECONNREFUSED)
+				}
+				return true
+			}
+			// A notification: consume it whole.
+			var m int
+			for {
+				got, _, f, rerr := recvmsgFlags(int(fd), note[min(m, len(note)):], nil, 0)
+				if rerr == unix.EINTR {
+					continue
+				}
+				if rerr != nil {
+					result = os.NewSyscallError("connect", rerr)
+					return true
+				}
+				m += got
+				if f&unix.MSG_EOR != 0 || got == 0 {
+					break
+				}
+			}
+			if up, errno, ok := parseAssocChange(note[:min(m, len(note))]); ok {
+				if !up {
+					result = os.NewSyscallError("connect", errno)
+				}
+				return true
+			}
+			// Some other notification: keep waiting.
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return result
+}
+
+// parseAssocChange reads an SCTP_ASSOC_CHANGE notification: whether the
+// association came up and, if not, why. ok is false for other
+// notifications.
+func parseAssocChange(b []byte) (up bool, errno syscall.Errno, ok bool) {
+	if len(b) < 12 || binary.NativeEndian.Uint16(b[0:]) != snAssocChange {
+		return false, 0, false
+	}
+	switch binary.NativeEndian.Uint16(b[8:]) {
+	case assocCommUp, assocRestart:
+		return true, 0, true
+	}
+	// For an association that could not be set up the kernel puts the
+	// reason, an errno, in sac_error.
+	errno = syscall.Errno(binary.NativeEndian.Uint16(b[10:]))
+	if errno == 0 {
+		errno = unix.ECONNREFUSED
+	}
+	return false, errno, true
 }
 
 // Listener accepts SCTP associations.

@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"golang.org/x/net/nettest"
+	"golang.org/x/sys/unix"
+
+	"github.com/rsp-go/rsp/internal/testhost"
 )
 
 func requireSCTP(t testing.TB) {
@@ -169,4 +172,124 @@ func TestNetConn(t *testing.T) {
 		b := <-accepted
 		return a, b, func() { a.Close(); b.Close() }, nil
 	})
+}
+
+// TestDialFullBacklog dials a listener that accepts nothing, so that its
+// accept backlog fills and it aborts further associations while they are
+// set up. Every dial must either return an established association, which
+// takes a write, or fail with ECONNREFUSED; none may return an association
+// that is not up or already gone. With a delay on loopback (on the test
+// host), the aborts come after connect has returned.
+func TestDialFullBacklog(t *testing.T) {
+	requireSCTP(t)
+	t.Run("loopback", testDialFullBacklog)
+	t.Run("delayed", func(t *testing.T) {
+		testhost.DelayLoopback(t, 20*time.Millisecond)
+		testDialFullBacklog(t)
+	})
+}
+
+func testDialFullBacklog(t *testing.T) {
+	lo := netip.MustParseAddr("127.0.0.1")
+	fd, err := socket(unix.AF_INET)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := bind(fd, unix.AF_INET, &Addr{IPs: []netip.Addr{lo}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 1); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raddr := &Addr{IPs: []netip.Addr{lo}, Port: portOf(sa)}
+	type result struct {
+		c   *Conn
+		err error
+	}
+	results := make(chan result)
+	const dials = 16
+	for range dials {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			c, err := Dial(ctx, "sctp", raddr, nil)
+			results <- result{c, err}
+		}()
+	}
+	var established, refused int
+	for range dials {
+		r := <-results
+		if r.err != nil {
+			if !errors.Is(r.err, unix.ECONNREFUSED) {
+				t.Errorf("dial: %v, want ECONNREFUSED", r.err)
+			}
+			refused++
+			continue
+		}
+		established++
+		if _, err := r.c.Write([]byte("hello")); err != nil {
+			t.Errorf("write on a dialed association: %v", err)
+		}
+		defer r.c.Close()
+	}
+	t.Logf("%d established, %d refused", established, refused)
+	if established == 0 || refused == 0 {
+		t.Fatalf("%d associations established, %d refused; want some of each", established, refused)
+	}
+}
+
+// TestDialWaitsForEstablishment checks that a dial returns only once the
+// four-way handshake is done, as a TCP dial returns after its handshake:
+// with 20 ms on every packet that is at least 80 ms, and the first write
+// succeeds at once.
+func TestDialWaitsForEstablishment(t *testing.T) {
+	requireSCTP(t)
+	testhost.DelayLoopback(t, 20*time.Millisecond)
+	laddr := &Addr{IPs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}
+	l, err := Listen("sctp", laddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan *Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		accepted <- c
+	}()
+	start := time.Now()
+	a, err := Dial(context.Background(), "sctp", &Addr{IPs: laddr.IPs, Port: l.Addr().(*Addr).Port}, nil)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if took < 80*time.Millisecond {
+		t.Errorf("dial returned after %v, before the handshake could be done", took)
+	}
+	if _, err := a.Write([]byte("first")); err != nil {
+		t.Fatalf("first write: %v", err)
+	}
+	b := <-accepted
+	if b == nil {
+		t.Fatal("accept failed")
+	}
+	defer b.Close()
+	buf := make([]byte, 16)
+	b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := b.Read(buf); err != nil || string(buf[:n]) != "first" {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+
+	// A dial given up while the handshake is under way returns the
+	// context's error.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if _, err := Dial(ctx, "sctp", &Addr{IPs: laddr.IPs, Port: l.Addr().(*Addr).Port}, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("dial with a 30 ms deadline: %v, want context.DeadlineExceeded", err)
+	}
 }

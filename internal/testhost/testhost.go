@@ -7,8 +7,11 @@ package testhost
 import (
 	"net"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Interface and Addr are the test host's interface and address.
@@ -43,4 +46,23 @@ func RequireMulticast(t testing.TB) {
 	if ok, why := Available(); !ok {
 		t.Skip("multicast tests run only on the test host: " + why)
 	}
+}
+
+// DelayLoopback delays every packet on the test host's loopback interface
+// by d (netem) until the test ends, so that handshakes take round trips as
+// they do between hosts. It skips the test anywhere but on the test host.
+func DelayLoopback(t testing.TB, d time.Duration) {
+	t.Helper()
+	if ok, why := Available(); !ok {
+		t.Skip("loopback delay only on the test host: " + why)
+	}
+	delay := strconv.FormatInt(d.Microseconds(), 10) + "us"
+	if out, err := exec.Command("tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", delay).CombinedOutput(); err != nil {
+		t.Fatalf("tc qdisc add dev lo root netem delay %s: %v\n%s", delay, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("tc", "qdisc", "del", "dev", "lo", "root").CombinedOutput(); err != nil {
+			t.Errorf("tc qdisc del dev lo root: %v\n%s", err, out)
+		}
+	})
 }
