@@ -41,3 +41,31 @@ type Listener interface {
 	Close() error
 	Addr() net.Addr
 }
+
+// Msg is one message of a batch (BatchConn).
+type Msg struct {
+	// Buf holds the message to send, or is the room for one received.
+	Buf []byte
+	// N is the length of a received message.
+	N int
+	// PPID is the message's PPID.
+	PPID uint32
+	// Err is ErrMessageTooLong for a received message longer than Buf,
+	// which was discarded; the connection stays usable.
+	Err error
+}
+
+// BatchConn is a Conn that can move several messages at once, with fewer
+// system calls than a ReadMsg or WriteMsg each. The connections of this
+// package implement it.
+type BatchConn interface {
+	Conn
+	// ReadBatch waits for at least one message and reads those that are
+	// ready without waiting further, up to len(ms). It returns how many
+	// it read into ms[:n]; it may exchange the Bufs among ms. At the end
+	// of the stream it returns io.EOF, after the messages before it.
+	ReadBatch(ms []Msg) (n int, err error)
+	// WriteBatch sends the messages in order. It returns how many were
+	// sent: all of them unless err is set.
+	WriteBatch(ms []Msg) (n int, err error)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"sync"
 
 	"github.com/rsp-go/rsp/internal/sctp"
 )
@@ -20,7 +21,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		return &SCTPConn{c}, nil
+		return &SCTPConn{Conn: c}, nil
 	}
 	listenSCTP = func(ctx context.Context, network, address string) (Listener, error) {
 		laddr, err := sctp.ResolveAddr(network, address)
@@ -39,6 +40,9 @@ func init() {
 // message keeps its boundaries and its PPID.
 type SCTPConn struct {
 	*sctp.Conn
+	rb  []sctp.Message // ReadBatch's; one reader at a time
+	wb  []sctp.Message // WriteBatch's
+	wmu sync.Mutex
 }
 
 // ReadMsg reads one message and its PPID.
@@ -55,6 +59,44 @@ func (c *SCTPConn) WriteMsg(b []byte, ppid uint32) error {
 	return c.Conn.WriteMsg(b, sctp.SndInfo{PPID: ppid})
 }
 
+// ReadBatch reads the messages that are ready, at least one, with one
+// system call.
+func (c *SCTPConn) ReadBatch(ms []Msg) (int, error) {
+	if cap(c.rb) < len(ms) {
+		c.rb = make([]sctp.Message, len(ms))
+	}
+	rb := c.rb[:len(ms)]
+	for i := range ms {
+		rb[i] = sctp.Message{Buf: ms[i].Buf}
+	}
+	n, err := c.Conn.ReadBatch(rb)
+	for i := range rb {
+		ms[i] = Msg{Buf: rb[i].Buf, N: rb[i].N, PPID: rb[i].PPID}
+		if i < n && rb[i].Err != nil {
+			ms[i].Err = ErrMessageTooLong
+		}
+		rb[i].Buf = nil
+	}
+	return n, err
+}
+
+// WriteBatch sends the messages in order with as few system calls as the
+// socket's buffer allows.
+func (c *SCTPConn) WriteBatch(ms []Msg) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if cap(c.wb) < len(ms) {
+		c.wb = make([]sctp.Message, len(ms))
+	}
+	wb := c.wb[:len(ms)]
+	for i := range ms {
+		wb[i] = sctp.Message{Buf: ms[i].Buf, PPID: ms[i].PPID}
+	}
+	n, err := c.Conn.WriteBatch(wb)
+	clear(wb)
+	return n, err
+}
+
 // PeerAddrs returns the peer's addresses in the association.
 func (c *SCTPConn) PeerAddrs() ([]netip.Addr, error) { return c.Conn.PeerAddrs() }
 
@@ -65,7 +107,7 @@ func (l sctpListener) Accept() (Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &SCTPConn{c}, nil
+	return &SCTPConn{Conn: c}, nil
 }
 func (l sctpListener) Close() error   { return l.l.Close() }
 func (l sctpListener) Addr() net.Addr { return l.l.Addr() }

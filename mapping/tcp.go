@@ -78,9 +78,11 @@ type TCPConn struct {
 	body   []byte
 	bodyN  int
 
-	wmu     sync.Mutex
-	wbroken error // a write failed mid-frame: the stream is unusable
-	hdrBuf  [FrameHeaderLen]byte
+	wmu       sync.Mutex
+	wbroken   error // a write failed mid-frame: the stream is unusable
+	hdrBuf    [FrameHeaderLen]byte
+	batchHdrs []byte      // WriteBatch's frame headers
+	batchBufs net.Buffers // WriteBatch's vector
 
 	lastRecv atomic.Int64 // unix nanoseconds
 	failed   atomic.Pointer[error]
@@ -122,6 +124,106 @@ func (c *TCPConn) opError(op string, err error) error {
 func (c *TCPConn) ReadMsg(b []byte) (int, uint32, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
+	return c.readMsg(b)
+}
+
+// ReadBatch reads one message, waiting for it, and then those that are
+// already buffered whole, up to len(ms), without another system call.
+func (c *TCPConn) ReadBatch(ms []Msg) (int, error) {
+	if len(ms) == 0 {
+		return 0, nil
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	n := 0
+	for n < len(ms) {
+		if n > 0 && !c.dataFrameBuffered() {
+			break
+		}
+		got, ppid, err := c.readMsg(ms[n].Buf)
+		ms[n].N, ms[n].PPID, ms[n].Err = got, ppid, nil
+		if err != nil {
+			if errors.Is(err, ErrMessageTooLong) {
+				ms[n].N, ms[n].Err = 0, ErrMessageTooLong
+				n++
+				continue
+			}
+			if n > 0 && err != io.EOF {
+				return n, nil // reported by the next call
+			}
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// dataFrameBuffered reports whether a whole data frame waits in the read
+// buffer, so that reading it takes no system call. rmu is held.
+func (c *TCPConn) dataFrameBuffered() bool {
+	if c.inBody || c.hdrN > 0 || c.r.Buffered() < FrameHeaderLen {
+		return false
+	}
+	hdr, err := c.r.Peek(FrameHeaderLen)
+	if err != nil {
+		return false
+	}
+	fh, err := ParseFrameHeader(hdr, c.cfg.MaxMessageSize)
+	return err == nil && fh.Type == FrameData && c.r.Buffered() >= FrameHeaderLen+int(fh.Length)
+}
+
+// WriteBatch sends the messages in order with one write (writev) where
+// the connection allows it.
+func (c *TCPConn) WriteBatch(ms []Msg) (int, error) {
+	if len(ms) == 0 {
+		return 0, nil
+	}
+	for _, m := range ms {
+		if uint64(len(m.Buf)) > 0xffffffff {
+			return 0, c.opError("write", ErrMessageTooLong)
+		}
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.wbroken != nil {
+		return 0, c.opError("write", c.wbroken)
+	}
+	hdrs := c.batchHdrs[:0]
+	for _, m := range ms {
+		hdrs = AppendFrameHeader(hdrs, FrameHeader{Type: FrameData, Length: uint32(len(m.Buf)), Tag: m.PPID})
+	}
+	c.batchHdrs = hdrs
+	bufs := c.batchBufs[:0]
+	for i, m := range ms {
+		bufs = append(bufs, hdrs[i*FrameHeaderLen:(i+1)*FrameHeaderLen], m.Buf)
+	}
+	c.batchBufs = bufs[:0]
+	written, err := bufs.WriteTo(c.c)
+	clear(c.batchBufs[:cap(c.batchBufs)])
+	if err != nil {
+		// Count the whole frames that went out.
+		sent := 0
+		for _, m := range ms {
+			l := int64(FrameHeaderLen + len(m.Buf))
+			if written < l {
+				break
+			}
+			written -= l
+			sent++
+		}
+		if written > 0 {
+			c.wbroken = fmt.Errorf("stream broken by an earlier partial write: %w", err)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				c.wbroken = os.ErrDeadlineExceeded
+			}
+		}
+		return sent, c.opError("write", err)
+	}
+	return len(ms), nil
+}
+
+// readMsg is ReadMsg with rmu held.
+func (c *TCPConn) readMsg(b []byte) (int, uint32, error) {
 	for {
 		if !c.inBody {
 			for c.hdrN < FrameHeaderLen {

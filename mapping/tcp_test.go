@@ -272,3 +272,57 @@ func FuzzReadMsg(f *testing.F) {
 		c.Close()
 	})
 }
+
+func TestBatches(t *testing.T) {
+	a, b := tcpPair(t, Config{MaxMessageSize: 4096})
+	var _ BatchConn = a
+	var out []Msg
+	for i := range 12 {
+		size := 10 + i
+		if i == 5 {
+			size = 3000 // longer than the reader's buffers
+		}
+		out = append(out, Msg{Buf: bytes.Repeat([]byte{byte('a' + i)}, size), PPID: uint32(100 + i)})
+	}
+	if n, err := a.WriteBatch(out); n != len(out) || err != nil {
+		t.Fatalf("WriteBatch: %d, %v", n, err)
+	}
+	in := make([]Msg, 4)
+	for i := range in {
+		in[i].Buf = make([]byte, 1000)
+	}
+	var got []Msg
+	batches := 0
+	b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for len(got) < len(out) {
+		n, err := b.ReadBatch(in)
+		if err != nil {
+			t.Fatalf("ReadBatch after %d messages: %v", len(got), err)
+		}
+		batches++
+		for _, m := range in[:n] {
+			m.Buf = bytes.Clone(m.Buf[:m.N])
+			got = append(got, m)
+		}
+	}
+	for i, m := range got {
+		if i == 5 {
+			if !errors.Is(m.Err, ErrMessageTooLong) {
+				t.Errorf("message 5: err %v, want ErrMessageTooLong", m.Err)
+			}
+			continue
+		}
+		if m.Err != nil || !bytes.Equal(m.Buf, out[i].Buf) || m.PPID != out[i].PPID {
+			t.Errorf("message %d: %q ppid %d err %v, want %q ppid %d", i, m.Buf, m.PPID, m.Err, out[i].Buf, out[i].PPID)
+		}
+	}
+	// One write of 12 small frames arrives in one or two segments: the
+	// reads are batched, not one per message.
+	if batches > 6 {
+		t.Errorf("%d batches for %d messages", batches, len(out))
+	}
+	a.Close()
+	if n, err := b.ReadBatch(in); n != 0 || err != io.EOF {
+		t.Fatalf("ReadBatch after the peer closed: %d, %v; want 0, io.EOF", n, err)
+	}
+}

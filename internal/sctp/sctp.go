@@ -93,6 +93,20 @@ type RcvInfo struct {
 	Stream uint16
 }
 
+// Message is one message of a batch (Conn.ReadBatch, Conn.WriteBatch).
+type Message struct {
+	// Buf holds the message to send, or is the room for one received.
+	Buf []byte
+	// N is the length of a received message.
+	N int
+	// PPID and Stream: those of the message.
+	PPID   uint32
+	Stream uint16
+	// Err is ErrMessageTooLong for a received message longer than Buf,
+	// which was discarded.
+	Err error
+}
+
 // SndInfo describes a message to send.
 type SndInfo struct {
 	PPID   uint32

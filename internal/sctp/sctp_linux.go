@@ -199,6 +199,9 @@ type Conn struct {
 	raddr  *Addr
 	rmu    sync.Mutex
 	oob    []byte
+	rb     batchScratch // ReadBatch's; guarded by rmu
+	wmu    sync.Mutex
+	wb     batchScratch // WriteBatch's; guarded by wmu
 	closed sync.Once
 	isDone atomic.Bool // Close was called
 }

@@ -293,3 +293,57 @@ func TestDialWaitsForEstablishment(t *testing.T) {
 		t.Fatalf("dial with a 30 ms deadline: %v, want context.DeadlineExceeded", err)
 	}
 }
+
+func TestBatch(t *testing.T) {
+	requireSCTP(t)
+	a, b := pair(t, "sctp", "127.0.0.1")
+	// Message 5 is longer than the reader's buffers.
+	var out []Message
+	for i := range 12 {
+		size := 10 + i
+		if i == 5 {
+			size = 5000
+		}
+		out = append(out, Message{Buf: bytes.Repeat([]byte{byte('a' + i)}, size), PPID: uint32(100 + i), Stream: 0})
+	}
+	if n, err := a.WriteBatch(out); n != len(out) || err != nil {
+		t.Fatalf("WriteBatch: %d, %v", n, err)
+	}
+	in := make([]Message, 4)
+	for i := range in {
+		in[i].Buf = make([]byte, 1000)
+	}
+	var got []Message
+	b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for len(got) < len(out) {
+		n, err := b.ReadBatch(in)
+		if err != nil {
+			t.Fatalf("ReadBatch after %d messages: %v", len(got), err)
+		}
+		for _, m := range in[:n] {
+			m.Buf = bytes.Clone(m.Buf[:m.N])
+			got = append(got, m)
+		}
+	}
+	for i, m := range got {
+		if i == 5 {
+			if !errors.Is(m.Err, ErrMessageTooLong) {
+				t.Errorf("message 5: err %v, want ErrMessageTooLong", m.Err)
+			}
+			continue
+		}
+		if m.Err != nil || !bytes.Equal(m.Buf, out[i].Buf) || m.PPID != out[i].PPID {
+			t.Errorf("message %d: %q ppid %d err %v, want %q ppid %d", i, m.Buf, m.PPID, m.Err, out[i].Buf, out[i].PPID)
+		}
+	}
+	// The association still works with single reads, and a batch read
+	// ends with io.EOF when the peer closes.
+	a.WriteMsg([]byte("single"), SndInfo{PPID: 7})
+	if n, info, err := b.ReadMsg(in[0].Buf); err != nil || string(in[0].Buf[:n]) != "single" || info.PPID != 7 {
+		t.Fatalf("ReadMsg after batches: %q %+v %v", in[0].Buf[:n], info, err)
+	}
+	a.Close()
+	if n, err := b.ReadBatch(in); n != 0 || err != io.EOF {
+		t.Fatalf("ReadBatch after the peer closed: %d, %v; want 0, io.EOF", n, err)
+	}
+}

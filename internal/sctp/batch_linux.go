@@ -1,0 +1,223 @@
+package sctp
+
+import (
+	"encoding/binary"
+	"io"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// batchScratch holds the kernel-facing arrays of one batch direction, kept
+// across calls.
+type batchScratch struct {
+	hdrs []unix.Mmsghdr
+	iovs []unix.Iovec
+	oob  []byte
+}
+
+// oobSize is the room for one message's ancillary data.
+var oobSize = unix.CmsgSpace(sizeofRcvInfo) + 64
+
+func (s *batchScratch) grow(n int) {
+	if len(s.hdrs) >= n {
+		return
+	}
+	s.hdrs = make([]unix.Mmsghdr, n)
+	s.iovs = make([]unix.Iovec, n)
+	s.oob = make([]byte, n*oobSize)
+}
+
+// ReadBatch waits for at least one message and reads those that are ready,
+// up to len(ms), with one system call (recvmmsg). Each ms[i].Buf is the room
+// for one message; ReadBatch may exchange the Bufs among ms. It returns the
+// number of messages read into ms[:n]. A message longer than its Buf is
+// discarded and takes a slot with Err set to ErrMessageTooLong. At the end
+// of the association it returns io.EOF (after the messages before it).
+func (c *Conn) ReadBatch(ms []Message) (int, error) {
+	if len(ms) == 0 {
+		return 0, nil
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	s := &c.rb
+	s.grow(len(ms))
+	for {
+		for i := range ms {
+			h := &s.hdrs[i]
+			*h = unix.Mmsghdr{}
+			s.iovs[i] = unix.Iovec{}
+			if len(ms[i].Buf) > 0 {
+				s.iovs[i].Base = &ms[i].Buf[0]
+				s.iovs[i].SetLen(len(ms[i].Buf))
+			}
+			h.Hdr.Iov = &s.iovs[i]
+			h.Hdr.SetIovlen(1)
+			h.Hdr.Control = &s.oob[i*oobSize]
+			h.Hdr.SetControllen(oobSize)
+		}
+		var got int
+		var rerr error
+		err := c.rc.Read(func(fd uintptr) bool {
+			for {
+				r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(len(ms)), 0, 0, 0)
+				got, rerr = int(r), nil
+				if errno != 0 {
+					got, rerr = 0, errno
+				}
+				if rerr != unix.EINTR {
+					return rerr != unix.EAGAIN
+				}
+			}
+		})
+		if err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return 0, c.opError("read", err)
+		}
+		n, eof, err := c.collect(ms, got)
+		if err != nil {
+			return n, err
+		}
+		if n > 0 {
+			return n, nil
+		}
+		if eof {
+			return 0, io.EOF
+		}
+		// Only notifications: wait for more.
+	}
+}
+
+// collect turns the got entries recvmmsg filled into messages at the front
+// of ms, dropping notifications and finishing a message longer than its
+// buffer. It reports whether the association ended.
+func (c *Conn) collect(ms []Message, got int) (n int, eof bool, err error) {
+	s := &c.rb
+	tooLong := false // within a message longer than its buffer
+	note := false    // within a notification
+	for j := range got {
+		h := &s.hdrs[j]
+		l, flags := int(h.Len), int(h.Hdr.Flags)
+		eor := flags&unix.MSG_EOR != 0
+		switch {
+		case note || flags&msgNotification != 0:
+			note = !eor
+			continue
+		case tooLong:
+			if eor {
+				tooLong = false
+				ms[n].N, ms[n].Err = 0, ErrMessageTooLong
+				n++
+			}
+			continue
+		case l == 0 && !eor && h.Hdr.Controllen == 0:
+			return n, true, nil
+		case !eor:
+			tooLong = true
+			continue
+		}
+		ms[n].Buf, ms[j].Buf = ms[j].Buf, ms[n].Buf
+		ms[n].N, ms[n].Err, ms[n].PPID, ms[n].Stream = l, nil, 0, 0
+		if ri, ok := parseRcvInfo(s.oob[j*oobSize : j*oobSize+int(h.Hdr.Controllen)]); ok {
+			ms[n].PPID, ms[n].Stream = ri.PPID, ri.Stream
+		}
+		n++
+	}
+	if tooLong || note {
+		// The rest of the message is still to come: read it to its end.
+		if err := c.discardRest(); err != nil {
+			return n, false, err
+		}
+		if tooLong {
+			ms[n].N, ms[n].Err = 0, ErrMessageTooLong
+			n++
+		}
+	}
+	return n, false, nil
+}
+
+// discardRest reads and drops the rest of a message. rmu is held.
+func (c *Conn) discardRest() error {
+	scratch := make([]byte, 4096)
+	for {
+		var flags int
+		var rerr error
+		err := c.rc.Read(func(fd uintptr) bool {
+			for {
+				_, _, flags, rerr = recvmsg(int(fd), scratch, nil)
+				if rerr != unix.EINTR {
+					return rerr != unix.EAGAIN
+				}
+			}
+		})
+		if err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return c.opError("read", err)
+		}
+		if flags&unix.MSG_EOR != 0 {
+			return nil
+		}
+	}
+}
+
+// WriteBatch sends ms[i].Buf, each as one message with its PPID and
+// stream, in order, with as few system calls (sendmmsg) as the socket's
+// buffer allows. It returns the number of messages sent; fewer than
+// len(ms) only with an error.
+func (c *Conn) WriteBatch(ms []Message) (int, error) {
+	if len(ms) == 0 {
+		return 0, nil
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	s := &c.wb
+	s.grow(len(ms))
+	for i := range ms {
+		h := &s.hdrs[i]
+		*h = unix.Mmsghdr{}
+		s.iovs[i] = unix.Iovec{}
+		if len(ms[i].Buf) > 0 {
+			s.iovs[i].Base = &ms[i].Buf[0]
+			s.iovs[i].SetLen(len(ms[i].Buf))
+		}
+		h.Hdr.Iov = &s.iovs[i]
+		h.Hdr.SetIovlen(1)
+		oob := s.oob[i*oobSize : i*oobSize+unix.CmsgSpace(sizeofSndInfo)]
+		clear(oob)
+		ch := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		ch.Level = solSCTP
+		ch.Type = cmsgSndInfo
+		ch.SetLen(unix.CmsgLen(sizeofSndInfo))
+		data := oob[unix.CmsgLen(0):]
+		binary.NativeEndian.PutUint16(data[0:], ms[i].Stream)
+		binary.BigEndian.PutUint32(data[4:], ms[i].PPID)
+		h.Hdr.Control = &oob[0]
+		h.Hdr.SetControllen(len(oob))
+	}
+	sent := 0
+	var werr error
+	err := c.rc.Write(func(fd uintptr) bool {
+		for sent < len(ms) {
+			r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[sent])), uintptr(len(ms)-sent), 0, 0, 0)
+			switch errno {
+			case 0:
+				sent += int(r)
+			case unix.EINTR:
+			case unix.EAGAIN:
+				return false
+			default:
+				werr = errno
+				return true
+			}
+		}
+		return true
+	})
+	if err == nil {
+		err = werr
+	}
+	return sent, c.opError("write", err)
+}
