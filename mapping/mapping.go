@@ -50,8 +50,9 @@ type Msg struct {
 	N int
 	// PPID is the message's PPID.
 	PPID uint32
-	// Err is ErrMessageTooLong for a received message longer than Buf,
-	// which was discarded; the connection stays usable.
+	// Err is ErrMessageTooLong for a received message over the limit
+	// given to ReadBatch, which was discarded; the connection stays
+	// usable.
 	Err error
 }
 
@@ -62,9 +63,12 @@ type BatchConn interface {
 	Conn
 	// ReadBatch waits for at least one message and reads those that are
 	// ready without waiting further, up to len(ms). It returns how many
-	// it read into ms[:n]; it may exchange the Bufs among ms. At the end
-	// of the stream it returns io.EOF, after the messages before it.
-	ReadBatch(ms []Msg) (n int, err error)
+	// it read into ms[:n]; it may exchange the Bufs among ms. A message
+	// longer than its Buf comes in a new Buf if it is at most limit bytes
+	// long, and is discarded with Err set to ErrMessageTooLong if not. At
+	// the end of the stream it returns io.EOF, after the messages before
+	// it.
+	ReadBatch(ms []Msg, limit int) (n int, err error)
 	// WriteBatch sends the messages in order. It returns how many were
 	// sent: all of them unless err is set.
 	WriteBatch(ms []Msg) (n int, err error)

@@ -61,7 +61,7 @@ func (c *SCTPConn) WriteMsg(b []byte, ppid uint32) error {
 
 // ReadBatch reads the messages that are ready, at least one, with one
 // system call.
-func (c *SCTPConn) ReadBatch(ms []Msg) (int, error) {
+func (c *SCTPConn) ReadBatch(ms []Msg, limit int) (int, error) {
 	if cap(c.rb) < len(ms) {
 		c.rb = make([]sctp.Message, len(ms))
 	}
@@ -69,7 +69,7 @@ func (c *SCTPConn) ReadBatch(ms []Msg) (int, error) {
 	for i := range ms {
 		rb[i] = sctp.Message{Buf: ms[i].Buf}
 	}
-	n, err := c.Conn.ReadBatch(rb)
+	n, err := c.Conn.ReadBatch(rb, limit)
 	for i := range rb {
 		ms[i] = Msg{Buf: rb[i].Buf, N: rb[i].N, PPID: rb[i].PPID}
 		if i < n && rb[i].Err != nil {

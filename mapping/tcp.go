@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -128,8 +129,9 @@ func (c *TCPConn) ReadMsg(b []byte) (int, uint32, error) {
 }
 
 // ReadBatch reads one message, waiting for it, and then those that are
-// already buffered whole, up to len(ms), without another system call.
-func (c *TCPConn) ReadBatch(ms []Msg) (int, error) {
+// already buffered whole, up to len(ms), without another system call. A
+// message longer than its Buf but not than limit comes in a new Buf.
+func (c *TCPConn) ReadBatch(ms []Msg, limit int) (int, error) {
 	if len(ms) == 0 {
 		return 0, nil
 	}
@@ -140,18 +142,23 @@ func (c *TCPConn) ReadBatch(ms []Msg) (int, error) {
 		if n > 0 && !c.dataFrameBuffered() {
 			break
 		}
-		got, ppid, err := c.readMsg(ms[n].Buf)
-		ms[n].N, ms[n].PPID, ms[n].Err = got, ppid, nil
+		payload, ppid, err := c.readFrame()
 		if err != nil {
-			if errors.Is(err, ErrMessageTooLong) {
-				ms[n].N, ms[n].Err = 0, ErrMessageTooLong
-				n++
-				continue
-			}
 			if n > 0 && err != io.EOF {
 				return n, nil // reported by the next call
 			}
 			return n, err
+		}
+		m := &ms[n]
+		m.PPID, m.Err = ppid, nil
+		switch {
+		case len(payload) <= len(m.Buf):
+			m.N = copy(m.Buf, payload)
+		case len(payload) <= limit:
+			m.Buf = bytes.Clone(payload)
+			m.N = len(payload)
+		default:
+			m.N, m.Err = 0, ErrMessageTooLong
 		}
 		n++
 	}
@@ -224,6 +231,19 @@ func (c *TCPConn) WriteBatch(ms []Msg) (int, error) {
 
 // readMsg is ReadMsg with rmu held.
 func (c *TCPConn) readMsg(b []byte) (int, uint32, error) {
+	payload, ppid, err := c.readFrame()
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(payload) > len(b) {
+		return 0, ppid, c.opError("read", ErrMessageTooLong)
+	}
+	return copy(b, payload), ppid, nil
+}
+
+// readFrame reads frames up to the next data frame and returns its payload,
+// valid until the next read. It answers heartbeats on the way. rmu is held.
+func (c *TCPConn) readFrame() ([]byte, uint32, error) {
 	for {
 		if !c.inBody {
 			for c.hdrN < FrameHeaderLen {
@@ -236,13 +256,13 @@ func (c *TCPConn) readMsg(b []byte) (int, uint32, error) {
 					if err == io.EOF && c.hdrN > 0 {
 						err = io.ErrUnexpectedEOF
 					}
-					return 0, 0, c.opError("read", err)
+					return nil, 0, c.opError("read", err)
 				}
 			}
 			fh, err := ParseFrameHeader(c.hdr[:], c.cfg.MaxMessageSize)
 			if err != nil {
 				c.fail(err)
-				return 0, 0, c.opError("read", err)
+				return nil, 0, c.opError("read", err)
 			}
 			c.fh, c.inBody, c.bodyN = fh, true, 0
 			if cap(c.body) < int(fh.Length) {
@@ -260,7 +280,7 @@ func (c *TCPConn) readMsg(b []byte) (int, uint32, error) {
 				if err == io.EOF {
 					err = io.ErrUnexpectedEOF
 				}
-				return 0, 0, c.opError("read", err)
+				return nil, 0, c.opError("read", err)
 			}
 		}
 		c.inBody, c.hdrN = false, 0
@@ -270,13 +290,10 @@ func (c *TCPConn) readMsg(b []byte) (int, uint32, error) {
 		}
 		switch c.fh.Type {
 		case FrameData:
-			if len(payload) > len(b) {
-				return 0, c.fh.Tag, c.opError("read", ErrMessageTooLong)
-			}
-			return copy(b, payload), c.fh.Tag, nil
+			return payload, c.fh.Tag, nil
 		case FrameHeartbeat:
 			if err := c.writeFrame(FrameHeartbeatAck, c.fh.Tag, payload); err != nil {
-				return 0, 0, err
+				return nil, 0, err
 			}
 		}
 	}

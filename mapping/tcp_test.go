@@ -279,8 +279,11 @@ func TestBatches(t *testing.T) {
 	var out []Msg
 	for i := range 12 {
 		size := 10 + i
-		if i == 5 {
-			size = 3000 // longer than the reader's buffers
+		switch i {
+		case 5:
+			size = 1500 // longer than the reader's buffers, within the limit
+		case 6:
+			size = 3000 // over the limit
 		}
 		out = append(out, Msg{Buf: bytes.Repeat([]byte{byte('a' + i)}, size), PPID: uint32(100 + i)})
 	}
@@ -295,7 +298,7 @@ func TestBatches(t *testing.T) {
 	batches := 0
 	b.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for len(got) < len(out) {
-		n, err := b.ReadBatch(in)
+		n, err := b.ReadBatch(in, 2000)
 		if err != nil {
 			t.Fatalf("ReadBatch after %d messages: %v", len(got), err)
 		}
@@ -306,9 +309,9 @@ func TestBatches(t *testing.T) {
 		}
 	}
 	for i, m := range got {
-		if i == 5 {
+		if i == 6 {
 			if !errors.Is(m.Err, ErrMessageTooLong) {
-				t.Errorf("message 5: err %v, want ErrMessageTooLong", m.Err)
+				t.Errorf("message 6: err %v, want ErrMessageTooLong", m.Err)
 			}
 			continue
 		}
@@ -322,7 +325,7 @@ func TestBatches(t *testing.T) {
 		t.Errorf("%d batches for %d messages", batches, len(out))
 	}
 	a.Close()
-	if n, err := b.ReadBatch(in); n != 0 || err != io.EOF {
+	if n, err := b.ReadBatch(in, 2000); n != 0 || err != io.EOF {
 		t.Fatalf("ReadBatch after the peer closed: %d, %v; want 0, io.EOF", n, err)
 	}
 }

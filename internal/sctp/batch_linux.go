@@ -31,10 +31,11 @@ func (s *batchScratch) grow(n int) {
 // ReadBatch waits for at least one message and reads those that are ready,
 // up to len(ms), with one system call (recvmmsg). Each ms[i].Buf is the room
 // for one message; ReadBatch may exchange the Bufs among ms. It returns the
-// number of messages read into ms[:n]. A message longer than its Buf is
+// number of messages read into ms[:n]. A message longer than its Buf comes
+// in a new Buf when it is at most limit bytes long; a longer one is
 // discarded and takes a slot with Err set to ErrMessageTooLong. At the end
 // of the association it returns io.EOF (after the messages before it).
-func (c *Conn) ReadBatch(ms []Message) (int, error) {
+func (c *Conn) ReadBatch(ms []Message, limit int) (int, error) {
 	if len(ms) == 0 {
 		return 0, nil
 	}
@@ -76,7 +77,7 @@ func (c *Conn) ReadBatch(ms []Message) (int, error) {
 		if err != nil {
 			return 0, c.opError("read", err)
 		}
-		n, eof, err := c.collect(ms, got)
+		n, eof, err := c.collect(ms, got, limit)
 		if err != nil {
 			return n, err
 		}
@@ -91,12 +92,33 @@ func (c *Conn) ReadBatch(ms []Message) (int, error) {
 }
 
 // collect turns the got entries recvmmsg filled into messages at the front
-// of ms, dropping notifications and finishing a message longer than its
-// buffer. It reports whether the association ended.
-func (c *Conn) collect(ms []Message, got int) (n int, eof bool, err error) {
+// of ms, dropping notifications and joining the pieces of a message longer
+// than its buffer. It reports whether the association ended.
+func (c *Conn) collect(ms []Message, got, limit int) (n int, eof bool, err error) {
 	s := &c.rb
-	tooLong := false // within a message longer than its buffer
+	var long []byte  // a message longer than its buffer, so far
+	inLong := false  // within such a message
+	tooLong := false // and it is longer than limit
 	note := false    // within a notification
+	var longInfo RcvInfo
+	finish := func() {
+		ms[n].N, ms[n].Err, ms[n].PPID, ms[n].Stream = 0, ErrMessageTooLong, longInfo.PPID, longInfo.Stream
+		if !tooLong {
+			ms[n].Buf, ms[n].N, ms[n].Err = long, len(long), nil
+		}
+		n++
+		long, inLong, tooLong = nil, false, false
+	}
+	add := func(piece []byte) {
+		if tooLong {
+			return
+		}
+		if len(long)+len(piece) > limit {
+			long, tooLong = nil, true
+			return
+		}
+		long = append(long, piece...)
+	}
 	for j := range got {
 		h := &s.hdrs[j]
 		l, flags := int(h.Len), int(h.Hdr.Flags)
@@ -105,48 +127,51 @@ func (c *Conn) collect(ms []Message, got int) (n int, eof bool, err error) {
 		case note || flags&msgNotification != 0:
 			note = !eor
 			continue
-		case tooLong:
+		case inLong:
+			add(ms[j].Buf[:l])
 			if eor {
-				tooLong = false
-				ms[n].N, ms[n].Err = 0, ErrMessageTooLong
-				n++
+				finish()
 			}
 			continue
 		case l == 0 && !eor && h.Hdr.Controllen == 0:
 			return n, true, nil
-		case !eor:
-			tooLong = true
+		}
+		info, _ := parseRcvInfo(s.oob[j*oobSize : j*oobSize+int(h.Hdr.Controllen)])
+		if !eor {
+			inLong, longInfo = true, info
+			add(ms[j].Buf[:l])
 			continue
 		}
 		ms[n].Buf, ms[j].Buf = ms[j].Buf, ms[n].Buf
-		ms[n].N, ms[n].Err, ms[n].PPID, ms[n].Stream = l, nil, 0, 0
-		if ri, ok := parseRcvInfo(s.oob[j*oobSize : j*oobSize+int(h.Hdr.Controllen)]); ok {
-			ms[n].PPID, ms[n].Stream = ri.PPID, ri.Stream
-		}
+		ms[n].N, ms[n].Err, ms[n].PPID, ms[n].Stream = l, nil, info.PPID, info.Stream
 		n++
 	}
-	if tooLong || note {
+	if inLong || note {
 		// The rest of the message is still to come: read it to its end.
-		if err := c.discardRest(); err != nil {
+		var add2 func([]byte)
+		if inLong {
+			add2 = add
+		}
+		if err := c.readRest(add2); err != nil {
 			return n, false, err
 		}
-		if tooLong {
-			ms[n].N, ms[n].Err = 0, ErrMessageTooLong
-			n++
+		if inLong {
+			finish()
 		}
 	}
 	return n, false, nil
 }
 
-// discardRest reads and drops the rest of a message. rmu is held.
-func (c *Conn) discardRest() error {
+// readRest reads the rest of a message, passing each piece to add (nil:
+// dropping them). rmu is held.
+func (c *Conn) readRest(add func([]byte)) error {
 	scratch := make([]byte, 4096)
 	for {
-		var flags int
+		var got, flags int
 		var rerr error
 		err := c.rc.Read(func(fd uintptr) bool {
 			for {
-				_, _, flags, rerr = recvmsg(int(fd), scratch, nil)
+				got, _, flags, rerr = recvmsg(int(fd), scratch, nil)
 				if rerr != unix.EINTR {
 					return rerr != unix.EAGAIN
 				}
@@ -158,8 +183,14 @@ func (c *Conn) discardRest() error {
 		if err != nil {
 			return c.opError("read", err)
 		}
+		if add != nil {
+			add(scratch[:got])
+		}
 		if flags&unix.MSG_EOR != 0 {
 			return nil
+		}
+		if got == 0 {
+			return c.opError("read", io.ErrUnexpectedEOF)
 		}
 	}
 }

@@ -297,12 +297,14 @@ func TestDialWaitsForEstablishment(t *testing.T) {
 func TestBatch(t *testing.T) {
 	requireSCTP(t)
 	a, b := pair(t, "sctp", "127.0.0.1")
-	// Message 5 is longer than the reader's buffers.
 	var out []Message
 	for i := range 12 {
 		size := 10 + i
-		if i == 5 {
-			size = 5000
+		switch i {
+		case 5:
+			size = 5000 // longer than the reader's buffers, within the limit
+		case 6:
+			size = 9000 // over the limit
 		}
 		out = append(out, Message{Buf: bytes.Repeat([]byte{byte('a' + i)}, size), PPID: uint32(100 + i), Stream: 0})
 	}
@@ -316,7 +318,7 @@ func TestBatch(t *testing.T) {
 	var got []Message
 	b.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for len(got) < len(out) {
-		n, err := b.ReadBatch(in)
+		n, err := b.ReadBatch(in, 8000)
 		if err != nil {
 			t.Fatalf("ReadBatch after %d messages: %v", len(got), err)
 		}
@@ -326,9 +328,9 @@ func TestBatch(t *testing.T) {
 		}
 	}
 	for i, m := range got {
-		if i == 5 {
+		if i == 6 {
 			if !errors.Is(m.Err, ErrMessageTooLong) {
-				t.Errorf("message 5: err %v, want ErrMessageTooLong", m.Err)
+				t.Errorf("message 6: err %v, want ErrMessageTooLong", m.Err)
 			}
 			continue
 		}
@@ -343,7 +345,7 @@ func TestBatch(t *testing.T) {
 		t.Fatalf("ReadMsg after batches: %q %+v %v", in[0].Buf[:n], info, err)
 	}
 	a.Close()
-	if n, err := b.ReadBatch(in); n != 0 || err != io.EOF {
+	if n, err := b.ReadBatch(in, 8000); n != 0 || err != io.EOF {
 		t.Fatalf("ReadBatch after the peer closed: %d, %v; want 0, io.EOF", n, err)
 	}
 }
