@@ -22,6 +22,12 @@ import (
 // concurrency is the number of concurrent pool users or pool elements.
 const concurrency = 64
 
+// depths are the numbers of requests each client keeps outstanding: one,
+// as a pool user waiting for each answer, and many, as a busy proxy or
+// gateway pipelining its requests, which lets a registrar answer several
+// with one system call.
+var depths = []int{1, 16}
+
 // keepAliveInterval is both registrars' keep-alive interval: long, so that
 // the benchmarks measure the requests, not the upkeep of the populated
 // pools.
@@ -125,24 +131,26 @@ func BenchmarkHandleResolution(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.Run(fmt.Sprintf("registrar=%s/pool=%d", t.Name, size), func(b *testing.B) {
-				clients := dialClients(b, t)
-				cpu := startCPU(t.PID)
-				bad, err := Run(clients, b.N,
-					func(int) asap.Message { return &asap.HandleResolution{Handle: h} },
-					func(m asap.Message) bool {
-						r, ok := m.(*asap.HandleResolutionResponse)
-						return ok && len(r.PEs) > 0
-					})
-				if err != nil {
-					b.Fatal(err)
-				}
-				if bad > 0 {
-					b.Fatalf("%d of %d resolutions failed", bad, b.N)
-				}
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "resolutions/s")
-				cpu.report(b)
-			})
+			for _, depth := range depths {
+				b.Run(fmt.Sprintf("registrar=%s/pool=%d/depth=%d", t.Name, size, depth), func(b *testing.B) {
+					clients := dialClients(b, t)
+					cpu := startCPU(t.PID)
+					bad, err := Run(clients, b.N, depth,
+						func(int) asap.Message { return &asap.HandleResolution{Handle: h} },
+						func(m asap.Message) bool {
+							r, ok := m.(*asap.HandleResolutionResponse)
+							return ok && len(r.PEs) > 0
+						})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if bad > 0 {
+						b.Fatalf("%d of %d resolutions failed", bad, b.N)
+					}
+					b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "resolutions/s")
+					cpu.report(b)
+				})
+			}
 			closeFn()
 		}
 	}
@@ -158,29 +166,31 @@ func BenchmarkRegistration(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.Run(fmt.Sprintf("registrar=%s/pool=%d", t.Name, size), func(b *testing.B) {
-				// Each request registers a new element; they are
-				// removed when the benchmark's connections close.
-				base := nextID.Add(uint32(b.N)+1) - uint32(b.N)
-				clients := dialClients(b, t)
-				cpu := startCPU(t.PID)
-				bad, err := Run(clients, b.N,
-					func(i int) asap.Message {
-						return &asap.Registration{Handle: h, PE: pe(asap.PEID(0x40000000+base+uint32(i)), hostAddr(t), 2000, kindFor(t))}
-					},
-					func(m asap.Message) bool {
-						r, ok := m.(*asap.RegistrationResponse)
-						return ok && !r.Reject
-					})
-				if err != nil {
-					b.Fatal(err)
-				}
-				if bad > 0 {
-					b.Fatalf("%d of %d registrations refused", bad, b.N)
-				}
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "registrations/s")
-				cpu.report(b)
-			})
+			for _, depth := range depths {
+				b.Run(fmt.Sprintf("registrar=%s/pool=%d/depth=%d", t.Name, size, depth), func(b *testing.B) {
+					// Each request registers a new element; they are
+					// removed when the benchmark's connections close.
+					base := nextID.Add(uint32(b.N)+1) - uint32(b.N)
+					clients := dialClients(b, t)
+					cpu := startCPU(t.PID)
+					bad, err := Run(clients, b.N, depth,
+						func(i int) asap.Message {
+							return &asap.Registration{Handle: h, PE: pe(asap.PEID(0x40000000+base+uint32(i)), hostAddr(t), 2000, kindFor(t))}
+						},
+						func(m asap.Message) bool {
+							r, ok := m.(*asap.RegistrationResponse)
+							return ok && !r.Reject
+						})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if bad > 0 {
+						b.Fatalf("%d of %d registrations refused", bad, b.N)
+					}
+					b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "registrations/s")
+					cpu.report(b)
+				})
+			}
 			closeFn()
 		}
 	}

@@ -46,7 +46,20 @@ type peerConn struct {
 	resp    asap.HandleResolutionResponse
 	peer    []netip.Addr    // see peerAddrs
 	asapT   *asap.Transport // see asapTransport
+
+	// batching is set while the reader handles a batch of requests; their
+	// answers collect in replies and go out together (see readBatches).
+	batching bool
+	replies  []mapping.Msg
 }
+
+// Batched reads: how many messages one read takes at most, and the room
+// for each (a longer message comes in a buffer of its own, up to
+// MaxMessageSize).
+const (
+	readBatch     = 16
+	readBatchSlot = 4096
+)
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
@@ -102,6 +115,10 @@ func (pc *peerConn) encode(m asap.Message) ([]byte, bool) {
 // or the connection ends. The wait is bounded: a writer that cannot send
 // within WriteTimeout closes the connection.
 func (pc *peerConn) replyBytes(b []byte) {
+	if pc.batching {
+		pc.replies = append(pc.replies, mapping.Msg{Buf: b, PPID: mapping.PPIDASAP})
+		return
+	}
 	// When nothing is queued, the reader writes the answer itself, which
 	// spares a hand-over to the writer goroutine per request.
 	if pc.pending.Load() == 0 && pc.wmu.TryLock() {
@@ -120,18 +137,61 @@ func (pc *peerConn) replyBytes(b []byte) {
 	}
 }
 
-// write sends one encoded message with wmu held and returns its buffer to
-// bufPool; a failed write closes the connection. The write deadline is
-// renewed only when fewer than WriteTimeout (plus the clock's granularity)
-// remain, so that each write has at least WriteTimeout and at most about
-// twice that, while the clock is read rarely: reading it is a system call
-// on some kernels.
-func (pc *peerConn) write(b []byte) {
+// flushReplies sends the answers collected while handling a batch: with
+// one batched write when nothing is queued before them, else through the
+// queue, in order. Reader goroutine only.
+func (pc *peerConn) flushReplies(bc mapping.BatchConn) {
+	if len(pc.replies) == 0 {
+		return
+	}
+	if pc.pending.Load() == 0 && pc.wmu.TryLock() {
+		if pc.pending.Load() == 0 {
+			pc.writeBatch(bc, pc.replies)
+			pc.wmu.Unlock()
+			clear(pc.replies)
+			pc.replies = pc.replies[:0]
+			return
+		}
+		pc.wmu.Unlock()
+	}
+	for i, m := range pc.replies {
+		pc.replyBytes(m.Buf)
+		pc.replies[i] = mapping.Msg{}
+	}
+	pc.replies = pc.replies[:0]
+}
+
+// writeBatch is write for several messages.
+func (pc *peerConn) writeBatch(bc mapping.BatchConn, ms []mapping.Msg) {
+	pc.renewWriteDeadline()
+	_, err := bc.WriteBatch(ms)
+	for _, m := range ms {
+		b := m.Buf[:0]
+		bufPool.Put(&b)
+	}
+	if err != nil {
+		pc.r.cfg.Logger.Debug("write failed; closing connection", "peer", pc.c.RemoteAddr(), "err", err)
+		pc.close()
+	}
+}
+
+// renewWriteDeadline keeps the write deadline at least WriteTimeout away.
+// It is renewed only when fewer than WriteTimeout (plus the clock's
+// granularity) remain, so that each write has at least WriteTimeout and at
+// most about twice that, while the clock is read rarely: reading it is a
+// system call on some kernels. wmu is held.
+func (pc *peerConn) renewWriteDeadline() {
 	timeout := pc.r.cfg.WriteTimeout
 	if now := pc.r.coarseNow(); pc.deadline.Sub(now) < timeout+clockGranularity {
 		pc.deadline = now.Add(2*timeout + clockGranularity)
 		pc.c.SetWriteDeadline(pc.deadline)
 	}
+}
+
+// write sends one encoded message with wmu held and returns its buffer to
+// bufPool; a failed write closes the connection.
+func (pc *peerConn) write(b []byte) {
+	pc.renewWriteDeadline()
 	err := pc.c.WriteMsg(b, mapping.PPIDASAP)
 	b = b[:0]
 	bufPool.Put(&b)
@@ -173,6 +233,10 @@ func (pc *peerConn) writeLoop() {
 func (pc *peerConn) readLoop() {
 	defer pc.r.wg.Done()
 	defer pc.cleanup()
+	if bc, ok := pc.c.(mapping.BatchConn); ok {
+		pc.readBatches(bc)
+		return
+	}
 	buf := make([]byte, pc.r.cfg.MaxMessageSize)
 	for {
 		n, ppid, err := pc.c.ReadMsg(buf)
@@ -189,6 +253,42 @@ func (pc *peerConn) readLoop() {
 			continue
 		}
 		pc.handle(buf[:n])
+	}
+}
+
+// readBatches is the reader for connections that read several messages
+// at once: it handles every request that is waiting and answers them with
+// one write, so that a peer with many requests outstanding costs a few
+// system calls per batch rather than per request.
+func (pc *peerConn) readBatches(bc mapping.BatchConn) {
+	slot := min(readBatchSlot, pc.r.cfg.MaxMessageSize)
+	ms := make([]mapping.Msg, readBatch)
+	for i := range ms {
+		ms[i].Buf = make([]byte, slot)
+	}
+	for {
+		n, err := bc.ReadBatch(ms, pc.r.cfg.MaxMessageSize)
+		pc.batching = true
+		for i := range ms[:n] {
+			m := &ms[i]
+			switch {
+			case m.Err != nil:
+				pc.r.cfg.Logger.Warn("discarded message over the size limit", "peer", pc.c.RemoteAddr(), "limit", pc.r.cfg.MaxMessageSize)
+			case m.PPID != mapping.PPIDASAP:
+				pc.r.cfg.Logger.Debug("ignored message with foreign PPID", "peer", pc.c.RemoteAddr(), "ppid", m.PPID)
+			default:
+				pc.handle(m.Buf[:m.N])
+			}
+			if cap(m.Buf) > slot {
+				m.Buf = make([]byte, slot) // keep no large buffer
+			}
+		}
+		pc.batching = false
+		pc.flushReplies(bc)
+		if err != nil {
+			pc.r.cfg.Logger.Debug("connection ended", "peer", pc.c.RemoteAddr(), "err", err)
+			return
+		}
 	}
 }
 
