@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"testing"
@@ -459,5 +460,60 @@ func TestHandleResolutionRateLimit(t *testing.T) {
 	}
 	if limited < 3 {
 		t.Fatalf("%d of 5 back-to-back resolutions limited at 1/s, want at least 3", limited)
+	}
+}
+
+// TestPipelinedRequestsAnsweredInOrder sends many requests at once, as a
+// pipelining peer does, and checks that each is answered, in order, both
+// on connections the registrar reads in batches and on plain ones.
+func TestPipelinedRequestsAnsweredInOrder(t *testing.T) {
+	for _, batched := range []bool{true, false} {
+		t.Run(map[bool]string{true: "batched", false: "plain"}[batched], func(t *testing.T) {
+			r, addr := startRegistrar(t, noKeepAlives())
+			pe := dialClient(t, addr)
+			pe.register("known", loopbackPE(1, 7, rr))
+			pu := pe
+			if !batched {
+				// A connection that hides its batch methods.
+				lc := mapping.ListenConfig{}
+				l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer l.Close()
+				go func() {
+					if c, err := l.Accept(); err == nil {
+						r.ServeConn(struct{ mapping.Conn }{c})
+					}
+				}()
+				pu = dialClient(t, l.Addr().String())
+			}
+			const n = 100
+			var batch []mapping.Msg
+			for i := range n {
+				h := asap.PoolHandle("known")
+				if i%3 == 1 {
+					h = asap.PoolHandle(fmt.Sprintf("unknown-%d", i))
+				}
+				b, err := (&asap.HandleResolution{Handle: h}).AppendBinary(nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				batch = append(batch, mapping.Msg{Buf: b, PPID: mapping.PPIDASAP})
+			}
+			if _, err := pu.c.(mapping.BatchConn).WriteBatch(batch); err != nil {
+				t.Fatal(err)
+			}
+			for i := range n {
+				hr := expect[*asap.HandleResolutionResponse](pu, 5*time.Second)
+				if i%3 == 1 {
+					if want := asap.PoolHandle(fmt.Sprintf("unknown-%d", i)); hr.Handle != want || len(hr.PEs) != 0 {
+						t.Fatalf("answer %d: %s with %d elements, want %s with none", i, hr.Handle, len(hr.PEs), want)
+					}
+				} else if hr.Handle != "known" || len(hr.PEs) != 1 {
+					t.Fatalf("answer %d: %s with %d elements, want known with one", i, hr.Handle, len(hr.PEs))
+				}
+			}
+		})
 	}
 }
