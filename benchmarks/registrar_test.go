@@ -89,21 +89,24 @@ func benchTargets(b *testing.B) []Target {
 	return []Target{startRSPRegistrar(b, "tcp", "127.0.0.1:0")}
 }
 
-// cpuMeter reads the CPU time a registrar process spends.
+// cpuMeter reads the CPU time a registrar process and the load generator
+// (this process) spend.
 type cpuMeter struct {
-	pid   int
-	start time.Duration
+	pid            int
+	start, loadgen time.Duration
 }
 
-func startCPU(pid int) cpuMeter { return cpuMeter{pid, cpuTime(pid)} }
+func startCPU(pid int) cpuMeter { return cpuMeter{pid, cpuTime(pid), cpuTime(os.Getpid())} }
 
-// report adds the registrar's CPU time per operation to b's results, when
-// the registrar runs in a process of its own.
+// report adds the registrar's and the load generator's CPU time per
+// operation to b's results, when the registrar runs in a process of its
+// own.
 func (m cpuMeter) report(b *testing.B) {
 	if m.pid == 0 {
 		return
 	}
 	b.ReportMetric(float64((cpuTime(m.pid)-m.start).Microseconds())/float64(b.N), "registrar-cpu-µs/op")
+	b.ReportMetric(float64((cpuTime(os.Getpid())-m.loadgen).Microseconds())/float64(b.N), "loadgen-cpu-µs/op")
 }
 
 // cpuTime returns the user and system time process pid has used, from

@@ -140,8 +140,13 @@ func (pc *peerConn) register(m *asap.Registration) {
 	}
 	key := peKey{m.Handle, pe.ID}
 
+	// The life starts by the coarse clock, moved ahead by its
+	// granularity: a registration expires no earlier than its life, and no
+	// later than the expiry check's granularity allows anyway, without a
+	// clock read per registration.
+	start := r.coarseNow().Add(clockGranularity)
 	r.mu.Lock()
-	_, err := r.hs.Register(m.Handle, pe, time.Now())
+	_, err := r.hs.Register(m.Handle, pe, start)
 	if err == nil {
 		st := r.owned[key]
 		if st == nil {

@@ -431,7 +431,7 @@ func TestPipelinedRequestsAnswered(t *testing.T) {
 // in-memory pipe, where every write waits for the reader). Once the send
 // queue is full the registrar stops reading the peer's requests instead of
 // buffering answers, and drops the peer when a write has waited
-// WriteTimeout.
+// WriteTimeout, and not much more than twice that.
 func TestRepliesWaitForSlowPeer(t *testing.T) {
 	const queue = 8
 	const writeTimeout = 200 * time.Millisecond
@@ -463,6 +463,12 @@ func TestRepliesWaitForSlowPeer(t *testing.T) {
 	}
 	if took < writeTimeout {
 		t.Fatalf("peer dropped after %v, before the write timeout of %v", took, writeTimeout)
+	}
+	// Config.WriteTimeout promises at most about twice the timeout (the
+	// deadline is renewed lazily, by a coarse clock); a second allows for
+	// a busy machine.
+	if most := 2*writeTimeout + clockGranularity + time.Second; took > most {
+		t.Fatalf("peer dropped after %v, later than twice the write timeout of %v", took, writeTimeout)
 	}
 	waitFor(t, 2*time.Second, "the dropped connection is still served", func() bool { return connCount(r) == 0 })
 }

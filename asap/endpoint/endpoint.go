@@ -98,7 +98,9 @@ type Config struct {
 	// DefaultRegistrar.
 	Registrars []string
 	// RequestTimeout (T1) bounds the wait for each answer; a request is
-	// sent at most 1 + MaxRequestRetransmit times.
+	// sent at most 1 + MaxRequestRetransmit times. MaxRequestRetransmit 0
+	// means DefaultMaxRequestRetransmit; a negative value, none: each
+	// request is sent once.
 	RequestTimeout       time.Duration
 	MaxRequestRetransmit int
 	// ConnectTimeout (T5) bounds each connection attempt of a hunt.
@@ -152,8 +154,11 @@ func (c Config) withDefaults() Config {
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = DefaultRequestTimeout
 	}
-	if c.MaxRequestRetransmit <= 0 {
+	switch {
+	case c.MaxRequestRetransmit == 0:
 		c.MaxRequestRetransmit = DefaultMaxRequestRetransmit
+	case c.MaxRequestRetransmit < 0:
+		c.MaxRequestRetransmit = 0
 	}
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = DefaultConnectTimeout
@@ -232,7 +237,8 @@ func New(cfg Config) *Endpoint {
 }
 
 // Home returns the server identifier of the home registrar, once a
-// keep-alive has told it.
+// keep-alive has told it; zero before that and after the connection to it
+// ends, until a keep-alive names the next.
 func (ep *Endpoint) Home() asap.ServerID {
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
@@ -382,6 +388,7 @@ func (ep *Endpoint) sessionEnded(s *session) {
 	ep.mu.Lock()
 	if ep.sess == s {
 		ep.sess = nil
+		ep.home = 0
 	}
 	hasRegs := len(ep.regs) > 0 && !ep.closed
 	ep.mu.Unlock()

@@ -630,10 +630,14 @@ func TestHuntAfterConnectionLoss(t *testing.T) {
 		t.Fatalf("Home() = %#x, want 0xa", h)
 	}
 
-	// The home registrar goes away: the endpoint finds the other one and
-	// registers both elements there, with their identifiers.
+	// The home registrar goes away: the endpoint no longer names it, finds
+	// the other one and registers both elements there, with their
+	// identifiers.
 	first.Close()
 	regs := second.waitCount(asap.TypeRegistration, 2)
+	if h := ep.Home(); h != 0 {
+		t.Errorf("Home() = %#x after the home registrar went away, before the next keep-alive; want 0", h)
+	}
 	got := map[asap.PEID]asap.PoolHandle{}
 	for _, x := range regs {
 		m := x.m.(*asap.Registration)
@@ -668,6 +672,7 @@ func TestRequestRetransmission(t *testing.T) {
 		attempts   int
 	}{
 		{0, 1 + endpoint.DefaultMaxRequestRetransmit},
+		{-1, 1},
 		{1, 2},
 		{3, 4},
 	} {
