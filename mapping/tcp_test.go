@@ -273,6 +273,98 @@ func FuzzReadMsg(f *testing.F) {
 	})
 }
 
+// FuzzReadBatch reads arbitrary streams with ReadBatch and with ReadMsg:
+// the same messages must come out, in the same order, whatever the room
+// in the batch's buffers.
+func FuzzReadBatch(f *testing.F) {
+	var seed []byte
+	for i, size := range []int{3, 0, 40, 1} {
+		seed = AppendFrameHeader(seed, FrameHeader{Type: FrameData, Length: uint32(size), Tag: uint32(i)})
+		seed = append(seed, bytes.Repeat([]byte{'m'}, size)...)
+	}
+	seed = append(AppendFrameHeader(seed, FrameHeader{Type: FrameHeartbeat, Length: 1}), 'x')
+	f.Add(seed, uint8(16), uint8(3), uint8(0))
+	f.Add(seed, uint8(2), uint8(1), uint8(5))
+	const limit = 64
+	type msg struct {
+		data    string
+		ppid    uint32
+		tooLong bool
+	}
+	read := func(stream []byte, chunk int, each func(c *TCPConn) ([]msg, error)) []msg {
+		c := NewTCPConn(&streamConn{r: bytes.NewReader(stream), chunk: chunk}, Config{HeartbeatInterval: -1, MaxMessageSize: 1 << 10})
+		defer c.Close()
+		var all []msg
+		for range len(stream) + 1 {
+			got, err := each(c)
+			all = append(all, got...)
+			if err != nil {
+				break
+			}
+		}
+		return all
+	}
+	f.Fuzz(func(t *testing.T, stream []byte, room, slots, chunk uint8) {
+		want := read(stream, int(chunk), func(c *TCPConn) ([]msg, error) {
+			buf := make([]byte, limit)
+			n, ppid, err := c.ReadMsg(buf)
+			if errors.Is(err, ErrMessageTooLong) {
+				return []msg{{ppid: ppid, tooLong: true}}, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			return []msg{{data: string(buf[:n]), ppid: ppid}}, nil
+		})
+		ms := make([]Msg, 1+int(slots)%8)
+		for i := range ms {
+			ms[i].Buf = make([]byte, int(room)%(limit+1))
+		}
+		got := read(stream, int(chunk), func(c *TCPConn) ([]msg, error) {
+			n, err := c.ReadBatch(ms, limit)
+			var out []msg
+			for _, m := range ms[:n] {
+				if m.Err != nil {
+					out = append(out, msg{ppid: m.PPID, tooLong: true})
+					continue
+				}
+				out = append(out, msg{data: string(m.Buf[:m.N]), ppid: m.PPID})
+			}
+			return out, err
+		})
+		if len(got) != len(want) {
+			t.Fatalf("ReadBatch read %d messages, ReadMsg %d", len(got), len(want))
+		}
+		for i := range want {
+			// A message over the limit keeps its PPID only with ReadMsg.
+			if got[i].tooLong != want[i].tooLong || got[i].data != want[i].data || (!want[i].tooLong && got[i].ppid != want[i].ppid) {
+				t.Fatalf("message %d: ReadBatch %+v, ReadMsg %+v", i, got[i], want[i])
+			}
+		}
+	})
+}
+
+// streamConn is a net.Conn that reads a fixed stream, at most chunk bytes
+// at a time (0: all it can), and discards what is written.
+type streamConn struct {
+	r     *bytes.Reader
+	chunk int
+}
+
+func (c *streamConn) Read(b []byte) (int, error) {
+	if c.chunk > 0 && len(b) > c.chunk {
+		b = b[:c.chunk]
+	}
+	return c.r.Read(b)
+}
+func (c *streamConn) Write(b []byte) (int, error)      { return len(b), nil }
+func (c *streamConn) Close() error                     { return nil }
+func (c *streamConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *streamConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (c *streamConn) SetDeadline(time.Time) error      { return nil }
+func (c *streamConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *streamConn) SetWriteDeadline(time.Time) error { return nil }
+
 func TestBatches(t *testing.T) {
 	a, b := tcpPair(t, Config{MaxMessageSize: 4096})
 	var _ BatchConn = a
