@@ -86,6 +86,7 @@ const (
 	DefaultRequestTimeout       = 5 * time.Second
 	DefaultMaxRequestRetransmit = 2
 	DefaultConnectTimeout       = 5 * time.Second
+	DefaultMaxConnectTimeout    = 60 * time.Second
 	DefaultReregistration       = 30 * time.Second
 	DefaultCacheLifetime        = time.Second
 	DefaultAnnounceTimeout      = 5 * time.Second
@@ -103,8 +104,13 @@ type Config struct {
 	// request is sent once.
 	RequestTimeout       time.Duration
 	MaxRequestRetransmit int
-	// ConnectTimeout (T5) bounds each connection attempt of a hunt.
-	ConnectTimeout time.Duration
+	// ConnectTimeout (T5) bounds each connection attempt of a hunt. Each
+	// time it runs out, it doubles for the next attempt, up to
+	// MaxConnectTimeout (the RFC's RETRAN-MAX; 0 means
+	// DefaultMaxConnectTimeout), and it returns to ConnectTimeout once a
+	// registrar answers (RFC 5352 §3.6).
+	ConnectTimeout    time.Duration
+	MaxConnectTimeout time.Duration
 	// Reregistration is the re-registration period; a registration's life
 	// defaults to three periods, as in rsplib.
 	Reregistration time.Duration
@@ -163,6 +169,10 @@ func (c Config) withDefaults() Config {
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = DefaultConnectTimeout
 	}
+	if c.MaxConnectTimeout <= 0 {
+		c.MaxConnectTimeout = DefaultMaxConnectTimeout
+	}
+	c.MaxConnectTimeout = max(c.MaxConnectTimeout, c.ConnectTimeout)
 	if c.Reregistration <= 0 {
 		c.Reregistration = DefaultReregistration
 	}
@@ -197,6 +207,7 @@ type Endpoint struct {
 	mu        sync.Mutex
 	sess      *session
 	hunting   chan struct{} // closed when the running hunt ends
+	t5        time.Duration // the hunt's connect timeout now; used by one hunt at a time
 	regs      map[regKey]*Registration
 	cache     map[asap.PoolHandle]*cacheEntry
 	inflight  map[asap.PoolHandle]*resolveCall
@@ -232,6 +243,7 @@ func New(cfg Config) *Endpoint {
 		done:      make(chan struct{}),
 		kick:      make(chan struct{}, 1),
 	}
+	ep.t5 = ep.cfg.ConnectTimeout
 	ep.listenAnnounces()
 	return ep
 }
@@ -335,9 +347,13 @@ func (ep *Endpoint) hunt(ctx context.Context) (mapping.Conn, error) {
 	for len(list) > 0 {
 		group := list[:min(3, len(list))]
 		list = list[len(group):]
-		c, err := ep.dialFirst(ctx, group)
+		c, expired, err := ep.dialFirst(ctx, group, ep.t5)
 		if err == nil {
+			ep.t5 = ep.cfg.ConnectTimeout
 			return c, nil
+		}
+		if expired {
+			ep.t5 = min(2*ep.t5, ep.cfg.MaxConnectTimeout)
 		}
 		lastErr = err
 		if ctx.Err() != nil {
@@ -347,8 +363,10 @@ func (ep *Endpoint) hunt(ctx context.Context) (mapping.Conn, error) {
 	return nil, fmt.Errorf("%w: %w", ErrNoRegistrar, lastErr)
 }
 
-func (ep *Endpoint) dialFirst(ctx context.Context, addrs []string) (mapping.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, ep.cfg.ConnectTimeout)
+// dialFirst connects to one of addrs, dialing them all at once, within
+// timeout. expired reports that the timeout ran out.
+func (ep *Endpoint) dialFirst(ctx context.Context, addrs []string, timeout time.Duration) (c mapping.Conn, expired bool, err error) {
+	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	type result struct {
 		c   mapping.Conn
@@ -358,7 +376,7 @@ func (ep *Endpoint) dialFirst(ctx context.Context, addrs []string) (mapping.Conn
 	for _, a := range addrs {
 		go func() {
 			network, address := splitRegistrar(a)
-			c, err := ep.cfg.Dialer(ctx, network, address)
+			c, err := ep.cfg.Dialer(tctx, network, address)
 			results <- result{c, err}
 		}()
 	}
@@ -378,9 +396,10 @@ func (ep *Endpoint) dialFirst(ctx context.Context, addrs []string) (mapping.Conn
 	}
 	if winner != nil {
 		ep.cfg.Logger.Debug("connected to registrar", "addr", winner.RemoteAddr())
-		return winner, nil
+		return winner, false, nil
 	}
-	return nil, lastErr
+	expired = ctx.Err() == nil && errors.Is(tctx.Err(), context.DeadlineExceeded)
+	return nil, expired, lastErr
 }
 
 // sessionEnded is called when a registrar connection fails.

@@ -3,9 +3,11 @@ package endpoint_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -523,6 +525,7 @@ type dialLog struct {
 
 	mu      sync.Mutex
 	calls   []string
+	budgets []time.Duration // each dial's time to its deadline
 	active  int
 	maxOpen int
 }
@@ -530,6 +533,9 @@ type dialLog struct {
 func (d *dialLog) dial(ctx context.Context, network, address string) (mapping.Conn, error) {
 	d.mu.Lock()
 	d.calls = append(d.calls, network+" "+address)
+	if dl, ok := ctx.Deadline(); ok {
+		d.budgets = append(d.budgets, time.Until(dl))
+	}
 	d.active++
 	d.maxOpen = max(d.maxOpen, d.active)
 	d.mu.Unlock()
@@ -586,6 +592,72 @@ func TestHuntConnectTimeout(t *testing.T) {
 	defer d.mu.Unlock()
 	if len(d.calls) != 5 || d.maxOpen != 3 {
 		t.Errorf("%d dials, at most %d at once; want 5, at most 3", len(d.calls), d.maxOpen)
+	}
+}
+
+// TestHuntTimeoutDoubles checks T5: each time a hunt's connect timeout runs
+// out, the next attempt gets twice as long, up to the cap, also in the next
+// hunt; once a registrar answers it is back to its first value.
+func TestHuntTimeoutDoubles(t *testing.T) {
+	const t5, capT5 = 40 * time.Millisecond, 100 * time.Millisecond
+	d := &dialLog{block: true}
+	f := newFake(t, answering(map[asap.PoolHandle]pool{"echo": {pes: []asap.PoolElement{testPE(1, 7)}}}))
+	var reachable atomic.Bool
+	var blackholes []string
+	for i := range 7 {
+		blackholes = append(blackholes, fmt.Sprintf("tcp:127.0.0.1:%d", i+1))
+	}
+	ep := newEndpoint(t, endpoint.Config{
+		Registrars: blackholes,
+		Dialer: func(ctx context.Context, network, address string) (mapping.Conn, error) {
+			if reachable.Load() {
+				var md mapping.Dialer
+				return md.DialContext(ctx, "tcp", strings.TrimPrefix(f.addr, "tcp:"))
+			}
+			return d.dial(ctx, network, address)
+		},
+		ConnectTimeout: t5, MaxConnectTimeout: capT5, CacheLifetime: -1,
+	})
+	checkBudgets := func(what string, want []time.Duration) {
+		t.Helper()
+		d.mu.Lock()
+		got := d.budgets
+		d.budgets = nil
+		d.mu.Unlock()
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d dials, want %d", what, len(got), len(want))
+		}
+		for i := range want {
+			// A dial starts a little after its group's timer.
+			if got[i] > want[i] || got[i] < want[i]-want[i]/2 {
+				t.Errorf("%s: dial %d had %v, want about %v", what, i, got[i], want[i])
+			}
+		}
+	}
+	// Groups of three: 40 ms, 80 ms, then the cap of 100 ms.
+	if _, err := ep.Resolve(ctxTimeout(t, waitLong), "echo"); !errors.Is(err, endpoint.ErrNoRegistrar) {
+		t.Fatalf("Resolve: %v, want ErrNoRegistrar", err)
+	}
+	checkBudgets("first hunt", []time.Duration{t5, t5, t5, 2 * t5, 2 * t5, 2 * t5, capT5})
+	// The next hunt goes on from the cap.
+	ep.Resolve(ctxTimeout(t, waitLong), "echo")
+	checkBudgets("second hunt", []time.Duration{capT5, capT5, capT5, capT5, capT5, capT5, capT5})
+	// A registrar answers: back to the first value.
+	reachable.Store(true)
+	if _, err := ep.Resolve(ctxTimeout(t, waitLong), "echo"); err != nil {
+		t.Fatalf("Resolve with a registrar: %v", err)
+	}
+	reachable.Store(false)
+	f.Close()
+	waitFor(t, "a hunt after the registrar went away", func() bool {
+		_, err := ep.Resolve(ctxTimeout(t, waitLong), "echo")
+		return errors.Is(err, endpoint.ErrNoRegistrar)
+	})
+	d.mu.Lock()
+	first := d.budgets[0]
+	d.mu.Unlock()
+	if first > t5 {
+		t.Errorf("first dial after a registrar answered had %v, want at most %v", first, t5)
 	}
 }
 
