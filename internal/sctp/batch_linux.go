@@ -1,7 +1,6 @@
 package sctp
 
 import (
-	"encoding/binary"
 	"io"
 	"unsafe"
 
@@ -28,6 +27,21 @@ func (s *batchScratch) grow(n int) {
 	s.oob = make([]byte, n*oobSize)
 }
 
+// set points entry i at buf and the ancillary data room oob.
+func (s *batchScratch) set(i int, buf, oob []byte) {
+	s.iovs[i] = unix.Iovec{}
+	if len(buf) > 0 {
+		s.iovs[i].Base = &buf[0]
+		s.iovs[i].SetLen(len(buf))
+	}
+	h := &s.hdrs[i]
+	*h = unix.Mmsghdr{}
+	h.Hdr.Iov = &s.iovs[i]
+	h.Hdr.SetIovlen(1)
+	h.Hdr.Control = &oob[0]
+	h.Hdr.SetControllen(len(oob))
+}
+
 // ReadBatch waits for at least one message and reads those that are ready,
 // up to len(ms), with one system call (recvmmsg). Each ms[i].Buf is the room
 // for one message; ReadBatch may exchange the Bufs among ms. It returns the
@@ -45,17 +59,7 @@ func (c *Conn) ReadBatch(ms []Message, limit int) (int, error) {
 	s.grow(len(ms))
 	for {
 		for i := range ms {
-			h := &s.hdrs[i]
-			*h = unix.Mmsghdr{}
-			s.iovs[i] = unix.Iovec{}
-			if len(ms[i].Buf) > 0 {
-				s.iovs[i].Base = &ms[i].Buf[0]
-				s.iovs[i].SetLen(len(ms[i].Buf))
-			}
-			h.Hdr.Iov = &s.iovs[i]
-			h.Hdr.SetIovlen(1)
-			h.Hdr.Control = &s.oob[i*oobSize]
-			h.Hdr.SetControllen(oobSize)
+			s.set(i, ms[i].Buf, s.oob[i*oobSize:(i+1)*oobSize])
 		}
 		var got int
 		var rerr error
@@ -208,26 +212,9 @@ func (c *Conn) WriteBatch(ms []Message) (int, error) {
 	s := &c.wb
 	s.grow(len(ms))
 	for i := range ms {
-		h := &s.hdrs[i]
-		*h = unix.Mmsghdr{}
-		s.iovs[i] = unix.Iovec{}
-		if len(ms[i].Buf) > 0 {
-			s.iovs[i].Base = &ms[i].Buf[0]
-			s.iovs[i].SetLen(len(ms[i].Buf))
-		}
-		h.Hdr.Iov = &s.iovs[i]
-		h.Hdr.SetIovlen(1)
 		oob := s.oob[i*oobSize : i*oobSize+unix.CmsgSpace(sizeofSndInfo)]
-		clear(oob)
-		ch := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-		ch.Level = solSCTP
-		ch.Type = cmsgSndInfo
-		ch.SetLen(unix.CmsgLen(sizeofSndInfo))
-		data := oob[unix.CmsgLen(0):]
-		binary.NativeEndian.PutUint16(data[0:], ms[i].Stream)
-		binary.BigEndian.PutUint32(data[4:], ms[i].PPID)
-		h.Hdr.Control = &oob[0]
-		h.Hdr.SetControllen(len(oob))
+		putSndInfo(oob, SndInfo{PPID: ms[i].PPID, Stream: ms[i].Stream})
+		s.set(i, ms[i].Buf, oob)
 	}
 	sent := 0
 	var werr error

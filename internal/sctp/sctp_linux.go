@@ -360,13 +360,7 @@ func recvmsgFlags(fd int, p, oob []byte, inFlags int) (n, oobn, flags int, err e
 // WriteMsg sends b as one message.
 func (c *Conn) WriteMsg(b []byte, info SndInfo) error {
 	oob := make([]byte, unix.CmsgSpace(sizeofSndInfo))
-	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-	h.Level = solSCTP
-	h.Type = cmsgSndInfo
-	h.SetLen(unix.CmsgLen(sizeofSndInfo))
-	data := oob[unix.CmsgLen(0):]
-	binary.NativeEndian.PutUint16(data[0:], info.Stream)
-	binary.BigEndian.PutUint32(data[4:], info.PPID)
+	putSndInfo(oob, info)
 	var werr error
 	err := c.rc.Write(func(fd uintptr) bool {
 		for {
@@ -380,6 +374,19 @@ func (c *Conn) WriteMsg(b []byte, info SndInfo) error {
 		err = werr
 	}
 	return c.opError("write", err)
+}
+
+// putSndInfo writes an SCTP_SNDINFO control message for info into oob,
+// which has room for exactly one.
+func putSndInfo(oob []byte, info SndInfo) {
+	clear(oob)
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	h.Level = solSCTP
+	h.Type = cmsgSndInfo
+	h.SetLen(unix.CmsgLen(sizeofSndInfo))
+	data := oob[unix.CmsgLen(0):]
+	binary.NativeEndian.PutUint16(data[0:], info.Stream)
+	binary.BigEndian.PutUint32(data[4:], info.PPID)
 }
 
 // Read reads one message's data into b (the rest of a longer message is
