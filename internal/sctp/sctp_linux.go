@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -638,7 +640,7 @@ func Listen(network string, laddr *Addr) (*Listener, error) {
 		unix.Close(fd)
 		return nil, &net.OpError{Op: "listen", Net: network, Addr: laddr, Err: err}
 	}
-	if err := unix.Listen(fd, 128); err != nil {
+	if err := unix.Listen(fd, listenBacklog()); err != nil {
 		unix.Close(fd)
 		return nil, &net.OpError{Op: "listen", Net: network, Addr: laddr, Err: os.NewSyscallError("listen", err)}
 	}
@@ -654,6 +656,22 @@ func Listen(network string, laddr *Addr) (*Listener, error) {
 	}
 	return l, nil
 }
+
+// listenBacklog is the accept backlog of listeners: the system's limit,
+// as package net uses. A full backlog makes the kernel abort associations
+// while they are set up, as when many pool elements hunt for a registrar
+// at once after one fails.
+var listenBacklog = sync.OnceValue(func() int {
+	b, err := os.ReadFile("/proc/sys/net/core/somaxconn")
+	if err != nil {
+		return unix.SOMAXCONN
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n <= 0 {
+		return unix.SOMAXCONN
+	}
+	return min(n, 1<<16-1)
+})
 
 // Accept waits for the next association. After Close it returns an error
 // wrapping net.ErrClosed.

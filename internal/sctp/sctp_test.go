@@ -349,3 +349,47 @@ func TestBatch(t *testing.T) {
 		t.Fatalf("ReadBatch after the peer closed: %d, %v; want 0, io.EOF", n, err)
 	}
 }
+
+// TestListenBacklog dials a listener that has not accepted yet more times
+// than a fixed backlog of 128 would hold: every association is set up.
+func TestListenBacklog(t *testing.T) {
+	requireSCTP(t)
+	if listenBacklog() < 256 {
+		t.Skipf("the system's accept backlog limit is %d", listenBacklog())
+	}
+	laddr := &Addr{IPs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}
+	l, err := Listen("sctp", laddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	raddr := &Addr{IPs: laddr.IPs, Port: l.Addr().(*Addr).Port}
+	const dials = 160
+	errs := make(chan error)
+	for range dials {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			c, err := Dial(ctx, "sctp", raddr, nil)
+			if err == nil {
+				t.Cleanup(func() { c.Close() })
+			}
+			errs <- err
+		}()
+	}
+	established := 0
+	for range dials {
+		if err := <-errs; err != nil {
+			t.Errorf("dial: %v", err)
+		} else {
+			established++
+		}
+	}
+	for range established {
+		c, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+}
