@@ -2,6 +2,7 @@ package sctp
 
 import (
 	"io"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -55,7 +56,20 @@ func (c *Conn) ReadBatch(ms []Message, limit int) (int, error) {
 	}
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	s := &c.rb
+	return readBatch(c.sock(), &c.rb, ms, limit, false)
+}
+
+// sock is what the batch functions need of a socket.
+type sock struct {
+	rc      syscall.RawConn
+	opError func(op string, err error) error
+}
+
+func (c *Conn) sock() sock { return sock{c.rc, c.opError} }
+
+// readBatch is ReadBatch for any SCTP socket; with events set, association
+// changes come as messages too. The caller holds the read lock.
+func readBatch(sk sock, s *batchScratch, ms []Message, limit int, events bool) (int, error) {
 	s.grow(len(ms))
 	for {
 		for i := range ms {
@@ -63,7 +77,7 @@ func (c *Conn) ReadBatch(ms []Message, limit int) (int, error) {
 		}
 		var got int
 		var rerr error
-		err := c.rc.Read(func(fd uintptr) bool {
+		err := sk.rc.Read(func(fd uintptr) bool {
 			for {
 				r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(len(ms)), 0, 0, 0)
 				got, rerr = int(r), nil
@@ -79,9 +93,9 @@ func (c *Conn) ReadBatch(ms []Message, limit int) (int, error) {
 			err = rerr
 		}
 		if err != nil {
-			return 0, c.opError("read", err)
+			return 0, sk.opError("read", err)
 		}
-		n, eof, err := c.collect(ms, got, limit)
+		n, eof, err := collect(sk, s, ms, got, limit, events)
 		if err != nil {
 			return n, err
 		}
@@ -98,15 +112,14 @@ func (c *Conn) ReadBatch(ms []Message, limit int) (int, error) {
 // collect turns the got entries recvmmsg filled into messages at the front
 // of ms, dropping notifications and joining the pieces of a message longer
 // than its buffer. It reports whether the association ended.
-func (c *Conn) collect(ms []Message, got, limit int) (n int, eof bool, err error) {
-	s := &c.rb
+func collect(sk sock, s *batchScratch, ms []Message, got, limit int, events bool) (n int, eof bool, err error) {
 	var long []byte  // a message longer than its buffer, so far
 	inLong := false  // within such a message
 	tooLong := false // and it is longer than limit
 	note := false    // within a notification
 	var longInfo RcvInfo
 	finish := func() {
-		ms[n].N, ms[n].Err, ms[n].PPID, ms[n].Stream = 0, ErrMessageTooLong, longInfo.PPID, longInfo.Stream
+		ms[n].N, ms[n].Err, ms[n].PPID, ms[n].Stream, ms[n].Assoc, ms[n].Event = 0, ErrMessageTooLong, longInfo.PPID, longInfo.Stream, longInfo.Assoc, 0
 		if !tooLong {
 			ms[n].Buf, ms[n].N, ms[n].Err = long, len(long), nil
 		}
@@ -129,6 +142,17 @@ func (c *Conn) collect(ms []Message, got, limit int) (n int, eof bool, err error
 		eor := flags&unix.MSG_EOR != 0
 		switch {
 		case note || flags&msgNotification != 0:
+			if !note && eor && events {
+				if id, up, ok := parseAssocEvent(ms[j].Buf[:l]); ok {
+					ms[n].Buf, ms[j].Buf = ms[j].Buf, ms[n].Buf
+					ms[n].N, ms[n].Err, ms[n].PPID, ms[n].Stream, ms[n].Assoc = 0, nil, 0, 0, id
+					ms[n].Event = AssocDown
+					if up {
+						ms[n].Event = AssocUp
+					}
+					n++
+				}
+			}
 			note = !eor
 			continue
 		case inLong:
@@ -147,7 +171,7 @@ func (c *Conn) collect(ms []Message, got, limit int) (n int, eof bool, err error
 			continue
 		}
 		ms[n].Buf, ms[j].Buf = ms[j].Buf, ms[n].Buf
-		ms[n].N, ms[n].Err, ms[n].PPID, ms[n].Stream = l, nil, info.PPID, info.Stream
+		ms[n].N, ms[n].Err, ms[n].PPID, ms[n].Stream, ms[n].Assoc, ms[n].Event = l, nil, info.PPID, info.Stream, info.Assoc, 0
 		n++
 	}
 	if inLong || note {
@@ -156,7 +180,7 @@ func (c *Conn) collect(ms []Message, got, limit int) (n int, eof bool, err error
 		if inLong {
 			add2 = add
 		}
-		if err := c.readRest(add2); err != nil {
+		if err := readRest(sk, add2); err != nil {
 			return n, false, err
 		}
 		if inLong {
@@ -167,13 +191,13 @@ func (c *Conn) collect(ms []Message, got, limit int) (n int, eof bool, err error
 }
 
 // readRest reads the rest of a message, passing each piece to add (nil:
-// dropping them). rmu is held.
-func (c *Conn) readRest(add func([]byte)) error {
+// dropping them). The read lock is held.
+func readRest(sk sock, add func([]byte)) error {
 	scratch := make([]byte, 4096)
 	for {
 		var got, flags int
 		var rerr error
-		err := c.rc.Read(func(fd uintptr) bool {
+		err := sk.rc.Read(func(fd uintptr) bool {
 			for {
 				got, _, flags, rerr = recvmsg(int(fd), scratch, nil)
 				if rerr != unix.EINTR {
@@ -185,7 +209,7 @@ func (c *Conn) readRest(add func([]byte)) error {
 			err = rerr
 		}
 		if err != nil {
-			return c.opError("read", err)
+			return sk.opError("read", err)
 		}
 		if add != nil {
 			add(scratch[:got])
@@ -194,7 +218,7 @@ func (c *Conn) readRest(add func([]byte)) error {
 			return nil
 		}
 		if got == 0 {
-			return c.opError("read", io.ErrUnexpectedEOF)
+			return sk.opError("read", io.ErrUnexpectedEOF)
 		}
 	}
 }
@@ -209,16 +233,21 @@ func (c *Conn) WriteBatch(ms []Message) (int, error) {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	s := &c.wb
+	return writeBatch(c.sock(), &c.wb, ms)
+}
+
+// writeBatch is WriteBatch for any SCTP socket, each message to its
+// association on a one-to-many socket. The caller holds the write lock.
+func writeBatch(sk sock, s *batchScratch, ms []Message) (int, error) {
 	s.grow(len(ms))
 	for i := range ms {
 		oob := s.oob[i*oobSize : i*oobSize+unix.CmsgSpace(sizeofSndInfo)]
-		putSndInfo(oob, SndInfo{PPID: ms[i].PPID, Stream: ms[i].Stream})
+		putSndInfo(oob, SndInfo{PPID: ms[i].PPID, Stream: ms[i].Stream, Assoc: ms[i].Assoc, Flags: ms[i].flags})
 		s.set(i, ms[i].Buf, oob)
 	}
 	sent := 0
 	var werr error
-	err := c.rc.Write(func(fd uintptr) bool {
+	err := sk.rc.Write(func(fd uintptr) bool {
 		for sent < len(ms) {
 			r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[sent])), uintptr(len(ms)-sent), 0, 0, 0)
 			switch errno {
@@ -237,5 +266,5 @@ func (c *Conn) WriteBatch(ms []Message) (int, error) {
 	if err == nil {
 		err = werr
 	}
-	return sent, c.opError("write", err)
+	return sent, sk.opError("write", err)
 }

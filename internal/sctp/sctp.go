@@ -91,6 +91,7 @@ func ResolveAddr(network, address string) (*Addr, error) {
 type RcvInfo struct {
 	PPID   uint32
 	Stream uint16
+	Assoc  AssocID // on a one-to-many socket
 }
 
 // Message is one message of a batch (Conn.ReadBatch, Conn.WriteBatch).
@@ -102,13 +103,36 @@ type Message struct {
 	// PPID and Stream: those of the message.
 	PPID   uint32
 	Stream uint16
-	// Err is ErrMessageTooLong for a received message longer than Buf,
+	// Err is ErrMessageTooLong for a received message over the limit,
 	// which was discarded.
 	Err error
+	// Assoc is the message's association on a one-to-many socket
+	// (PacketConn).
+	Assoc AssocID
+	// Event, in a message a PacketConn reads, reports that association
+	// Assoc came up or went away; such a message has no data.
+	Event AssocEvent
+
+	flags uint16 // SCTP_SNDINFO flags of a message to send
 }
+
+// AssocID identifies an association of a one-to-many socket.
+type AssocID int32
+
+// AssocEvent is a change of an association's state.
+type AssocEvent uint8
+
+// Association events.
+const (
+	AssocData AssocEvent = iota // no event: a message
+	AssocUp                     // the association is up (or restarted)
+	AssocDown                   // the association is gone
+)
 
 // SndInfo describes a message to send.
 type SndInfo struct {
 	PPID   uint32
 	Stream uint16
+	Assoc  AssocID // on a one-to-many socket
+	Flags  uint16  // SCTP_SNDINFO flags, such as abort
 }

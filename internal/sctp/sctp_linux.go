@@ -319,6 +319,7 @@ func parseRcvInfo(oob []byte) (RcvInfo, bool) {
 			return RcvInfo{
 				Stream: binary.NativeEndian.Uint16(data[0:]),
 				PPID:   binary.BigEndian.Uint32(data[8:]),
+				Assoc:  AssocID(binary.NativeEndian.Uint32(data[24:])),
 			}, true
 		}
 		l = unix.CmsgSpace(l - unix.CmsgLen(0))
@@ -388,7 +389,9 @@ func putSndInfo(oob []byte, info SndInfo) {
 	h.SetLen(unix.CmsgLen(sizeofSndInfo))
 	data := oob[unix.CmsgLen(0):]
 	binary.NativeEndian.PutUint16(data[0:], info.Stream)
+	binary.NativeEndian.PutUint16(data[2:], info.Flags)
 	binary.BigEndian.PutUint32(data[4:], info.PPID)
+	binary.NativeEndian.PutUint32(data[12:], uint32(info.Assoc))
 }
 
 // Read reads one message's data into b (the rest of a longer message is
@@ -440,12 +443,36 @@ func (c *Conn) PeerAddrs() ([]netip.Addr, error) {
 // addrs reads the association's local or peer addresses, falling back to
 // def.
 func (c *Conn) addrs(opt int, def *Addr) *Addr {
-	buf := make([]byte, 8+16*sizeofSockaddrIn6)
-	var n int
-	var gerr error
-	c.rc.Control(func(fd uintptr) { n, gerr = getsockoptBytes(int(fd), solSCTP, opt, buf) })
-	if gerr != nil || n < 8 {
+	var a *Addr
+	var err error
+	c.rc.Control(func(fd uintptr) {
+		if a, err = getAddrs(int(fd), opt, 0); err == nil || opt != sctpGetLocalAddrs {
+			return
+		}
+		// An endpoint bound to no address lists none: the socket's
+		// name still tells the address and port in use.
+		var sa unix.Sockaddr
+		if sa, err = unix.Getsockname(int(fd)); err == nil {
+			a = &Addr{IPs: []netip.Addr{ipOf(sa)}, Port: portOf(sa)}
+		}
+	})
+	if err != nil || a == nil || a.Port == 0 {
 		return def
+	}
+	return a
+}
+
+// getAddrs returns the local or peer addresses (opt) of association id (0
+// on a one-to-one socket).
+func getAddrs(fd, opt int, id AssocID) (*Addr, error) {
+	buf := make([]byte, 8+16*sizeofSockaddrIn6)
+	binary.NativeEndian.PutUint32(buf, uint32(id))
+	n, err := getsockoptBytes(fd, solSCTP, opt, buf)
+	if err != nil {
+		return nil, err
+	}
+	if n < 8 {
+		return nil, errors.New("sctp: short address list")
 	}
 	count := int(binary.NativeEndian.Uint32(buf[4:]))
 	a := &Addr{}
@@ -457,26 +484,26 @@ func (c *Conn) addrs(opt int, def *Addr) *Addr {
 		switch binary.NativeEndian.Uint16(p) {
 		case unix.AF_INET:
 			if len(p) < sizeofSockaddrIn {
-				return def
+				return nil, errors.New("sctp: short address")
 			}
 			a.Port = int(binary.BigEndian.Uint16(p[2:]))
 			a.IPs = append(a.IPs, netip.AddrFrom4([4]byte(p[4:8])))
 			p = p[sizeofSockaddrIn:]
 		case unix.AF_INET6:
 			if len(p) < sizeofSockaddrIn6 {
-				return def
+				return nil, errors.New("sctp: short address")
 			}
 			a.Port = int(binary.BigEndian.Uint16(p[2:]))
 			a.IPs = append(a.IPs, netip.AddrFrom16([16]byte(p[8:24])).Unmap())
 			p = p[sizeofSockaddrIn6:]
 		default:
-			return def
+			return nil, errors.New("sctp: unknown address family")
 		}
 	}
 	if len(a.IPs) == 0 {
-		return def
+		return nil, errors.New("sctp: no address")
 	}
-	return a
+	return a, nil
 }
 
 // Dial connects to raddr (its first address; the others are the peer's
@@ -594,6 +621,16 @@ func (c *Conn) awaitEstablished() error {
 		return err
 	}
 	return result
+}
+
+// parseAssocEvent reads an SCTP_ASSOC_CHANGE notification: the
+// association and whether it is up. ok is false for other notifications.
+func parseAssocEvent(b []byte) (id AssocID, up bool, ok bool) {
+	if len(b) < 20 {
+		return 0, false, false
+	}
+	up, _, ok = parseAssocChange(b)
+	return AssocID(binary.NativeEndian.Uint32(b[16:])), up, ok
 }
 
 // parseAssocChange reads an SCTP_ASSOC_CHANGE notification: whether the

@@ -1,0 +1,189 @@
+package sctp
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Linux SCTP constants of one-to-many sockets (linux/sctp.h).
+const (
+	sctpStatus = 14
+	sndAbort   = 1 << 2 // SCTP_ABORT
+)
+
+// PacketConn is a one-to-many SCTP socket (SOCK_SEQPACKET): it takes
+// associations from any number of peers without accepting them one by one,
+// and each message it reads or writes names its association. One socket
+// serves them all, so a reader can take the messages of many peers with one
+// system call. Associations are set up without an accept queue, so a burst
+// of new peers is not turned away.
+type PacketConn struct {
+	f      *os.File
+	rc     syscall.RawConn
+	addr   *Addr
+	rmu    sync.Mutex
+	rb     batchScratch
+	wmu    sync.Mutex
+	wb     batchScratch
+	closed sync.Once
+	isDone atomic.Bool
+}
+
+// ListenPacket opens a one-to-many socket on laddr (nil or no IPs: every
+// address) that takes associations.
+func ListenPacket(network string, laddr *Addr) (*PacketConn, error) {
+	if laddr == nil {
+		laddr = &Addr{}
+	}
+	fam := family(network, laddr)
+	fd, err := unix.Socket(fam, unix.SOCK_SEQPACKET|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_SCTP)
+	if err != nil {
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: laddr, Err: os.NewSyscallError("socket", err)}
+	}
+	fail := func(op string, err error) (*PacketConn, error) {
+		unix.Close(fd)
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: laddr, Err: os.NewSyscallError(op, err)}
+	}
+	for _, o := range []struct{ level, opt, v int }{
+		{unix.SOL_SOCKET, unix.SO_REUSEADDR, 1},
+		{solSCTP, sctpNoDelay, 1},
+		{solSCTP, sctpRecvRcvInfo, 1},
+	} {
+		if err := unix.SetsockoptInt(fd, o.level, o.opt, o.v); err != nil {
+			return fail("setsockopt", err)
+		}
+	}
+	// Association changes, so that the owner knows when a peer goes.
+	if err := setsockoptBytes(fd, solSCTP, sctpEvents, []byte{0, 1}); err != nil {
+		return fail("setsockopt", err)
+	}
+	if err := bind(fd, fam, laddr); err != nil {
+		unix.Close(fd)
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: laddr, Err: err}
+	}
+	if err := unix.Listen(fd, listenBacklog()); err != nil {
+		return fail("listen", err)
+	}
+	f := os.NewFile(uintptr(fd), "sctp-packet")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	p := &PacketConn{f: f, rc: rc, addr: laddr}
+	if sa, err := unix.Getsockname(fd); err == nil {
+		p.addr = &Addr{IPs: laddr.IPs, Port: portOf(sa)}
+	}
+	return p, nil
+}
+
+func (p *PacketConn) opError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if p.isDone.Load() || errors.Is(err, os.ErrClosed) {
+		err = net.ErrClosed
+	}
+	if errno, ok := err.(syscall.Errno); ok {
+		err = os.NewSyscallError(op, errno)
+	}
+	return &net.OpError{Op: op, Net: "sctp", Addr: p.addr, Err: err}
+}
+
+func (p *PacketConn) sock() sock { return sock{p.rc, p.opError} }
+
+// ReadBatch waits for at least one message and reads those that are ready,
+// up to len(ms), as Conn.ReadBatch does. Each message names its
+// association; an association that comes up or goes away takes a message
+// of its own, with Event set and no data.
+func (p *PacketConn) ReadBatch(ms []Message, limit int) (int, error) {
+	if len(ms) == 0 {
+		return 0, nil
+	}
+	p.rmu.Lock()
+	defer p.rmu.Unlock()
+	for {
+		n, err := readBatch(p.sock(), &p.rb, ms, limit, true)
+		if n > 0 || err != io.EOF {
+			return n, err
+		}
+		// A one-to-many socket has no end of stream; a zero-length read
+		// is nothing to report.
+	}
+}
+
+// WriteBatch sends each message to its association, in order, as
+// Conn.WriteBatch does.
+func (p *PacketConn) WriteBatch(ms []Message) (int, error) {
+	if len(ms) == 0 {
+		return 0, nil
+	}
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	return writeBatch(p.sock(), &p.wb, ms)
+}
+
+// Abort aborts association id.
+func (p *PacketConn) Abort(id AssocID) error {
+	_, err := p.WriteBatch([]Message{{Assoc: id, flags: sndAbort}})
+	return err
+}
+
+// PeerAddr returns the peer's addresses in association id and its port.
+func (p *PacketConn) PeerAddr(id AssocID) (*Addr, error) {
+	var a *Addr
+	var err error
+	if cerr := p.rc.Control(func(fd uintptr) { a, err = getAddrs(int(fd), sctpGetPeerAddrs, id) }); cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, p.opError("getsockopt", err)
+	}
+	return a, nil
+}
+
+// Outstanding returns how many chunks of data association id has that the
+// peer has not acknowledged, or that wait to be sent: what it holds of the
+// socket's send buffer.
+func (p *PacketConn) Outstanding(id AssocID) (int, error) {
+	buf := make([]byte, 256)
+	binary.NativeEndian.PutUint32(buf, uint32(id))
+	var n int
+	var err error
+	if cerr := p.rc.Control(func(fd uintptr) { n, err = getsockoptBytes(int(fd), solSCTP, sctpStatus, buf) }); cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, p.opError("getsockopt", err)
+	}
+	if n < 16 {
+		return 0, p.opError("getsockopt", errors.New("short SCTP_STATUS"))
+	}
+	return int(binary.NativeEndian.Uint16(buf[12:])) + int(binary.NativeEndian.Uint16(buf[14:])), nil
+}
+
+// SetWriteDeadline sets the deadline of writes, as net.Conn's does.
+func (p *PacketConn) SetWriteDeadline(t time.Time) error { return p.f.SetWriteDeadline(t) }
+
+// Close closes the socket and with it every association. A blocked read
+// or write returns net.ErrClosed.
+func (p *PacketConn) Close() error {
+	err := net.ErrClosed
+	p.closed.Do(func() {
+		p.isDone.Store(true)
+		err = p.f.Close()
+	})
+	return p.opError("close", err)
+}
+
+// Addr returns the local address.
+func (p *PacketConn) Addr() net.Addr { return p.addr }
