@@ -98,8 +98,16 @@ func (r *Registrar) ListenAndServe(ctx context.Context, network, address string)
 }
 
 // Listen opens an ASAP listener on network and address for a registrar:
-// TCP with the mapping's framing, or SCTP.
+// TCP with the mapping's framing, or SCTP. Over SCTP it is one one-to-many
+// socket for all associations, which Serve reads in batches, with no
+// accept queue to overflow; its Accept only waits for Close.
 func Listen(ctx context.Context, network, address string) (mapping.Listener, error) {
+	switch network {
+	case "sctp", "sctp4", "sctp6":
+		if l, ok, err := listenSCTP(network, address); ok {
+			return l, err
+		}
+	}
 	var lc mapping.ListenConfig
 	return lc.Listen(ctx, network, address)
 }
@@ -124,6 +132,12 @@ func (r *Registrar) Serve(l mapping.Listener) error {
 	}()
 	if err := r.startAnnouncing(); err != nil {
 		l.Close()
+		return err
+	}
+	if ok, err := r.serveOwn(l); ok {
+		if r.isClosed() {
+			return ErrRegistrarClosed
+		}
 		return err
 	}
 

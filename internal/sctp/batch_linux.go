@@ -242,7 +242,7 @@ func writeBatch(sk sock, s *batchScratch, ms []Message) (int, error) {
 	s.grow(len(ms))
 	for i := range ms {
 		oob := s.oob[i*oobSize : i*oobSize+unix.CmsgSpace(sizeofSndInfo)]
-		putSndInfo(oob, SndInfo{PPID: ms[i].PPID, Stream: ms[i].Stream, Assoc: ms[i].Assoc, Flags: ms[i].flags})
+		putSndInfo(oob, SndInfo{PPID: ms[i].PPID, Stream: ms[i].Stream, Assoc: ms[i].Assoc})
 		s.set(i, ms[i].Buf, oob)
 	}
 	sent := 0

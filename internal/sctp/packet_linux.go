@@ -132,10 +132,23 @@ func (p *PacketConn) WriteBatch(ms []Message) (int, error) {
 	return writeBatch(p.sock(), &p.wb, ms)
 }
 
-// Abort aborts association id.
+// Abort aborts association id. It does not wait, whatever the socket's
+// send buffer and write deadline: an abort takes no room in the buffer, and
+// frees what the association held there.
 func (p *PacketConn) Abort(id AssocID) error {
-	_, err := p.WriteBatch([]Message{{Assoc: id, flags: sndAbort}})
-	return err
+	oob := make([]byte, unix.CmsgSpace(sizeofSndInfo))
+	putSndInfo(oob, SndInfo{Assoc: id, Flags: sndAbort})
+	var err error
+	if cerr := p.rc.Control(func(fd uintptr) {
+		for {
+			if _, err = unix.SendmsgN(int(fd), nil, oob, nil, unix.MSG_DONTWAIT); err != unix.EINTR {
+				return
+			}
+		}
+	}); cerr != nil {
+		err = cerr
+	}
+	return p.opError("abort", err)
 }
 
 // PeerAddr returns the peer's addresses in association id and its port.
@@ -151,10 +164,17 @@ func (p *PacketConn) PeerAddr(id AssocID) (*Addr, error) {
 	return a, nil
 }
 
-// Outstanding returns how many chunks of data association id has that the
-// peer has not acknowledged, or that wait to be sent: what it holds of the
-// socket's send buffer.
-func (p *PacketConn) Outstanding(id AssocID) (int, error) {
+// AssocStatus is the state of an association's send side.
+type AssocStatus struct {
+	// PeerWindow is the peer's receive window as last advertised: zero
+	// when the peer does not read what it is sent.
+	PeerWindow int
+	// Unacked is how many chunks of data the peer has not acknowledged.
+	Unacked int
+}
+
+// Status returns the send-side state of association id.
+func (p *PacketConn) Status(id AssocID) (AssocStatus, error) {
 	buf := make([]byte, 256)
 	binary.NativeEndian.PutUint32(buf, uint32(id))
 	var n int
@@ -163,12 +183,15 @@ func (p *PacketConn) Outstanding(id AssocID) (int, error) {
 		err = cerr
 	}
 	if err != nil {
-		return 0, p.opError("getsockopt", err)
+		return AssocStatus{}, p.opError("getsockopt", err)
 	}
 	if n < 16 {
-		return 0, p.opError("getsockopt", errors.New("short SCTP_STATUS"))
+		return AssocStatus{}, p.opError("getsockopt", errors.New("short SCTP_STATUS"))
 	}
-	return int(binary.NativeEndian.Uint16(buf[12:])) + int(binary.NativeEndian.Uint16(buf[14:])), nil
+	return AssocStatus{
+		PeerWindow: int(binary.NativeEndian.Uint32(buf[8:])),
+		Unacked:    int(binary.NativeEndian.Uint16(buf[12:])),
+	}, nil
 }
 
 // SetWriteDeadline sets the deadline of writes, as net.Conn's does.

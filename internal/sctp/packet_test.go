@@ -70,8 +70,8 @@ func TestPacketConn(t *testing.T) {
 		if err != nil || len(a.IPs) == 0 || a.IPs[0] != lo || a.Port != c.LocalAddr().(*Addr).Port {
 			t.Errorf("peer of association %d: %v, %v; want %v", assocOf[i], a, err, c.LocalAddr())
 		}
-		if _, err := p.Outstanding(assocOf[i]); err != nil {
-			t.Errorf("Outstanding: %v", err)
+		if st, err := p.Status(assocOf[i]); err != nil || st.PeerWindow == 0 {
+			t.Errorf("status of association %d: %+v, %v; want an open window", assocOf[i], st, err)
 		}
 	}
 

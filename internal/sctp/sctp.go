@@ -112,8 +112,6 @@ type Message struct {
 	// Event, in a message a PacketConn reads, reports that association
 	// Assoc came up or went away; such a message has no data.
 	Event AssocEvent
-
-	flags uint16 // SCTP_SNDINFO flags of a message to send
 }
 
 // AssocID identifies an association of a one-to-many socket.
