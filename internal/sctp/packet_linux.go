@@ -20,6 +20,10 @@ const (
 	sndAbort   = 1 << 2 // SCTP_ABORT
 )
 
+// packetBuffer is the send and receive buffer size one-to-many sockets ask
+// for; the kernel grants at most its wmem_max and rmem_max.
+const packetBuffer = 4 << 20
+
 // PacketConn is a one-to-many SCTP socket (SOCK_SEQPACKET): it takes
 // associations from any number of peers without accepting them one by one,
 // and each message it reads or writes names its association. One socket
@@ -57,6 +61,11 @@ func ListenPacket(network string, laddr *Addr) (*PacketConn, error) {
 		{unix.SOL_SOCKET, unix.SO_REUSEADDR, 1},
 		{solSCTP, sctpNoDelay, 1},
 		{solSCTP, sctpRecvRcvInfo, 1},
+		// All associations share the socket's buffers, whose defaults
+		// (16 KiB to send) suit one association: ask for as much as the
+		// system allows.
+		{unix.SOL_SOCKET, unix.SO_SNDBUF, packetBuffer},
+		{unix.SOL_SOCKET, unix.SO_RCVBUF, packetBuffer},
 	} {
 		if err := unix.SetsockoptInt(fd, o.level, o.opt, o.v); err != nil {
 			return fail("setsockopt", err)

@@ -9,6 +9,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestPacketConn(t *testing.T) {
@@ -20,6 +22,13 @@ func TestPacketConn(t *testing.T) {
 	}
 	defer p.Close()
 	raddr := &Addr{IPs: []netip.Addr{lo}, Port: p.Addr().(*Addr).Port}
+	// The shared buffers are larger than an association's default
+	// (16 KiB to send).
+	var sndbuf int
+	p.rc.Control(func(fd uintptr) { sndbuf, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF) })
+	if sndbuf <= 32<<10 {
+		t.Errorf("send buffer %d bytes, want more than the default", sndbuf)
+	}
 	var clients []*Conn
 	for i := range 2 {
 		c, err := Dial(context.Background(), "sctp", raddr, nil)
