@@ -7,7 +7,10 @@
 // connection closes, or that pool users report unreachable too often.
 //
 // A Registrar serves ASAP on any mapping.Listener: TCP with the framing of
-// package mapping, or kernel SCTP (PPID 11) where the kernel has it.
+// package mapping, or kernel SCTP (PPID 11) where the kernel has it. Over
+// SCTP, Listen opens one one-to-many socket for all associations, which
+// Serve reads in batches: the messages of many peers come in with one
+// system call and their answers go out with another.
 package registrar
 
 import (
