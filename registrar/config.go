@@ -75,7 +75,10 @@ type Config struct {
 	// may wait for a slow peer: answers to its own requests wait for room,
 	// so that a peer that sends faster than it reads is read more slowly;
 	// messages the registrar sends of its own accord (keep-alives, expiry
-	// notices) drop the peer when its queue is full.
+	// notices) drop the peer when its queue is full. Over SCTP all
+	// associations share one socket and its send buffer: when a peer that
+	// does not read keeps that buffer full for WriteTimeout, its
+	// association is aborted, and the others wait until then.
 	WriteTimeout time.Duration
 	SendQueue    int
 
