@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -86,7 +85,7 @@ func StartProcess(t testing.TB, stdin io.Reader, name string, args ...string) *P
 	cmd.Stdin = stdin
 	cmd.Stdout = out
 	cmd.Stderr = out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	ownGroup(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +96,7 @@ func StartProcess(t testing.TB, stdin io.Reader, name string, args ...string) *P
 		close(exited)
 	}()
 	t.Cleanup(func() {
-		syscall.Kill(-p.Pid, syscall.SIGKILL)
+		killGroup(p.Pid)
 		<-exited
 		if t.Failed() {
 			t.Logf("%s output:\n%s", name, out.String())
