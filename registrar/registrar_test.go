@@ -38,8 +38,14 @@ type client struct {
 
 func dialClient(t *testing.T, addr string) *client {
 	t.Helper()
+	return dialClientOver(t, "tcp", addr)
+}
+
+// dialClientOver is dialClient over network ("tcp" or "sctp").
+func dialClientOver(t *testing.T, network, addr string) *client {
+	t.Helper()
 	var d mapping.Dialer
-	c, err := d.DialContext(context.Background(), "tcp", addr)
+	c, err := d.DialContext(context.Background(), network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,17 +42,6 @@ func startSCTPRegistrar(t *testing.T, cfg Config) (*Registrar, string, chan erro
 	return r, l.Addr().String(), served
 }
 
-func dialSCTPClient(t *testing.T, addr string) *client {
-	t.Helper()
-	var d mapping.Dialer
-	c, err := d.DialContext(context.Background(), "sctp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &client{t: t, c: c, buf: make([]byte, 65536)}
-}
-
 func sctpPE(id asap.PEID, port uint16) asap.PoolElement {
 	pe := loopbackPE(id, port, rr)
 	pe.UserTransport.Kind = asap.ParamSCTPTransport
@@ -62,7 +51,7 @@ func sctpPE(id asap.PEID, port uint16) asap.PoolElement {
 func TestSCTPRegisterResolveAndEnd(t *testing.T) {
 	requireSCTP(t)
 	r, addr, _ := startSCTPRegistrar(t, noKeepAlives())
-	pe := dialSCTPClient(t, addr)
+	pe := dialClientOver(t, "sctp", addr)
 	if resp := pe.register("echo", sctpPE(7, 7000)); resp.Reject {
 		t.Fatalf("registration refused: %+v", resp)
 	}
@@ -72,7 +61,7 @@ func TestSCTPRegisterResolveAndEnd(t *testing.T) {
 	}
 
 	// Another association resolves, one request at a time and pipelined.
-	pu := dialSCTPClient(t, addr)
+	pu := dialClientOver(t, "sctp", addr)
 	pu.send(&asap.HandleResolution{Handle: "echo"})
 	if hr := expect[*asap.HandleResolutionResponse](pu, 5*time.Second); len(hr.PEs) != 1 || hr.PEs[0].ID != 7 {
 		t.Fatalf("resolution: %+v, want element 7", hr)
@@ -106,8 +95,8 @@ func TestSCTPRegisterResolveAndEnd(t *testing.T) {
 func TestSCTPKeepAlive(t *testing.T) {
 	requireSCTP(t)
 	r, addr, _ := startSCTPRegistrar(t, Config{KeepAliveInterval: 100 * time.Millisecond, KeepAliveTimeout: 200 * time.Millisecond})
-	alive := dialSCTPClient(t, addr)
-	silent := dialSCTPClient(t, addr)
+	alive := dialClientOver(t, "sctp", addr)
+	silent := dialClientOver(t, "sctp", addr)
 	alive.register("ka", sctpPE(1, 7))
 	silent.register("ka", sctpPE(2, 7))
 	for range 3 {
@@ -128,7 +117,7 @@ func TestSCTPKeepAlive(t *testing.T) {
 func TestSCTPManyAssociations(t *testing.T) {
 	requireSCTP(t)
 	r, addr, _ := startSCTPRegistrar(t, noKeepAlives())
-	pe := dialSCTPClient(t, addr)
+	pe := dialClientOver(t, "sctp", addr)
 	pe.register("many", sctpPE(1, 7))
 	const peers = 200
 	var wg sync.WaitGroup
@@ -181,13 +170,13 @@ func TestSCTPSlowPeerAborted(t *testing.T) {
 	requireSCTP(t)
 	const writeTimeout = 300 * time.Millisecond
 	r, addr, _ := startSCTPRegistrar(t, Config{KeepAliveInterval: -1, WriteTimeout: writeTimeout})
-	pe := dialSCTPClient(t, addr)
+	pe := dialClientOver(t, "sctp", addr)
 	for id := asap.PEID(1); id <= 128; id++ {
 		if resp := pe.register("big", sctpPE(id, uint16(id))); resp.Reject {
 			t.Fatalf("registration %d refused: %+v", id, resp)
 		}
 	}
-	slow := dialSCTPClient(t, addr)
+	slow := dialClientOver(t, "sctp", addr)
 	slow.register("slow", sctpPE(1, 7))
 	req := encode(t, &asap.HandleResolution{Handle: "big", Items: 0xffffffff})
 	flooded := make(chan error, 1)
@@ -200,7 +189,7 @@ func TestSCTPSlowPeerAborted(t *testing.T) {
 			}
 		}
 	}()
-	other := dialSCTPClient(t, addr)
+	other := dialClientOver(t, "sctp", addr)
 	start := time.Now()
 	for i := 0; ; i++ {
 		if _, ok := r.Pool("slow"); !ok {
@@ -229,7 +218,7 @@ func TestSCTPSlowPeerAborted(t *testing.T) {
 func TestSCTPClose(t *testing.T) {
 	requireSCTP(t)
 	r, addr, served := startSCTPRegistrar(t, noKeepAlives())
-	pu := dialSCTPClient(t, addr)
+	pu := dialClientOver(t, "sctp", addr)
 	pu.send(&asap.HandleResolution{Handle: "x"})
 	expect[*asap.HandleResolutionResponse](pu, 5*time.Second)
 	if err := r.Close(); err != nil {
