@@ -89,6 +89,7 @@ func (r *Registrar) serveAssociations(l *assocListener) error {
 	}
 	var touched []*peerConn
 	var out []sctp.Message
+	var backoff time.Duration
 	for {
 		n, err := l.p.ReadBatch(ms, r.cfg.MaxMessageSize)
 		for i := range ms[:n] {
@@ -145,8 +146,20 @@ func (r *Registrar) serveAssociations(l *assocListener) error {
 			}
 			out = out[:0]
 		}
-		if err != nil {
+		switch {
+		case err == nil:
+			backoff = 0
+		case errors.Is(err, net.ErrClosed):
 			return err
+		default:
+			// An error of the socket, such as one an ICMP message
+			// left, is reported once by a read; the socket goes on.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			r.cfg.Logger.Warn("reading the association socket failed; reading on", "err", err, "delay", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-l.done:
+			}
 		}
 	}
 }
