@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // ErrInvalidPolicy is returned for a policy value that does not decode or
@@ -145,4 +146,34 @@ func (t Type) String() string {
 		return n
 	}
 	return fmt.Sprintf("policy(%#08x)", uint32(t))
+}
+
+// String describes the policy: its short name and the parameters that are
+// set, such as "WRR weight=5" or "LU load=12.5%". Loads and degradation
+// factors are fractions of 0xFFFFFFFF and shown as percentages.
+func (p Policy) String() string {
+	var b strings.Builder
+	b.WriteString(p.Type.String())
+	for _, f := range []struct {
+		name    string
+		v       uint32
+		percent bool
+	}{
+		{"weight", p.Weight, false},
+		{"priority", p.Priority, false},
+		{"load", p.Load, true},
+		{"degradation", p.LoadDegradation, true},
+		{"load-dpf", p.LoadDPF, true},
+		{"weight-dpf", p.WeightDPF, true},
+		{"distance", p.Distance, false},
+	} {
+		switch {
+		case f.v == 0:
+		case f.percent:
+			fmt.Fprintf(&b, " %s=%.1f%%", f.name, float64(f.v)/0xFFFFFFFF*100)
+		default:
+			fmt.Fprintf(&b, " %s=%d", f.name, f.v)
+		}
+	}
+	return b.String()
 }
