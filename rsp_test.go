@@ -14,6 +14,7 @@ import (
 	"github.com/rsp-go/rsp"
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/asap/endpoint"
+	"github.com/rsp-go/rsp/internal/testutil"
 	"github.com/rsp-go/rsp/mapping"
 	"github.com/rsp-go/rsp/policy"
 	"github.com/rsp-go/rsp/registrar"
@@ -152,13 +153,7 @@ func (s *pooledHTTP) crash() {
 
 func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, timeout, what, cond)
 }
 
 func poolSize(r *registrar.Registrar, h string) int {

@@ -25,7 +25,6 @@ type Target struct {
 type Client struct {
 	c    mapping.Conn
 	sent int
-	out  []byte
 	in   []byte
 }
 
@@ -38,44 +37,19 @@ func dial(ctx context.Context, t Target) (*Client, error) {
 	return &Client{c: c, in: make([]byte, 65536)}, nil
 }
 
-// roundTrip sends m and reads one answer, returning its type.
-func (c *Client) roundTrip(m asap.Message) (asap.Message, error) {
-	var err error
-	c.out, err = m.AppendBinary(c.out[:0])
-	if err != nil {
-		return nil, err
+// answerKeepAlive acknowledges m if it is a keep-alive, so that the
+// registrar keeps the elements registered while the benchmark runs, and
+// reports whether it was one.
+func (c *Client) answerKeepAlive(m asap.Message) (bool, error) {
+	ka, ok := m.(*asap.EndpointKeepAlive)
+	if !ok {
+		return false, nil
 	}
-	if err := c.c.WriteMsg(c.out, mapping.PPIDASAP); err != nil {
-		return nil, err
+	b, err := (&asap.EndpointKeepAliveAck{Handle: ka.Handle, ID: ka.ID}).AppendBinary(nil)
+	if err == nil {
+		err = c.c.WriteMsg(b, mapping.PPIDASAP)
 	}
-	// A deadline guards against a registrar that stops answering. It is
-	// renewed every few hundred requests, not for each one: reading the
-	// clock is a system call inside User-mode Linux, and the benchmarks
-	// measure the registrars, not the load generator's clock.
-	if c.sent%256 == 0 {
-		c.c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	}
-	c.sent++
-	for {
-		n, _, err := c.c.ReadMsg(c.in)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := asap.Unmarshal(c.in[:n])
-		if err != nil {
-			return nil, err
-		}
-		if ka, ok := resp.(*asap.EndpointKeepAlive); ok {
-			// Keep registered elements alive while measuring.
-			ack := &asap.EndpointKeepAliveAck{Handle: ka.Handle, ID: ka.ID}
-			b, _ := ack.AppendBinary(nil)
-			if err := c.c.WriteMsg(b, mapping.PPIDASAP); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		return resp, nil
-	}
+	return true, err
 }
 
 // pe returns a pool element registration for address addr.
@@ -96,16 +70,25 @@ func Populate(ctx context.Context, t Target, h asap.PoolHandle, n int, addr neti
 	if err != nil {
 		return nil, err
 	}
-	for i := range n {
-		m, err := c.roundTrip(&asap.Registration{Handle: h, PE: pe(asap.PEID(0x10000+i), addr, uint16(1000+i%60000), kind)})
-		if err != nil {
-			c.c.Close()
-			return nil, err
+	i := 0
+	var refused error
+	err = c.pipeline(1, func() (asap.Message, bool) {
+		if i == n || refused != nil {
+			return nil, false
 		}
-		if r, ok := m.(*asap.RegistrationResponse); !ok || r.Reject {
-			c.c.Close()
-			return nil, fmt.Errorf("registration %d refused: %+v", i, m)
+		i++
+		return &asap.Registration{Handle: h, PE: pe(asap.PEID(0x10000+i-1), addr, uint16(1000+(i-1)%60000), kind)}, true
+	}, func(m asap.Message) {
+		if r, ok := m.(*asap.RegistrationResponse); (!ok || r.Reject) && refused == nil {
+			refused = fmt.Errorf("registration %d refused: %+v", i-1, m)
 		}
+	})
+	if err == nil {
+		err = refused
+	}
+	if err != nil {
+		c.c.Close()
+		return nil, err
 	}
 	// Answer the registrar's keep-alives while the elements stay
 	// registered, so that it keeps them.
@@ -118,12 +101,9 @@ func Populate(ctx context.Context, t Target, h asap.PoolHandle, n int, addr neti
 			if err != nil {
 				return
 			}
-			if ka, ok := asap.Unmarshal(c.in[:n]); ok == nil {
-				if ka, ok := ka.(*asap.EndpointKeepAlive); ok {
-					b, _ := (&asap.EndpointKeepAliveAck{Handle: ka.Handle, ID: ka.ID}).AppendBinary(nil)
-					if c.c.WriteMsg(b, mapping.PPIDASAP) != nil {
-						return
-					}
+			if m, err := asap.Unmarshal(c.in[:n]); err == nil {
+				if _, err := c.answerKeepAlive(m); err != nil {
+					return
 				}
 			}
 		}
@@ -259,11 +239,8 @@ func (c *Client) pipeline(depth int, next func() (asap.Message, bool), done func
 			if err != nil {
 				return err
 			}
-			if ka, ok := resp.(*asap.EndpointKeepAlive); ok {
-				// Keep registered elements alive while measuring.
-				ack := &asap.EndpointKeepAliveAck{Handle: ka.Handle, ID: ka.ID}
-				b, _ := ack.AppendBinary(nil)
-				if err := c.c.WriteMsg(b, mapping.PPIDASAP); err != nil {
+			if ka, err := c.answerKeepAlive(resp); ka || err != nil {
+				if err != nil {
 					return err
 				}
 				continue

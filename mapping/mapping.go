@@ -6,6 +6,8 @@
 package mapping
 
 import (
+	"bytes"
+	"errors"
 	"net"
 	"time"
 )
@@ -72,4 +74,51 @@ type BatchConn interface {
 	// WriteBatch sends the messages in order. It returns how many were
 	// sent: all of them unless err is set.
 	WriteBatch(ms []Msg) (n int, err error)
+}
+
+// Batched returns c as a BatchConn: c itself when it is one, else an
+// adapter that reads and writes one message per call.
+func Batched(c Conn) BatchConn {
+	if bc, ok := c.(BatchConn); ok {
+		return bc
+	}
+	return &oneAtATime{Conn: c}
+}
+
+// oneAtATime is a BatchConn over a Conn that has no batches of its own.
+type oneAtATime struct {
+	Conn
+	scratch []byte // room for a message up to the limit; one reader
+}
+
+func (c *oneAtATime) ReadBatch(ms []Msg, limit int) (int, error) {
+	if len(ms) == 0 {
+		return 0, nil
+	}
+	if len(c.scratch) < limit {
+		c.scratch = make([]byte, limit)
+	}
+	n, ppid, err := c.ReadMsg(c.scratch[:limit])
+	m := &ms[0]
+	m.PPID, m.Err = ppid, nil
+	switch {
+	case errors.Is(err, ErrMessageTooLong):
+		m.N, m.Err = 0, ErrMessageTooLong
+	case err != nil:
+		return 0, err
+	case n <= len(m.Buf):
+		m.N = copy(m.Buf, c.scratch[:n])
+	default:
+		m.Buf, m.N = bytes.Clone(c.scratch[:n]), n
+	}
+	return 1, nil
+}
+
+func (c *oneAtATime) WriteBatch(ms []Msg) (int, error) {
+	for i, m := range ms {
+		if err := c.WriteMsg(m.Buf, m.PPID); err != nil {
+			return i, err
+		}
+	}
+	return len(ms), nil
 }

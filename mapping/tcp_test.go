@@ -421,3 +421,52 @@ func TestBatches(t *testing.T) {
 		t.Fatalf("ReadBatch after the peer closed: %d, %v; want 0, io.EOF", n, err)
 	}
 }
+
+// TestBatchedAdapter reads and writes through Batched over a Conn that has
+// no batches: one message per call, a long one in a buffer of its own, one
+// over the limit reported.
+func TestBatchedAdapter(t *testing.T) {
+	a, b := tcpPair(t, Config{MaxMessageSize: 4096})
+	plain := Batched(struct{ Conn }{b})
+	if _, ok := plain.(*oneAtATime); !ok {
+		t.Fatalf("Batched of a plain Conn is a %T", plain)
+	}
+	if Batched(a) != BatchConn(a) {
+		t.Fatal("Batched of a BatchConn is not itself")
+	}
+	out := []Msg{{Buf: []byte("short"), PPID: 1}, {Buf: bytes.Repeat([]byte{'l'}, 1500), PPID: 2}, {Buf: bytes.Repeat([]byte{'x'}, 3000), PPID: 3}}
+	if n, err := a.WriteBatch(out); n != 3 || err != nil {
+		t.Fatalf("WriteBatch: %d, %v", n, err)
+	}
+	in := make([]Msg, 4)
+	for i := range in {
+		in[i].Buf = make([]byte, 1000)
+	}
+	b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for i, want := range out {
+		n, err := plain.ReadBatch(in, 2000)
+		if n != 1 || err != nil {
+			t.Fatalf("ReadBatch %d: %d, %v; want one message", i, n, err)
+		}
+		m := in[0]
+		if i == 2 {
+			if !errors.Is(m.Err, ErrMessageTooLong) {
+				t.Errorf("message over the limit: err %v", m.Err)
+			}
+			continue
+		}
+		if m.Err != nil || !bytes.Equal(m.Buf[:m.N], want.Buf) || m.PPID != want.PPID {
+			t.Errorf("message %d: %d bytes PPID %d err %v", i, m.N, m.PPID, m.Err)
+		}
+	}
+	if n, err := plain.WriteBatch(out[:2]); n != 2 || err != nil {
+		t.Fatalf("adapter WriteBatch: %d, %v", n, err)
+	}
+	buf := make([]byte, 2000)
+	for _, want := range out[:2] {
+		a.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, ppid, err := a.ReadMsg(buf); err != nil || !bytes.Equal(buf[:n], want.Buf) || ppid != want.PPID {
+			t.Fatalf("read back %d bytes PPID %d, %v", n, ppid, err)
+		}
+	}
+}

@@ -101,18 +101,12 @@ func (r *Registrar) serveAssociations(l *assocListener) error {
 				l.ended(m.Assoc)
 			default:
 				pc := l.peer(r, m.Assoc)
-				switch {
-				case pc == nil || pc.c.(*assocConn).closed.Load():
-				case m.Err != nil:
-					r.cfg.Logger.Warn("discarded message over the size limit", "peer", pc.c.RemoteAddr(), "limit", r.cfg.MaxMessageSize)
-				case m.PPID != mapping.PPIDASAP:
-					r.cfg.Logger.Debug("ignored message with foreign PPID", "peer", pc.c.RemoteAddr(), "ppid", m.PPID)
-				default:
+				if pc != nil && !pc.c.(*assocConn).closed.Load() {
 					if !pc.batching {
 						pc.batching = true
 						touched = append(touched, pc)
 					}
-					pc.handle(m.Buf[:m.N])
+					pc.take(m.Buf[:m.N], m.PPID, m.Err)
 				}
 				if cap(m.Buf) > slot {
 					m.Buf = make([]byte, slot) // keep no large buffer
@@ -218,10 +212,9 @@ func (l *assocListener) write(r *Registrar, ms []sctp.Message) error {
 	defer l.wmu.Unlock()
 	var first error
 	for aborts := 0; len(ms) > 0; {
-		timeout := r.cfg.WriteTimeout
-		if now := r.coarseNow(); l.deadline.Sub(now) < timeout+clockGranularity {
-			l.deadline = now.Add(2*timeout + clockGranularity)
-			l.p.SetWriteDeadline(l.deadline)
+		if d, renew := r.writeDeadline(l.deadline); renew {
+			l.deadline = d
+			l.p.SetWriteDeadline(d)
 		}
 		n, err := l.p.WriteBatch(ms)
 		ms = ms[n:]

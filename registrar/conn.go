@@ -1,7 +1,6 @@
 package registrar
 
 import (
-	"errors"
 	"net"
 	"net/netip"
 	"strconv"
@@ -181,11 +180,21 @@ func (pc *peerConn) writeBatch(bc mapping.BatchConn, ms []mapping.Msg) {
 // most about twice that, while the clock is read rarely: reading it is a
 // system call on some kernels. wmu is held.
 func (pc *peerConn) renewWriteDeadline() {
-	timeout := pc.r.cfg.WriteTimeout
-	if now := pc.r.coarseNow(); pc.deadline.Sub(now) < timeout+clockGranularity {
-		pc.deadline = now.Add(2*timeout + clockGranularity)
-		pc.c.SetWriteDeadline(pc.deadline)
+	if d, renew := pc.r.writeDeadline(pc.deadline); renew {
+		pc.deadline = d
+		pc.c.SetWriteDeadline(d)
 	}
+}
+
+// writeDeadline returns the write deadline that should follow cur, and
+// whether it is a new one: see renewWriteDeadline.
+func (r *Registrar) writeDeadline(cur time.Time) (time.Time, bool) {
+	timeout := r.cfg.WriteTimeout
+	now := r.coarseNow()
+	if cur.Sub(now) >= timeout+clockGranularity {
+		return cur, false
+	}
+	return now.Add(2*timeout + clockGranularity), true
 }
 
 // write sends one encoded message with wmu held and returns its buffer to
@@ -233,26 +242,20 @@ func (pc *peerConn) writeLoop() {
 func (pc *peerConn) readLoop() {
 	defer pc.r.wg.Done()
 	defer pc.cleanup()
-	if bc, ok := pc.c.(mapping.BatchConn); ok {
-		pc.readBatches(bc)
-		return
-	}
-	buf := make([]byte, pc.r.cfg.MaxMessageSize)
-	for {
-		n, ppid, err := pc.c.ReadMsg(buf)
-		if err != nil {
-			if errors.Is(err, mapping.ErrMessageTooLong) {
-				pc.r.cfg.Logger.Warn("discarded message over the size limit", "peer", pc.c.RemoteAddr(), "limit", len(buf))
-				continue
-			}
-			pc.r.cfg.Logger.Debug("connection ended", "peer", pc.c.RemoteAddr(), "err", err)
-			return
-		}
-		if ppid != mapping.PPIDASAP {
-			pc.r.cfg.Logger.Debug("ignored message with foreign PPID", "peer", pc.c.RemoteAddr(), "ppid", ppid)
-			continue
-		}
-		pc.handle(buf[:n])
+	pc.readBatches(mapping.Batched(pc.c))
+}
+
+// take handles one message read from the peer: an ASAP message, or one
+// that was over the size limit (err) or of another protocol, which are
+// logged and dropped. Reader only.
+func (pc *peerConn) take(b []byte, ppid uint32, err error) {
+	switch {
+	case err != nil:
+		pc.r.cfg.Logger.Warn("discarded message over the size limit", "peer", pc.c.RemoteAddr(), "limit", pc.r.cfg.MaxMessageSize)
+	case ppid != mapping.PPIDASAP:
+		pc.r.cfg.Logger.Debug("ignored message with foreign PPID", "peer", pc.c.RemoteAddr(), "ppid", ppid)
+	default:
+		pc.handle(b)
 	}
 }
 
@@ -271,14 +274,7 @@ func (pc *peerConn) readBatches(bc mapping.BatchConn) {
 		pc.batching = true
 		for i := range ms[:n] {
 			m := &ms[i]
-			switch {
-			case m.Err != nil:
-				pc.r.cfg.Logger.Warn("discarded message over the size limit", "peer", pc.c.RemoteAddr(), "limit", pc.r.cfg.MaxMessageSize)
-			case m.PPID != mapping.PPIDASAP:
-				pc.r.cfg.Logger.Debug("ignored message with foreign PPID", "peer", pc.c.RemoteAddr(), "ppid", m.PPID)
-			default:
-				pc.handle(m.Buf[:m.N])
-			}
+			pc.take(m.Buf[:m.N], m.PPID, m.Err)
 			if cap(m.Buf) > slot {
 				m.Buf = make([]byte, slot) // keep no large buffer
 			}

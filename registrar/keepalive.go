@@ -89,8 +89,8 @@ const (
 )
 
 // coarseNow returns the time of the last expiry check: a clock that is at
-// most clockGranularity behind, for write deadlines and rate limits, which
-// need no better and are read for every message.
+// most clockGranularity behind, for write deadlines and the start of
+// registration lives, which need no better and come with every message.
 func (r *Registrar) coarseNow() time.Time { return time.Unix(0, r.clock.Load()) }
 
 func (r *Registrar) expire(now time.Time) {

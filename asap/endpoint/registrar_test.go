@@ -24,13 +24,7 @@ func poolIDs(r *registrar.Registrar, h asap.PoolHandle) []asap.PEID {
 // waitFor polls cond until it holds, failing the test after waitLong.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitLong)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, waitLong)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, waitLong, what, cond)
 }
 
 func TestWithRegistrar(t *testing.T) {

@@ -38,7 +38,7 @@ func runResolve(ctx context.Context, std stdio, args []string) error {
 	tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PE\tTRANSPORT\tPOLICY\tHOME")
 	for _, pe := range res.PEs {
-		fmt.Fprintf(tw, "%08x\t%s\t%+v\t%08x\n", uint32(pe.ID), transportString(pe.UserTransport), pe.Policy, uint32(pe.Home))
+		fmt.Fprintf(tw, "%08x\t%s\t%v\t%08x\n", uint32(pe.ID), transportString(pe.UserTransport), pe.Policy, uint32(pe.Home))
 	}
 	return tw.Flush()
 }

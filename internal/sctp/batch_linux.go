@@ -56,7 +56,7 @@ func (c *Conn) ReadBatch(ms []Message, limit int) (int, error) {
 	}
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	return readBatch(c.sock(), &c.rb, ms, limit, false)
+	return readBatch(c.sk, &c.rb, ms, limit, false)
 }
 
 // sock is what the batch functions need of a socket.
@@ -64,8 +64,6 @@ type sock struct {
 	rc      syscall.RawConn
 	opError func(op string, err error) error
 }
-
-func (c *Conn) sock() sock { return sock{c.rc, c.opError} }
 
 // readBatch is ReadBatch for any SCTP socket; with events set, association
 // changes come as messages too. The caller holds the read lock.
@@ -233,7 +231,7 @@ func (c *Conn) WriteBatch(ms []Message) (int, error) {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	return writeBatch(c.sock(), &c.wb, ms)
+	return writeBatch(c.sk, &c.wb, ms)
 }
 
 // writeBatch is WriteBatch for any SCTP socket, each message to its

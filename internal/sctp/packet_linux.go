@@ -33,6 +33,7 @@ const packetBuffer = 4 << 20
 type PacketConn struct {
 	f      *os.File
 	rc     syscall.RawConn
+	sk     sock // for the batch functions, made once
 	addr   *Addr
 	rmu    sync.Mutex
 	rb     batchScratch
@@ -89,6 +90,7 @@ func ListenPacket(network string, laddr *Addr) (*PacketConn, error) {
 		return nil, err
 	}
 	p := &PacketConn{f: f, rc: rc, addr: laddr}
+	p.sk = sock{rc, p.opError}
 	if sa, err := unix.Getsockname(fd); err == nil {
 		p.addr = &Addr{IPs: laddr.IPs, Port: portOf(sa)}
 	}
@@ -108,8 +110,6 @@ func (p *PacketConn) opError(op string, err error) error {
 	return &net.OpError{Op: op, Net: "sctp", Addr: p.addr, Err: err}
 }
 
-func (p *PacketConn) sock() sock { return sock{p.rc, p.opError} }
-
 // ReadBatch waits for at least one message and reads those that are ready,
 // up to len(ms), as Conn.ReadBatch does. Each message names its
 // association; an association that comes up or goes away takes a message
@@ -121,7 +121,7 @@ func (p *PacketConn) ReadBatch(ms []Message, limit int) (int, error) {
 	p.rmu.Lock()
 	defer p.rmu.Unlock()
 	for {
-		n, err := readBatch(p.sock(), &p.rb, ms, limit, true)
+		n, err := readBatch(p.sk, &p.rb, ms, limit, true)
 		if n > 0 || err != io.EOF {
 			return n, err
 		}
@@ -138,7 +138,7 @@ func (p *PacketConn) WriteBatch(ms []Message) (int, error) {
 	}
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
-	return writeBatch(p.sock(), &p.wb, ms)
+	return writeBatch(p.sk, &p.wb, ms)
 }
 
 // Abort aborts association id. It does not wait, whatever the socket's

@@ -200,8 +200,10 @@ type Conn struct {
 	laddr  *Addr
 	raddr  *Addr
 	rmu    sync.Mutex
-	oob    []byte
-	rb     batchScratch // ReadBatch's; guarded by rmu
+	sk     sock         // for the batch functions, made once
+	rb     batchScratch // ReadBatch's and ReadMsg's; guarded by rmu
+	one    [1]Message   // ReadMsg's batch; guarded by rmu
+	none   [1]byte      // ReadMsg's room when given none
 	wmu    sync.Mutex
 	wb     batchScratch // WriteBatch's; guarded by wmu
 	closed sync.Once
@@ -215,7 +217,8 @@ func newConn(fd int, laddr, raddr *Addr) (*Conn, error) {
 		f.Close()
 		return nil, err
 	}
-	c := &Conn{f: f, rc: rc, fd: fd, laddr: laddr, raddr: raddr, oob: make([]byte, unix.CmsgSpace(sizeofRcvInfo)+64)}
+	c := &Conn{f: f, rc: rc, fd: fd, laddr: laddr, raddr: raddr}
+	c.sk = sock{rc, c.opError}
 	unix.SetsockoptInt(fd, solSCTP, sctpNoDelay, 1)
 	unix.SetsockoptInt(fd, solSCTP, sctpRecvRcvInfo, 1) // not inherited by accepted sockets everywhere
 	c.laddr = c.addrs(sctpGetLocalAddrs, laddr)
@@ -247,64 +250,23 @@ func (c *Conn) opError(op string, err error) error {
 func (c *Conn) ReadMsg(b []byte) (int, RcvInfo, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	var info RcvInfo
-	n := 0
-	tooLong := false
-	var scratch []byte // where the rest of a message too long for b goes
-	for {
-		buf := b[n:]
-		if tooLong || len(buf) == 0 {
-			if scratch == nil {
-				scratch = make([]byte, 4096)
-			}
-			buf = scratch
-		}
-		var got, oobn, flags int
-		var rerr error
-		err := c.rc.Read(func(fd uintptr) bool {
-			for {
-				got, oobn, flags, rerr = recvmsg(int(fd), buf, c.oob)
-				if rerr != unix.EINTR {
-					return rerr != unix.EAGAIN
-				}
-			}
-		})
-		if err == nil {
-			err = rerr
-		}
-		if err != nil {
-			return 0, info, c.opError("read", err)
-		}
-		if got == 0 && flags&unix.MSG_EOR == 0 && oobn == 0 {
-			if n > 0 {
-				return 0, info, c.opError("read", io.ErrUnexpectedEOF)
-			}
-			return 0, info, io.EOF
-		}
-		if flags&msgNotification != 0 {
-			// Association events: the kernel reports the end as EOF.
-			continue
-		}
-		if oobn > 0 {
-			if ri, ok := parseRcvInfo(c.oob[:oobn]); ok {
-				info = ri
-			}
-		}
-		if len(b[n:]) == 0 || tooLong {
-			tooLong = true
-		} else {
-			n += got
-		}
-		if flags&unix.MSG_EOR != 0 {
-			if tooLong {
-				return 0, info, c.opError("read", ErrMessageTooLong)
-			}
-			return n, info, nil
-		}
-		if n == len(b) {
-			tooLong = true
-		}
+	ms := c.one[:]
+	ms[0] = Message{Buf: b}
+	if len(b) == 0 {
+		// Room for nothing: any message with data is too long.
+		ms[0].Buf = c.none[:]
 	}
+	_, err := readBatch(c.sk, &c.rb, ms, len(b), false)
+	m := ms[0]
+	ms[0] = Message{}
+	info := RcvInfo{PPID: m.PPID, Stream: m.Stream}
+	if err != nil {
+		return 0, info, err
+	}
+	if m.Err != nil || m.N > len(b) {
+		return 0, info, c.opError("read", ErrMessageTooLong)
+	}
+	return m.N, info, nil
 }
 
 func parseRcvInfo(oob []byte) (RcvInfo, bool) {
