@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -84,6 +85,7 @@ type TCPConn struct {
 	hdrBuf    [FrameHeaderLen]byte
 	batchHdrs []byte      // WriteBatch's frame headers
 	batchBufs net.Buffers // WriteBatch's vector
+	joined    []byte      // frames joined for a connection without writev (TLS)
 
 	lastRecv atomic.Int64 // unix nanoseconds
 	failed   atomic.Pointer[error]
@@ -205,7 +207,7 @@ func (c *TCPConn) WriteBatch(ms []Msg) (int, error) {
 		bufs = append(bufs, hdrs[i*FrameHeaderLen:(i+1)*FrameHeaderLen], m.Buf)
 	}
 	c.batchBufs = bufs[:0]
-	written, err := bufs.WriteTo(c.c)
+	written, err := writeBuffers(c.c, bufs, &c.joined)
 	clear(c.batchBufs[:cap(c.batchBufs)])
 	if err != nil {
 		// Count the whole frames that went out.
@@ -315,7 +317,7 @@ func (c *TCPConn) writeFrame(typ uint8, tag uint32, payload []byte) error {
 	}
 	hdr := AppendFrameHeader(c.hdrBuf[:0], FrameHeader{Type: typ, Length: uint32(len(payload)), Tag: tag})
 	bufs := net.Buffers{hdr, payload}
-	n, err := bufs.WriteTo(c.c)
+	n, err := writeBuffers(c.c, bufs, &c.joined)
 	if err != nil {
 		if n > 0 {
 			// Part of the frame went out: the peer can no longer find
@@ -393,11 +395,20 @@ type Dialer struct {
 	Config
 	// NetDialer dials TCP; nil means a zero net.Dialer.
 	NetDialer *net.Dialer
+	// TLSConfig, when set, runs every TCP connection over TLS 1.3 with
+	// it; nil means plain TCP, except on the network "tls". A config that
+	// names no ServerName verifies the host of the dialed address.
+	TLSConfig *tls.Config
 }
 
 // DialContext connects to address on network: "tcp", "tcp4" or "tcp6" for
-// the framed TCP mapping, "sctp" for kernel SCTP where available.
+// the framed TCP mapping (over TLS when TLSConfig is set), "tls", "tls4" or
+// "tls6" for the framed TCP mapping over TLS (with the system's roots when
+// TLSConfig is nil), "sctp" for kernel SCTP where available. The TLS
+// handshake is over, and the registrar's certificate verified, when it
+// returns.
 func (d *Dialer) DialContext(ctx context.Context, network, address string) (Conn, error) {
+	network, useTLS := tlsNetwork(network)
 	switch network {
 	case "tcp", "tcp4", "tcp6":
 		nd := d.NetDialer
@@ -411,6 +422,11 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (Conn
 		if tc, ok := c.(*net.TCPConn); ok {
 			tc.SetNoDelay(true)
 		}
+		if useTLS || d.TLSConfig != nil {
+			if c, err = dialTLS(ctx, c, d.TLSConfig, network, address); err != nil {
+				return nil, err
+			}
+		}
 		return NewTCPConn(c, d.Config), nil
 	case "sctp", "sctp4", "sctp6":
 		return dialSCTP(ctx, network, address)
@@ -421,17 +437,36 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (Conn
 // ListenConfig configures message listeners.
 type ListenConfig struct {
 	Config
+	// TLSConfig, when set, runs every TCP connection over TLS 1.3 with
+	// it: its certificate, and its ClientAuth and ClientCAs for mutual
+	// TLS. nil means plain TCP.
+	TLSConfig *tls.Config
+	// HandshakeTimeout bounds each accepted connection's TLS handshake;
+	// zero means DefaultHandshakeTimeout. HandshakeError, when set, is
+	// told of each handshake that failed; that connection is closed and
+	// never returned by Accept.
+	HandshakeTimeout time.Duration
+	HandshakeError   func(remote net.Addr, err error)
 }
 
-// Listen listens on network ("tcp", "tcp4", "tcp6", or "sctp" where the
-// kernel has it) and address.
+// Listen listens on network ("tcp", "tcp4", "tcp6", "tls", "tls4",
+// "tls6", or "sctp" where the kernel has it) and address. Over TCP with a
+// TLSConfig, and always over "tls", Accept returns connections whose TLS
+// handshake is over.
 func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (Listener, error) {
+	network, useTLS := tlsNetwork(network)
 	switch network {
 	case "tcp", "tcp4", "tcp6":
+		if useTLS && lc.TLSConfig == nil {
+			return nil, &net.OpError{Op: "listen", Net: "tls", Err: ErrNoTLSConfig}
+		}
 		var nlc net.ListenConfig
 		l, err := nlc.Listen(ctx, network, address)
 		if err != nil {
 			return nil, err
+		}
+		if lc.TLSConfig != nil {
+			return newTLSListener(l, lc), nil
 		}
 		return &tcpListener{l: l, cfg: lc.Config}, nil
 	case "sctp", "sctp4", "sctp6":

@@ -1,6 +1,7 @@
 package registrar
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"time"
 
@@ -97,6 +98,23 @@ type Config struct {
 	AnnounceInterface string
 	AnnounceInterval  time.Duration
 	AnnounceTimeout   time.Duration
+
+	// TLSConfig, when set, makes the Listen method and ListenAndServe
+	// serve ASAP over TCP with TLS 1.3: the registrar's certificate, and
+	// for mutual TLS ClientAuth (tls.RequireAndVerifyClientCert) and
+	// ClientCAs. nil means plain TCP. SCTP listeners never use TLS (see
+	// the package documentation). HandshakeTimeout bounds each TLS
+	// handshake (zero: mapping.DefaultHandshakeTimeout).
+	TLSConfig        *tls.Config
+	HandshakeTimeout time.Duration
+
+	// Authorize, when set, decides whether a peer may make a
+	// registration, re-registration or deregistration in a pool; Rules'
+	// Authorize method is one such rule. A refused request is answered
+	// with cause "rejected due to security considerations" (0xa) and
+	// logged with its peer. nil allows every request, as rsplib does.
+	// It is called from the connections' goroutines, concurrently.
+	Authorize func(p Peer, op Op, pool asap.PoolHandle) bool
 
 	// Logger receives the registrar's logs; nil discards them.
 	Logger *slog.Logger

@@ -39,12 +39,13 @@ type peerConn struct {
 	pes map[peKey]struct{} // registered over this connection; guarded by r.mu
 
 	// Reader goroutine only.
-	hrLimit tokenBucket
-	euLimit tokenBucket
-	sel     []*asap.PoolElement
-	resp    asap.HandleResolutionResponse
-	peer    []netip.Addr    // see peerAddrs
-	asapT   *asap.Transport // see asapTransport
+	hrLimit  tokenBucket
+	euLimit  tokenBucket
+	sel      []*asap.PoolElement
+	resp     asap.HandleResolutionResponse
+	peer     []netip.Addr    // see peerAddrs
+	asapT    *asap.Transport // see asapTransport
+	peerInfo *Peer           // see authorized
 
 	// batching is set while the reader handles a batch of requests; their
 	// answers collect in replies and go out together (see readBatches).

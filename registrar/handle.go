@@ -125,6 +125,11 @@ func (pc *peerConn) register(m *asap.Registration) {
 	r := pc.r
 	resp := &asap.RegistrationResponse{Handle: m.Handle, ID: m.PE.ID}
 	pe := m.PE
+	if !pc.authorizedRegistration(m.Handle, pe.ID) {
+		resp.Reject, resp.Causes = true, rejectedSecurity
+		pc.reply(resp)
+		return
+	}
 	if cause, ok := pc.validate(m.Handle, &pe); !ok {
 		resp.Reject, resp.Causes = true, []asap.Cause{cause}
 		pc.reply(resp)
@@ -254,6 +259,11 @@ func (pc *peerConn) deregister(m *asap.Deregistration) {
 	r := pc.r
 	key := peKey{m.Handle, m.ID}
 	resp := &asap.DeregistrationResponse{Handle: m.Handle, ID: m.ID}
+	if !pc.authorized(OpDeregister, m.Handle) {
+		resp.Causes = rejectedSecurity
+		pc.reply(resp)
+		return
+	}
 	r.mu.Lock()
 	st, owned := r.owned[key]
 	_, known := r.hs.Lookup(m.Handle, m.ID)

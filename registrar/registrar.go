@@ -11,6 +11,28 @@
 // SCTP, Listen opens one one-to-many socket for all associations, which
 // Serve reads in batches: the messages of many peers come in with one
 // system call and their answers go out with another.
+//
+// # Security
+//
+// rsplib authenticates nobody: whoever reaches its registrar can register,
+// deregister or redirect a pool. RFC 5355 asks for mutual authentication
+// and integrity on every link, and for registrars to decide who may
+// register where. With Config.TLSConfig set, the registrar serves ASAP
+// over TCP with TLS 1.3; with its ClientAuth set to
+// tls.RequireAndVerifyClientCert and ClientCAs, every peer proves who it
+// is with a certificate (mutual TLS), and Config.Authorize (for example a
+// Rules table) decides which identities, the certificate's subject common
+// name or SAN DNS names and URIs, may register, re-register and deregister
+// in which pools. A refused request is answered with cause "rejected due
+// to security considerations" (0xa) and logged with its peer. Independent
+// of TLS, a pool element belongs to the connection that registered it.
+//
+// Over SCTP the links stay as rsplib has them: no TLS (RFC 5355 would have
+// DTLS or TLS over SCTP, which neither rsplib nor crypto/tls speaks).
+// Protect SCTP links with IPsec or keep them on a private network; and
+// refuse SCTP altogether, by listening over TCP only, where the network is
+// not trusted. Config.Authorize still applies to SCTP peers, which have no
+// certificate: a Rules table refuses them every registration.
 package registrar
 
 import (
@@ -90,10 +112,11 @@ func New(cfg Config) *Registrar {
 // ID returns the registrar's server identifier.
 func (r *Registrar) ID() asap.ServerID { return r.id }
 
-// ListenAndServe listens on network ("tcp", "tcp4", "tcp6" or "sctp") and
-// address and serves ASAP there until Close.
+// ListenAndServe listens on network ("tcp", "tcp4", "tcp6", "tls" or
+// "sctp") and address, as the Listen method does, and serves ASAP there
+// until Close.
 func (r *Registrar) ListenAndServe(ctx context.Context, network, address string) error {
-	l, err := Listen(ctx, network, address)
+	l, err := r.Listen(ctx, network, address)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ package endpoint
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,7 +67,7 @@ func (e *RegistrationError) Has(c asap.CauseCode) bool {
 
 // EnvRegistrars is the environment variable that lists registrars for
 // programs that configure none: comma-separated, each "tcp:HOST:PORT",
-// "sctp:HOST:PORT" or "HOST:PORT" (TCP).
+// "tls:HOST:PORT" (TCP with TLS), "sctp:HOST:PORT" or "HOST:PORT" (TCP).
 const EnvRegistrars = "RSP_REGISTRARS"
 
 // DefaultRegistrar is used when neither Config nor the environment names a
@@ -120,8 +121,18 @@ type Config struct {
 	// ResolveItems is how many pool elements to ask for (0: the
 	// registrar's choice; 0xFFFFFFFF: all).
 	ResolveItems uint32
-	// Dialer connects to a registrar; nil means a mapping.Dialer.
+	// Dialer connects to a registrar, on the network of its address form
+	// ("tcp", "tls", "sctp"...); nil means a mapping.Dialer with
+	// TLSConfig.
 	Dialer func(ctx context.Context, network, address string) (mapping.Conn, error)
+	// TLSConfig, when set, makes every TCP connection to a registrar run
+	// over TLS 1.3 with it: RootCAs to verify the registrar, and
+	// Certificates for the registrar to know this endpoint by (mutual
+	// TLS). Registrars named "tls:HOST:PORT" get TLS anyway, with the
+	// system's roots when TLSConfig is nil. A certificate that does not
+	// verify fails the connection, and the hunt goes on to the next
+	// registrar. SCTP connections have no TLS. Ignored with Dialer set.
+	TLSConfig *tls.Config
 	// Announces, when set, is the UDP multicast group where registrars
 	// announce themselves with ASAP_SERVER_ANNOUNCE, such as
 	// "239.0.0.50:3863" (rsplib's) or "224.0.1.185:3863" (IANA's); empty
@@ -180,7 +191,7 @@ func (c Config) withDefaults() Config {
 		c.CacheLifetime = DefaultCacheLifetime
 	}
 	if c.Dialer == nil {
-		var d mapping.Dialer
+		d := mapping.Dialer{TLSConfig: c.TLSConfig}
 		c.Dialer = d.DialContext
 	}
 	if c.Logger == nil {
@@ -189,10 +200,11 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// splitRegistrar parses "tcp:HOST:PORT", "sctp:HOST:PORT" or "HOST:PORT".
+// splitRegistrar parses "tcp:HOST:PORT", "tls:HOST:PORT", "sctp:HOST:PORT"
+// or "HOST:PORT".
 func splitRegistrar(s string) (network, address string) {
 	s = strings.TrimSpace(s)
-	for _, n := range []string{"tcp", "tcp4", "tcp6", "sctp"} {
+	for _, n := range []string{"tcp", "tcp4", "tcp6", "tls", "tls4", "tls6", "sctp"} {
 		if rest, ok := strings.CutPrefix(s, n+":"); ok {
 			return n, rest
 		}

@@ -61,15 +61,20 @@ func FreeAddr(t testing.TB) string {
 
 // StartRegistrar runs a registrar configured by cfg on a loopback TCP port
 // until the test ends, and returns it with its address as endpoints and
-// the -registrar flags name it ("tcp:127.0.0.1:port").
+// the -registrar flags name it ("tcp:127.0.0.1:port", or
+// "tls:127.0.0.1:port" when cfg has a TLS configuration).
 func StartRegistrar(t testing.TB, cfg registrar.Config) (*registrar.Registrar, string) {
 	t.Helper()
 	r := registrar.New(cfg)
-	l, err := registrar.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	l, err := r.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	go r.Serve(l)
 	t.Cleanup(func() { r.Close() })
-	return r, "tcp:" + l.Addr().String()
+	scheme := "tcp:"
+	if cfg.TLSConfig != nil {
+		scheme = "tls:"
+	}
+	return r, scheme + l.Addr().String()
 }
