@@ -52,6 +52,12 @@ var goldenVectors = []struct {
 		"08000018 0009000c 4563686f506f6f6c 000e0008 12345678"},
 	{"cookie odd length", &Cookie{Cookie: []byte("abcde")},
 		"0b00000d 000d0009 6162636465 000000"},
+	{"cookie echo", &CookieEcho{Cookie: []byte("abc")},
+		"0c00000b 000d0007 616263 00"},
+	// rsplib's layout (createBusinessCardMessage): handle, policy, pool
+	// elements without an ASAP transport.
+	{"business card", &BusinessCard{Handle: "bc", Policy: &policy.Policy{Type: policy.RoundRobin}, PEs: []PoolElement{echoPE}},
+		"0d000040 00090006 62630000 00080008 00000001 000a002c 12345678 00000000 00007530 00050010 00070000 00010008 0a000005 0008000c 40000001 80000000"},
 }
 
 func TestGoldenVectors(t *testing.T) {
@@ -107,6 +113,33 @@ func TestRsplibLengthConvention(t *testing.T) {
 	m, err = Unmarshal(cookie)
 	if err != nil || string(m.(*Cookie).Cookie) != "abcde" {
 		t.Fatalf("cookie %+v, %v", m, err)
+	}
+}
+
+// TestBusinessCardWithoutElements checks that a card naming no failover
+// order is refused, as rsplib's scanBusinessCardMessage refuses it, with
+// and without the policy rsplib puts after the handle.
+func TestBusinessCardWithoutElements(t *testing.T) {
+	for _, h := range []string{
+		"0d00000c 00090006 62630000",
+		"0d000014 00090006 62630000 00080008 00000001",
+	} {
+		m, err := Unmarshal(unhex(t, h))
+		if !errors.Is(err, ErrInvalidValue) {
+			t.Errorf("%s decoded as %+v, %v; want ErrInvalidValue", h, m, err)
+		}
+	}
+}
+
+// TestCookieEchoRsplibLength decodes a cookie echo whose length counts its
+// padding, as rsplib's finishMessage writes it.
+func TestCookieEchoRsplibLength(t *testing.T) {
+	m, err := Unmarshal(unhex(t, "0c00000c 000d0007 616263 00"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := m.(*CookieEcho); !ok || string(c.Cookie) != "abc" {
+		t.Fatalf("decoded %+v", m)
 	}
 }
 
@@ -274,6 +307,9 @@ func TestEncodeRefusesInvalid(t *testing.T) {
 		&Registration{Handle: "x", PE: PoolElement{ID: 1, Policy: policy.Policy{Type: policy.RoundRobin}}},
 		&Registration{Handle: "x", PE: PoolElement{ID: 1, UserTransport: echoPE.UserTransport}},
 		&Cookie{},
+		&CookieEcho{},
+		&BusinessCard{Handle: "bc"},
+		&BusinessCard{Handle: "bc", Policy: &policy.Policy{Type: policy.RoundRobin}},
 		&ServerAnnounce{Transports: []Transport{{Kind: ParamUDPTransport, Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.1")}}}},
 	}
 	for _, m := range bad {

@@ -481,20 +481,31 @@ func (m *CookieEcho) UnmarshalBinary(b []byte) (err error) {
 func (BusinessCard) Type() MessageType { return TypeBusinessCard }
 
 // AppendBinary appends the message's wire form to b: the handle, the policy
-// when set (as rsplib sends it), and the pool elements.
+// when set (as rsplib sends it), and the pool elements, of which there must
+// be at least one (RFC 5352 section 2.2.13; rsplib refuses a card without).
 func (m BusinessCard) AppendBinary(b []byte) ([]byte, error) {
+	if len(m.PEs) == 0 {
+		return b, fmt.Errorf("%w: business card without pool elements", ErrInvalidValue)
+	}
 	return appendPoolList(b, TypeBusinessCard, 0, m.Handle, m.Policy, m.PEs, nil)
 }
 
 // UnmarshalBinary decodes an ASAP_BUSINESS_CARD, with or without rsplib's
-// policy parameter after the handle.
+// policy parameter after the handle. A card without pool elements is
+// refused, as rsplib refuses it: it names no failover order.
 func (m *BusinessCard) UnmarshalBinary(b []byte) error {
 	_, body, err := parseHeader(b, TypeBusinessCard)
 	if err != nil {
 		return err
 	}
 	*m = BusinessCard{PEs: m.PEs[:0]}
-	return parsePoolList(body, &m.Handle, &m.Policy, &m.PEs, nil)
+	if err := parsePoolList(body, &m.Handle, &m.Policy, &m.PEs, nil); err != nil {
+		return err
+	}
+	if len(m.PEs) == 0 {
+		return fmt.Errorf("%w: business card without pool elements", ErrInvalidValue)
+	}
+	return nil
 }
 
 // Type returns TypeError.
