@@ -33,6 +33,7 @@ type Machine struct {
 	backoff   time.Duration
 	wait      time.Time // Connecting: attempt deadline; Echoing: echo deadline; Backoff: its end
 	target    asap.PEID // Connecting
+	dialing   bool      // a Connect to target is under way
 	doubt     Doubt
 	lastCause error
 }
@@ -74,8 +75,10 @@ func (m *Machine) Handle(now time.Time, ev Event) []Action {
 	if m.state == StateFailed || m.state == StateClosed {
 		return nil
 	}
+	// Expired timers run first, each at its own time, so that how late the
+	// session's timer fired changes nothing.
 	for d := m.Deadline(); !d.IsZero() && !now.Before(d); d = m.Deadline() {
-		m.expire(now)
+		m.expire(d)
 	}
 	if m.state == StateFailed {
 		return m.out
@@ -86,13 +89,13 @@ func (m *Machine) Handle(now time.Time, ev Event) []Action {
 			m.open(now, ev)
 		}
 	case Connected:
-		if m.state == StateConnecting && ev.PE == m.target {
+		if m.dialing && ev.PE == m.target {
 			m.connected(now)
 		} else if !m.liveIs(ev.PE) {
 			m.emit(Action{Kind: Disconnect, PE: ev.PE})
 		}
 	case ConnectFailed:
-		if m.state == StateConnecting && ev.PE == m.target {
+		if m.dialing && ev.PE == m.target {
 			m.elementFailed(now, m.target, ev.Err, false)
 		}
 	case TransportError:
@@ -148,7 +151,7 @@ func (m *Machine) Handle(now time.Time, ev Event) []Action {
 		}
 	case Close:
 		m.state = StateClosed
-		m.live, m.up = 0, false
+		m.live, m.up, m.dialing = 0, false, false
 	}
 	return m.out
 }
@@ -256,6 +259,10 @@ func (m *Machine) unsettleable() Doubt {
 
 // next connects to the next candidate, or resolves, or backs off.
 func (m *Machine) next(now time.Time) {
+	if !now.Before(m.deadline) {
+		m.fail(ErrTimeout)
+		return
+	}
 	for len(m.queue) > 0 {
 		c := m.queue[0]
 		m.queue = m.queue[1:]
@@ -287,7 +294,7 @@ func (m *Machine) connect(now time.Time, c Candidate) {
 	m.attempts++
 	m.tried = append(m.tried, c.ID())
 	m.state = StateConnecting
-	m.target = c.ID()
+	m.target, m.dialing = c.ID(), true
 	m.wait = now.Add(m.cfg.ConnectTimeout)
 	if m.deadline.Before(m.wait) {
 		m.wait = m.deadline
@@ -312,7 +319,7 @@ func (m *Machine) elementFailed(now time.Time, pe asap.PEID, cause error, discon
 		m.emit(Action{Kind: Disconnect, PE: pe})
 	}
 	m.emit(Action{Kind: ReportUnreachable, PE: pe, Err: cause})
-	m.live, m.up, m.target, m.misses = 0, false, 0, 0
+	m.live, m.up, m.target, m.dialing, m.misses = 0, false, 0, false, 0
 	m.lastCause = cause
 	m.retry(now)
 }
@@ -339,7 +346,7 @@ func (m *Machine) retry(now time.Time) {
 
 // connected: the attempt to m.target succeeded.
 func (m *Machine) connected(now time.Time) {
-	m.live, m.up, m.target, m.misses = m.target, true, 0, 0
+	m.live, m.up, m.target, m.dialing, m.misses = m.target, true, 0, false, 0
 	if m.initial {
 		m.state = StateConnected
 		m.emit(Action{Kind: Established, PE: m.live})
@@ -391,7 +398,7 @@ func (m *Machine) indicate(replayed int) {
 // fail ends the session: it disconnects what is connected or connecting.
 func (m *Machine) fail(sentinel error) {
 	switch {
-	case m.state == StateConnecting:
+	case m.dialing:
 		m.emit(Action{Kind: Disconnect, PE: m.target})
 	case m.up:
 		m.emit(Action{Kind: Disconnect, PE: m.live})
@@ -402,6 +409,6 @@ func (m *Machine) fail(sentinel error) {
 	}
 	m.err = e
 	m.state = StateFailed
-	m.live, m.up, m.target = 0, false, 0
+	m.live, m.up, m.target, m.dialing = 0, false, 0, false
 	m.emit(Action{Kind: Fail, Err: e})
 }
