@@ -2,6 +2,7 @@ package rsp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -36,6 +37,20 @@ type Dialer struct {
 	MaxAttempts int
 	// NetDialer connects to the pool elements; nil means a zero net.Dialer.
 	NetDialer *net.Dialer
+
+	// TLSConfig, when set, makes every connection to a pool element TLS
+	// 1.3 with it, and only pool elements over TCP are tried. The
+	// element's certificate must verify against RootCAs for the name
+	// ServerName, which is the pool handle when TLSConfig leaves it empty:
+	// an element of pool "echo" needs a certificate with the DNS name
+	// "echo". An element whose certificate does not verify is skipped (not
+	// reported unreachable), and the dial goes on to the next. nil means
+	// plain connections.
+	TLSConfig *tls.Config
+	// RegistrarTLSConfig, when set and Endpoint is nil, makes the
+	// connection to the registrars TLS 1.3 with it (see
+	// endpoint.Config.TLSConfig).
+	RegistrarTLSConfig *tls.Config
 }
 
 // Dial connects to a pool element of the pool address names ("pool:echo").
@@ -63,7 +78,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (*Con
 	}
 	ep := d.Endpoint
 	if ep == nil {
-		ep = sharedEndpoint(d.Registrars)
+		ep = sharedEndpoint(d.Registrars, d.RegistrarTLSConfig)
 	}
 	nd := d.NetDialer
 	if nd == nil {
@@ -80,7 +95,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (*Con
 			break
 		}
 		t, ok := usableTransport(network, pe.UserTransport)
-		if !ok {
+		if !ok || (d.TLSConfig != nil && t.Kind != asap.ParamTCPTransport) {
 			continue
 		}
 		attempts++
@@ -94,6 +109,13 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (*Con
 			c, err = dialSCTP(actx, t)
 		} else {
 			c, err = nd.DialContext(actx, tcpNetwork(network), netip.AddrPortFrom(t.Addrs[0], t.Port).String())
+		}
+		if err == nil && d.TLSConfig != nil {
+			if c, err = d.handshake(actx, c, handle); err != nil {
+				cancel()
+				lastErr = err // reachable, but not proven a member
+				continue
+			}
 		}
 		cancel()
 		if err == nil {
@@ -148,7 +170,7 @@ func tcpNetwork(network string) string {
 }
 
 // Conn is a connection to a pool element. Its deadlines and errors are
-// those of the underlying *net.TCPConn.
+// those of the underlying *net.TCPConn, or *tls.Conn with a TLSConfig.
 type Conn struct {
 	net.Conn
 	handle asap.PoolHandle

@@ -46,6 +46,31 @@
 // (*net.OpError), and net/http and gRPC re-dial and retry under their own
 // idempotency rules, reaching a live element.
 //
+// # Security
+//
+// rsplib authenticates nobody. rsp can run every TCP link over TLS 1.3
+// (RFC 5355's mutual authentication and integrity), each configured by a
+// *tls.Config, nil meaning plain TCP as rsplib has it:
+//
+//   - to the registrars: [Dialer.RegistrarTLSConfig] and
+//     [ListenConfig.RegistrarTLSConfig] (RootCAs to verify the registrar,
+//     Certificates for it to know the program by), or the registrar
+//     address form "tls:HOST:PORT", also in RSP_REGISTRARS. A registrar
+//     with mutual TLS (package registrar) decides by the certificate's
+//     identity who may register, re-register or deregister in which pool,
+//     and refuses the others with cause 0xa ("rejected due to security
+//     considerations").
+//   - on the data path: [ListenConfig.TLSConfig] makes a pooled listener
+//     hand out *tls.Conn server connections (http.Server.Serve takes them
+//     as HTTPS), and [Dialer.TLSConfig] makes the dialer verify each pool
+//     element's certificate, by default for the pool handle as its DNS
+//     name, skipping elements that do not verify.
+//     [Dialer.DialTLSContext] fits http.Transport.DialTLSContext.
+//
+// Over SCTP the links stay as rsplib has them, without TLS: nothing
+// authenticates the peers or protects the messages. Run SCTP only on a
+// private network, or under IPsec, or listen over TCP with TLS only.
+//
 // # Wire protocols
 //
 // rsp speaks ASAP (RFC 5352) with the parameters of RFC 5354 and the

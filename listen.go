@@ -2,6 +2,7 @@ package rsp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,6 +58,20 @@ type ListenConfig struct {
 	// changed load; zero means DefaultLoadUpdate.
 	LoadUpdate time.Duration
 
+	// TLSConfig, when set, makes the listener's connections TLS 1.3
+	// server connections: Accept returns a *tls.Conn, whose handshake
+	// runs on its first Read or Write (or Handshake), as with tls.Listen;
+	// http.Server.Serve sees it is TLS and fills in Request.TLS. Its
+	// certificate should name the pool handle as a DNS name, which is what
+	// a Dialer with a TLSConfig verifies by default. Only over TCP. nil
+	// means plain connections.
+	TLSConfig *tls.Config
+	// RegistrarTLSConfig, when set and Endpoint is nil, makes the
+	// connection to the registrars TLS 1.3 with it (see
+	// endpoint.Config.TLSConfig): RootCAs to verify the registrar, and
+	// Certificates for the registrar to know the pool element by.
+	RegistrarTLSConfig *tls.Config
+
 	// Logger receives the listener's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -77,6 +92,9 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (*L
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
 	}
+	if lc.TLSConfig != nil && network == "sctp" {
+		return nil, &net.OpError{Op: "listen", Net: network, Err: errTLSOverSCTP}
+	}
 	local := lc.LocalAddr
 	if local == "" {
 		local = ":0"
@@ -93,7 +111,7 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (*L
 	}
 	ep := lc.Endpoint
 	if ep == nil {
-		ep = sharedEndpoint(lc.Registrars)
+		ep = sharedEndpoint(lc.Registrars, lc.RegistrarTLSConfig)
 	}
 	l := &Listener{
 		Listener: inner,
@@ -104,6 +122,7 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (*L
 		interval: lc.LoadUpdate,
 		log:      lc.Logger,
 		policy:   lc.Policy,
+		tls:      lc.TLSConfig,
 		changed:  make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
@@ -170,6 +189,7 @@ type Listener struct {
 	loadFn   func(int) uint32
 	interval time.Duration
 	log      *slog.Logger
+	tls      *tls.Config // nil: plain connections
 
 	mu     sync.Mutex
 	policy policy.Policy
@@ -187,8 +207,9 @@ func (l *Listener) Handle() string { return string(l.handle) }
 // ID returns the listener's pool element identifier.
 func (l *Listener) ID() asap.PEID { return l.reg.ID() }
 
-// Accept waits for and returns the next connection. After Close it returns
-// an error wrapping net.ErrClosed.
+// Accept waits for and returns the next connection: a *tls.Conn when the
+// ListenConfig had a TLSConfig. After Close it returns an error wrapping
+// net.ErrClosed.
 func (l *Listener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
@@ -196,7 +217,11 @@ func (l *Listener) Accept() (net.Conn, error) {
 	}
 	l.active.Add(1)
 	l.loadChanged()
-	return &countedConn{Conn: c, l: l}, nil
+	cc := &countedConn{Conn: c, l: l}
+	if l.tls != nil {
+		return tls.Server(cc, l.tls), nil
+	}
+	return cc, nil
 }
 
 // Close deregisters the listener from its pool (waiting at most

@@ -2,6 +2,7 @@ package rsp
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -33,16 +34,17 @@ func (s Server) Addr() string {
 // primitives: GET_PRIMARY_SERVER (Primary) and GET_NEXT_SERVER (Next).
 // The zero value uses the environment's registrars.
 type Resolver struct {
-	// Registrars and Endpoint are as in Dialer.
-	Registrars []string
-	Endpoint   *endpoint.Endpoint
+	// Registrars, Endpoint and RegistrarTLSConfig are as in Dialer.
+	Registrars         []string
+	Endpoint           *endpoint.Endpoint
+	RegistrarTLSConfig *tls.Config
 }
 
 func (r *Resolver) endpoint() *endpoint.Endpoint {
 	if r.Endpoint != nil {
 		return r.Endpoint
 	}
-	return sharedEndpoint(r.Registrars)
+	return sharedEndpoint(r.Registrars, r.RegistrarTLSConfig)
 }
 
 // Primary returns the pool element the pool's policy selects first.
@@ -107,7 +109,7 @@ func (lc *ListenConfig) Register(ctx context.Context, handle, address string, po
 	}
 	ep := lc.Endpoint
 	if ep == nil {
-		ep = sharedEndpoint(lc.Registrars)
+		ep = sharedEndpoint(lc.Registrars, lc.RegistrarTLSConfig)
 	}
 	reg, err := ep.Register(ctx, h, asap.PoolElement{UserTransport: t, Policy: pol})
 	if err != nil {

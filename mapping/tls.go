@@ -124,7 +124,7 @@ type tlsListener struct {
 
 	conns   chan Conn
 	errs    chan error
-	pending chan struct{} // a token per handshake under way
+	pending chan struct{}   // a token per handshake under way
 	ctx     context.Context // cancelled by Close, ending the handshakes
 	stop    context.CancelFunc
 	done    chan struct{}
