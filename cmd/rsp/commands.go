@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -14,19 +16,25 @@ import (
 	"github.com/rsp-go/rsp"
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/asap/endpoint"
+	"github.com/rsp-go/rsp/internal/tlsflag"
 )
 
 func runResolve(ctx context.Context, std stdio, args []string) error {
 	var registrars []string
 	fs := newFlags("resolve", argsOf("resolve"), std.err, &registrars)
 	items := fs.Uint("n", 0, "how many elements to ask for (0: the registrar's choice)")
+	tf := addTLSFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := checkArgs(fs, "POOL"); err != nil {
 		return err
 	}
-	ep := endpoint.New(endpoint.Config{Registrars: registrars, ResolveItems: uint32(*items)})
+	tc, err := tf.Client()
+	if err != nil {
+		return err
+	}
+	ep := endpoint.New(endpoint.Config{Registrars: registrars, ResolveItems: uint32(*items), TLSConfig: tc})
 	defer ep.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -64,6 +72,7 @@ func runEcho(ctx context.Context, std stdio, args []string) error {
 	pool := fs.String("pool", "echo", "pool handle")
 	local := fs.String("listen", ":0", "address to listen on")
 	pol := fs.String("policy", "rr", "selection policy (rr, wrr:W, rand, wrand:W, pri:P, lu, lud:D, plu:D, rlu)")
+	tf := addTLSFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -75,6 +84,15 @@ func runEcho(ctx context.Context, std stdio, args []string) error {
 		return err
 	}
 	lc := rsp.ListenConfig{Registrars: registrars, LocalAddr: *local, Policy: p}
+	if lc.RegistrarTLSConfig, err = tf.Client(); err != nil {
+		return err
+	}
+	if tf.Set() {
+		if lc.TLSConfig, err = tf.Server(); err != nil {
+			return err
+		}
+		lc.TLSConfig.ClientAuth, lc.TLSConfig.ClientCAs = tls.NoClientCert, nil
+	}
 	l, err := lc.Listen(ctx, "tcp", "pool:"+*pool)
 	if err != nil {
 		return err
@@ -111,6 +129,7 @@ func runTerminal(ctx context.Context, std stdio, args []string) error {
 	var registrars []string
 	fs := newFlags("terminal", argsOf("terminal"), std.err, &registrars)
 	wait := fs.Duration("wait", 2*time.Second, "how long to wait for a reply to a line")
+	tf := addTLSFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -118,6 +137,11 @@ func runTerminal(ctx context.Context, std stdio, args []string) error {
 		return err
 	}
 	d := rsp.Dialer{Registrars: registrars, Timeout: 5 * time.Second}
+	var err error
+	if d.RegistrarTLSConfig, err = tf.Client(); err != nil {
+		return err
+	}
+	d.TLSConfig = d.RegistrarTLSConfig
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	c, err := d.DialContext(dctx, "tcp", "pool:"+fs.Arg(0))
 	cancel()
@@ -172,6 +196,7 @@ func runRegister(ctx context.Context, std stdio, args []string) error {
 	var registrars []string
 	fs := newFlags("register", argsOf("register"), std.err, &registrars)
 	pol := fs.String("policy", "rr", "selection policy (rr, wrr:W, rand, wrand:W, pri:P, lu, lud:D, plu:D, rlu)")
+	tf := addTLSFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -183,6 +208,9 @@ func runRegister(ctx context.Context, std stdio, args []string) error {
 		return err
 	}
 	lc := rsp.ListenConfig{Registrars: registrars}
+	if lc.RegistrarTLSConfig, err = tf.Client(); err != nil {
+		return err
+	}
 	rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	reg, err := lc.Register(rctx, fs.Arg(0), fs.Arg(1), p)
 	cancel()
@@ -194,4 +222,14 @@ func runRegister(ctx context.Context, std stdio, args []string) error {
 	dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return reg.Close(dctx)
+}
+
+// addTLSFlags defines the TLS flags of a command that speaks to
+// registrars and pool elements. With any of them, every TCP link of the
+// command runs over TLS 1.3: to the registrar, whatever its address form,
+// and to or from pool elements.
+func addTLSFlags(fs *flag.FlagSet) *tlsflag.Flags {
+	var f tlsflag.Flags
+	f.Register(fs, "tls-ca", "PEM file of the CA that verifies the registrar and pool elements (default: the system's roots); any -tls- flag turns on TLS on every TCP link")
+	return &f
 }

@@ -11,6 +11,13 @@
 // RSP_REGISTRARS (comma-separated, such as "tcp:10.0.0.1:3863"); with
 // RSP_ANNOUNCE set to a multicast group ("239.0.0.50:3863"), also from the
 // registrars' announces there; with neither, tcp:127.0.0.1:3863.
+//
+// The commands that speak to registrars take -tls-ca, -tls-cert and
+// -tls-key; with any of them, every TCP link runs over TLS 1.3: to the
+// registrar (whether its address says tcp: or tls:), and between pool
+// users and pool elements, whose certificates must name the pool handle as
+// a DNS name (rsp echo -pool echo needs a certificate for "echo"). rsp
+// demo needs no certificates.
 package main
 
 import (
@@ -102,7 +109,7 @@ func newFlags(name, args string, stderr io.Writer, registrars *[]string) *flag.F
 		fs.PrintDefaults()
 	}
 	if registrars != nil {
-		fs.Func("registrar", "registrars, comma-separated (tcp:HOST:PORT or sctp:HOST:PORT; default $RSP_REGISTRARS or tcp:127.0.0.1:3863)", func(s string) error {
+		fs.Func("registrar", "registrars, comma-separated (tcp:HOST:PORT, tls:HOST:PORT or sctp:HOST:PORT; default $RSP_REGISTRARS or tcp:127.0.0.1:3863)", func(s string) error {
 			*registrars = append(*registrars, strings.Split(s, ",")...)
 			return nil
 		})

@@ -6,6 +6,18 @@
 // multicast group, where pool elements and pool users that listen there
 // find it. It logs with log/slog to standard error and shuts down cleanly
 // on SIGINT and SIGTERM.
+//
+// With -tls-cert and -tls-key it serves ASAP over TCP with TLS 1.3
+// ("-listen tls:HOST:PORT", or any tcp: listener); with -tls-client-ca
+// too, every peer must present a certificate of that CA (mutual TLS), and
+// -allow rules say which identities may register, re-register and
+// deregister in which pools:
+//
+//	rspregistrar -listen tls::3863 -tls-cert reg.pem -tls-key reg.key \
+//	    -tls-client-ca ca.pem -allow 'echo-1=echo' -allow 'web-*=web'
+//
+// SCTP listeners have no TLS: use them only on a private network or under
+// IPsec.
 package main
 
 import (
@@ -22,6 +34,7 @@ import (
 	"syscall"
 
 	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/internal/tlsflag"
 	"github.com/rsp-go/rsp/registrar"
 )
 
@@ -52,7 +65,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	var cfg registrar.Config
 	var listen listFlag
 	id := fs.Uint("id", 0, "server identifier (0: random)")
-	fs.Var(&listen, "listen", "where to serve ASAP, as network:address (tcp:HOST:PORT or sctp:HOST:PORT); repeatable, comma-separated (default tcp::3863, and sctp::3863 where the kernel has SCTP)")
+	fs.Var(&listen, "listen", "where to serve ASAP, as network:address (tcp:HOST:PORT, tls:HOST:PORT or sctp:HOST:PORT; with -tls-cert tcp: is TLS too); repeatable, comma-separated (default tcp::3863, and sctp::3863 where the kernel has SCTP)")
 	fs.DurationVar(&cfg.KeepAliveInterval, "keepalive-interval", registrar.DefaultKeepAliveInterval, "interval of keep-alives to each pool element (negative: off)")
 	fs.DurationVar(&cfg.KeepAliveTimeout, "keepalive-timeout", registrar.DefaultKeepAliveTimeout, "time a pool element has to answer a keep-alive")
 	fs.IntVar(&cfg.MaxBadPEReports, "max-bad-pe-reports", registrar.DefaultMaxBadPEReports, "unreachable reports after which a pool element is removed")
@@ -66,6 +79,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.Announce, "announce", "", "UDP multicast group to send ASAP server announces to, such as 239.0.0.50:3863 (rsplib's) or 224.0.1.185:3863 (IANA's); empty: no announces")
 	fs.StringVar(&cfg.AnnounceInterface, "announce-interface", "", "network interface to send announces on (default: the system's choice)")
 	fs.DurationVar(&cfg.AnnounceInterval, "announce-interval", registrar.DefaultAnnounceInterval, "announce period, stretched by the number of other registrars heard announcing")
+	var tf tlsflag.Flags
+	tf.Register(fs, "tls-client-ca", "PEM file of the CA whose client certificates the registrar requires and verifies (mutual TLS)")
+	var rules registrar.Rules
+	fs.Func("allow", "authorisation rule IDENTITY=POOLS[:OP,...]: the certificate identity (subject CN, SAN DNS name or URI) may register, reregister and deregister (or the OPs listed) in the pools (a name, or a prefix and *); repeatable; with any, every other request is refused", func(s string) error {
+		r, err := registrar.ParseRule(s)
+		if err == nil {
+			rules = append(rules, r)
+		}
+		return err
+	})
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -86,6 +109,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 	cfg.Logger = log
 	cfg.ID = asap.ServerID(*id)
+	var err error
+	if cfg.TLSConfig, err = tf.Server(); err != nil {
+		return err
+	}
+	if len(rules) > 0 {
+		if cfg.TLSConfig == nil || cfg.TLSConfig.ClientCAs == nil {
+			return errors.New("-allow needs mutual TLS: -tls-cert, -tls-key and -tls-client-ca")
+		}
+		cfg.Authorize = rules.Authorize
+	}
 
 	if len(listen) == 0 {
 		listen = defaultListen()
@@ -99,12 +132,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	errc := make(chan error, len(listen))
 	for _, spec := range listen {
 		network, address, _ := strings.Cut(spec, ":")
-		l, err := registrar.Listen(ctx, network, address)
+		l, err := r.Listen(ctx, network, address)
 		if err != nil {
 			r.Close()
 			return err
 		}
-		log.Info("serving ASAP", "network", network, "address", l.Addr().String(), "id", fmt.Sprintf("%08x", uint32(r.ID())))
+		attrs := []any{"network", network, "address", l.Addr().String(), "id", fmt.Sprintf("%08x", uint32(r.ID()))}
+		if cfg.TLSConfig != nil && !strings.HasPrefix(network, "sctp") {
+			attrs = append(attrs, "tls", true, "mutual", cfg.TLSConfig.ClientCAs != nil)
+		}
+		log.Info("serving ASAP", attrs...)
 		go func() { errc <- r.Serve(l) }()
 	}
 	select {

@@ -15,6 +15,8 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -155,4 +157,29 @@ func ServerConfig(cert tls.Certificate, clientCAs *x509.CertPool) *tls.Config {
 // and presents the certificates given.
 func ClientConfig(roots *x509.CertPool, certs ...tls.Certificate) *tls.Config {
 	return &tls.Config{RootCAs: roots, Certificates: certs, MinVersion: tls.VersionTLS13}
+}
+
+// WriteFiles writes the authority's certificate to dir/ca.pem and each of
+// certs, by its subject common name, to dir/CN.pem and dir/CN.key, as the
+// commands' TLS flags read them, and returns the CA file's path.
+func (ca *CA) WriteFiles(t testing.TB, dir string, certs ...tls.Certificate) string {
+	t.Helper()
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, ca.CertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range certs {
+		certPEM, keyPEM, err := EncodePEM(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := filepath.Join(dir, c.Leaf.Subject.CommonName)
+		if err := os.WriteFile(name+".pem", certPEM, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name+".key", keyPEM, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return caFile
 }
