@@ -37,6 +37,59 @@ type Conn interface {
 	SetWriteDeadline(t time.Time) error
 }
 
+// MsgInfo is what a message carries besides its bytes: its PPID and,
+// where the transport has them (SCTP), its stream and whether it is
+// delivered unordered.
+type MsgInfo struct {
+	PPID   uint32
+	Stream uint16
+	// Unordered: delivered as soon as it arrives, not in its stream's
+	// order.
+	Unordered bool
+}
+
+// MsgInfoConn is a Conn with per-message streams and unordered delivery,
+// as an SCTP association has them.
+type MsgInfoConn interface {
+	Conn
+	// ReadMsgInfo is ReadMsg that also tells the message's stream and
+	// ordering.
+	ReadMsgInfo(b []byte) (int, MsgInfo, error)
+	// WriteMsgInfo sends b as one message with info's PPID, on its
+	// stream, unordered if asked.
+	WriteMsgInfo(b []byte, info MsgInfo) error
+}
+
+// ErrNoStreams is returned when a message asks for a stream other than 0,
+// or for unordered delivery, on a connection whose transport has neither
+// (the TCP mapping).
+var ErrNoStreams = errors.New("mapping: the transport has no streams or unordered delivery")
+
+// ReadMsgInfo reads the next message from c with its MsgInfo: through c's
+// own ReadMsgInfo where c is a MsgInfoConn; elsewhere every message is on
+// stream 0, in order.
+func ReadMsgInfo(c Conn, b []byte) (int, MsgInfo, error) {
+	if ic, ok := c.(MsgInfoConn); ok {
+		return ic.ReadMsgInfo(b)
+	}
+	n, ppid, err := c.ReadMsg(b)
+	return n, MsgInfo{PPID: ppid}, err
+}
+
+// WriteMsgInfo sends b on c with info: through c's own WriteMsgInfo where
+// c is a MsgInfoConn. Elsewhere a message on stream 0 in order is sent with
+// WriteMsg, and any other fails with a *net.OpError wrapping ErrNoStreams,
+// never sent otherwise than asked.
+func WriteMsgInfo(c Conn, b []byte, info MsgInfo) error {
+	if ic, ok := c.(MsgInfoConn); ok {
+		return ic.WriteMsgInfo(b, info)
+	}
+	if info.Stream != 0 || info.Unordered {
+		return &net.OpError{Op: "write", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: ErrNoStreams}
+	}
+	return c.WriteMsg(b, info.PPID)
+}
+
 // Listener accepts message-oriented connections.
 type Listener interface {
 	Accept() (Conn, error)

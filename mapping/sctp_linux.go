@@ -12,23 +12,23 @@ import (
 
 func init() {
 	sctpSupported = sctp.Supported
-	dialSCTP = func(ctx context.Context, network, address string) (Conn, error) {
+	dialSCTP = func(ctx context.Context, cfg Config, network, address string) (Conn, error) {
 		raddr, err := sctp.ResolveAddr(network, address)
 		if err != nil {
 			return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 		}
-		c, err := sctp.Dial(ctx, network, raddr, nil)
+		c, err := sctp.Config{Liveness: cfg.SCTPLiveness}.Dial(ctx, network, raddr, nil)
 		if err != nil {
 			return nil, err
 		}
 		return &SCTPConn{Conn: c}, nil
 	}
-	listenSCTP = func(ctx context.Context, network, address string) (Listener, error) {
+	listenSCTP = func(ctx context.Context, cfg Config, network, address string) (Listener, error) {
 		laddr, err := sctp.ResolveAddr(network, address)
 		if err != nil {
 			return nil, &net.OpError{Op: "listen", Net: network, Err: err}
 		}
-		l, err := sctp.Listen(network, laddr)
+		l, err := sctp.Config{Liveness: cfg.SCTPLiveness}.Listen(network, laddr)
 		if err != nil {
 			return nil, err
 		}
@@ -47,16 +47,28 @@ type SCTPConn struct {
 
 // ReadMsg reads one message and its PPID.
 func (c *SCTPConn) ReadMsg(b []byte) (int, uint32, error) {
-	n, info, err := c.Conn.ReadMsg(b)
-	if errors.Is(err, sctp.ErrMessageTooLong) {
-		err = &net.OpError{Op: "read", Net: "sctp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: ErrMessageTooLong}
-	}
+	n, info, err := c.ReadMsgInfo(b)
 	return n, info.PPID, err
 }
 
 // WriteMsg sends one message with a PPID.
 func (c *SCTPConn) WriteMsg(b []byte, ppid uint32) error {
 	return c.Conn.WriteMsg(b, sctp.SndInfo{PPID: ppid})
+}
+
+// ReadMsgInfo reads one message with its PPID, stream and ordering.
+func (c *SCTPConn) ReadMsgInfo(b []byte) (int, MsgInfo, error) {
+	n, info, err := c.Conn.ReadMsg(b)
+	if errors.Is(err, sctp.ErrMessageTooLong) {
+		err = &net.OpError{Op: "read", Net: "sctp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: ErrMessageTooLong}
+	}
+	return n, MsgInfo{PPID: info.PPID, Stream: info.Stream, Unordered: info.Unordered}, err
+}
+
+// WriteMsgInfo sends one message with a PPID, on a stream (below the
+// association's Info().OutStreams), unordered if asked.
+func (c *SCTPConn) WriteMsgInfo(b []byte, info MsgInfo) error {
+	return c.Conn.WriteMsg(b, sctp.SndInfo{PPID: info.PPID, Stream: info.Stream, Unordered: info.Unordered})
 }
 
 // ReadBatch reads the messages that are ready, at least one, with one
@@ -109,5 +121,6 @@ func (l sctpListener) Accept() (Conn, error) {
 	}
 	return &SCTPConn{Conn: c}, nil
 }
+
 func (l sctpListener) Close() error   { return l.l.Close() }
 func (l sctpListener) Addr() net.Addr { return l.l.Addr() }

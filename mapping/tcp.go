@@ -35,8 +35,9 @@ const (
 	DefaultHeartbeatTimeout  = 5 * time.Second
 )
 
-// Config configures TCP message connections. The zero value uses the
-// defaults above.
+// Config configures message connections: TCP's framing and heartbeats,
+// and the liveness of SCTP associations. The zero value uses the defaults
+// above, and the kernel's for SCTP.
 type Config struct {
 	// MaxMessageSize is the largest payload accepted from the peer.
 	MaxMessageSize int
@@ -47,6 +48,11 @@ type Config struct {
 	// ReadMsg, so liveness needs a reader, as with http.Transport.
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration
+	// SCTPLiveness sets the SCTP heartbeat interval, retransmission
+	// limits and RTO bounds of SCTP associations from their start, so
+	// that a silent peer is detected within about AssocMaxRetrans+1
+	// heartbeats; its zero value keeps the kernel's defaults (minutes).
+	SCTPLiveness SCTPLiveness
 }
 
 func (c Config) withDefaults() Config {
@@ -429,7 +435,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (Conn
 		}
 		return NewTCPConn(c, d.Config), nil
 	case "sctp", "sctp4", "sctp6":
-		return dialSCTP(ctx, network, address)
+		return dialSCTP(ctx, d.Config, network, address)
 	}
 	return nil, &net.OpError{Op: "dial", Net: network, Err: fmt.Errorf("%w: %q", ErrUnsupportedNetwork, network)}
 }
@@ -470,7 +476,7 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (Li
 		}
 		return &tcpListener{l: l, cfg: lc.Config}, nil
 	case "sctp", "sctp4", "sctp6":
-		return listenSCTP(ctx, network, address)
+		return listenSCTP(ctx, lc.Config, network, address)
 	}
 	return nil, &net.OpError{Op: "listen", Net: network, Err: fmt.Errorf("%w: %q", ErrUnsupportedNetwork, network)}
 }

@@ -118,6 +118,7 @@ func collect(sk sock, s *batchScratch, ms []Message, got, limit int, events bool
 	var longInfo RcvInfo
 	finish := func() {
 		ms[n].N, ms[n].Err, ms[n].PPID, ms[n].Stream, ms[n].Assoc, ms[n].Event = 0, ErrMessageTooLong, longInfo.PPID, longInfo.Stream, longInfo.Assoc, 0
+		ms[n].Unordered = longInfo.Unordered
 		if !tooLong {
 			ms[n].Buf, ms[n].N, ms[n].Err = long, len(long), nil
 		}
@@ -144,6 +145,7 @@ func collect(sk sock, s *batchScratch, ms []Message, got, limit int, events bool
 				if id, up, ok := parseAssocEvent(ms[j].Buf[:l]); ok {
 					ms[n].Buf, ms[j].Buf = ms[j].Buf, ms[n].Buf
 					ms[n].N, ms[n].Err, ms[n].PPID, ms[n].Stream, ms[n].Assoc = 0, nil, 0, 0, id
+					ms[n].Unordered = false
 					ms[n].Event = AssocDown
 					if up {
 						ms[n].Event = AssocUp
@@ -170,6 +172,7 @@ func collect(sk sock, s *batchScratch, ms []Message, got, limit int, events bool
 		}
 		ms[n].Buf, ms[j].Buf = ms[j].Buf, ms[n].Buf
 		ms[n].N, ms[n].Err, ms[n].PPID, ms[n].Stream, ms[n].Assoc, ms[n].Event = l, nil, info.PPID, info.Stream, info.Assoc, 0
+		ms[n].Unordered = info.Unordered
 		n++
 	}
 	if inLong || note {
@@ -240,7 +243,7 @@ func writeBatch(sk sock, s *batchScratch, ms []Message) (int, error) {
 	s.grow(len(ms))
 	for i := range ms {
 		oob := s.oob[i*oobSize : i*oobSize+unix.CmsgSpace(sizeofSndInfo)]
-		putSndInfo(oob, SndInfo{PPID: ms[i].PPID, Stream: ms[i].Stream, Assoc: ms[i].Assoc})
+		putSndInfo(oob, SndInfo{PPID: ms[i].PPID, Stream: ms[i].Stream, Unordered: ms[i].Unordered, Assoc: ms[i].Assoc})
 		s.set(i, ms[i].Buf, oob)
 	}
 	sent := 0

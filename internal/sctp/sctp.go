@@ -91,7 +91,10 @@ func ResolveAddr(network, address string) (*Addr, error) {
 type RcvInfo struct {
 	PPID   uint32
 	Stream uint16
-	Assoc  AssocID // on a one-to-many socket
+	// Unordered is set for a message the peer sent for unordered
+	// delivery.
+	Unordered bool
+	Assoc     AssocID // on a one-to-many socket
 }
 
 // Message is one message of a batch (Conn.ReadBatch, Conn.WriteBatch).
@@ -103,6 +106,9 @@ type Message struct {
 	// PPID and Stream: those of the message.
 	PPID   uint32
 	Stream uint16
+	// Unordered: the message is (to be) delivered as soon as it arrives,
+	// not in its stream's order.
+	Unordered bool
 	// Err is ErrMessageTooLong for a received message over the limit,
 	// which was discarded.
 	Err error
@@ -130,7 +136,10 @@ const (
 // SndInfo describes a message to send.
 type SndInfo struct {
 	PPID   uint32
-	Stream uint16
-	Assoc  AssocID // on a one-to-many socket
-	Flags  uint16  // SCTP_SNDINFO flags, such as abort
+	Stream uint16 // below the association's OutStreams (Info)
+	// Unordered asks for delivery as soon as the message arrives,
+	// regardless of the stream's order.
+	Unordered bool
+	Assoc     AssocID // on a one-to-many socket
+	Flags     uint16  // other SCTP_SNDINFO flags, such as abort
 }

@@ -32,6 +32,7 @@ const (
 	assocCommUp       = 0
 	assocRestart      = 2
 	cmsgSndInfo       = 2
+	flagUnordered     = 1 // SCTP_UNORDERED, in sinfo_flags and rcv_flags
 	cmsgRcvInfo       = 3
 	msgNotification   = 0x8000
 	sizeofSndInfo     = 16
@@ -244,9 +245,10 @@ func (c *Conn) opError(op string, err error) error {
 	return &net.OpError{Op: op, Net: "sctp", Source: c.laddr, Addr: c.raddr, Err: err}
 }
 
-// ReadMsg reads one whole message into b. A message longer than b is
-// discarded with ErrMessageTooLong. At the end of the association it
-// returns io.EOF.
+// ReadMsg reads one whole message into b: the kernel's pieces of a
+// message (up to its end, MSG_EOR) are joined, never returned one by one. A
+// message longer than b is discarded with ErrMessageTooLong. At the end of
+// the association it returns io.EOF.
 func (c *Conn) ReadMsg(b []byte) (int, RcvInfo, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
@@ -259,7 +261,7 @@ func (c *Conn) ReadMsg(b []byte) (int, RcvInfo, error) {
 	_, err := readBatch(c.sk, &c.rb, ms, len(b), false)
 	m := ms[0]
 	ms[0] = Message{}
-	info := RcvInfo{PPID: m.PPID, Stream: m.Stream}
+	info := RcvInfo{PPID: m.PPID, Stream: m.Stream, Unordered: m.Unordered}
 	if err != nil {
 		return 0, info, err
 	}
@@ -279,9 +281,10 @@ func parseRcvInfo(oob []byte) (RcvInfo, bool) {
 		data := oob[unix.CmsgLen(0):l]
 		if h.Level == solSCTP && h.Type == cmsgRcvInfo && len(data) >= sizeofRcvInfo {
 			return RcvInfo{
-				Stream: binary.NativeEndian.Uint16(data[0:]),
-				PPID:   binary.BigEndian.Uint32(data[8:]),
-				Assoc:  AssocID(binary.NativeEndian.Uint32(data[24:])),
+				Stream:    binary.NativeEndian.Uint16(data[0:]),
+				Unordered: binary.NativeEndian.Uint16(data[4:])&flagUnordered != 0,
+				PPID:      binary.BigEndian.Uint32(data[8:]),
+				Assoc:     AssocID(binary.NativeEndian.Uint32(data[24:])),
 			}, true
 		}
 		l = unix.CmsgSpace(l - unix.CmsgLen(0))
@@ -351,7 +354,11 @@ func putSndInfo(oob []byte, info SndInfo) {
 	h.SetLen(unix.CmsgLen(sizeofSndInfo))
 	data := oob[unix.CmsgLen(0):]
 	binary.NativeEndian.PutUint16(data[0:], info.Stream)
-	binary.NativeEndian.PutUint16(data[2:], info.Flags)
+	flags := info.Flags
+	if info.Unordered {
+		flags |= flagUnordered
+	}
+	binary.NativeEndian.PutUint16(data[2:], flags)
 	binary.BigEndian.PutUint32(data[4:], info.PPID)
 	binary.NativeEndian.PutUint32(data[12:], uint32(info.Assoc))
 }
@@ -427,40 +434,15 @@ func (c *Conn) addrs(opt int, def *Addr) *Addr {
 // getAddrs returns the local or peer addresses (opt) of association id (0
 // on a one-to-one socket).
 func getAddrs(fd, opt int, id AssocID) (*Addr, error) {
-	buf := make([]byte, 8+16*sizeofSockaddrIn6)
-	binary.NativeEndian.PutUint32(buf, uint32(id))
-	n, err := getsockoptBytes(fd, solSCTP, opt, buf)
+	raw, err := rawAddrs(fd, opt, id)
 	if err != nil {
 		return nil, err
 	}
-	if n < 8 {
-		return nil, errors.New("sctp: short address list")
-	}
-	count := int(binary.NativeEndian.Uint32(buf[4:]))
 	a := &Addr{}
-	p := buf[8:n]
-	for range count {
-		if len(p) < 2 {
-			break
-		}
-		switch binary.NativeEndian.Uint16(p) {
-		case unix.AF_INET:
-			if len(p) < sizeofSockaddrIn {
-				return nil, errors.New("sctp: short address")
-			}
-			a.Port = int(binary.BigEndian.Uint16(p[2:]))
-			a.IPs = append(a.IPs, netip.AddrFrom4([4]byte(p[4:8])))
-			p = p[sizeofSockaddrIn:]
-		case unix.AF_INET6:
-			if len(p) < sizeofSockaddrIn6 {
-				return nil, errors.New("sctp: short address")
-			}
-			a.Port = int(binary.BigEndian.Uint16(p[2:]))
-			a.IPs = append(a.IPs, netip.AddrFrom16([16]byte(p[8:24])).Unmap())
-			p = p[sizeofSockaddrIn6:]
-		default:
-			return nil, errors.New("sctp: unknown address family")
-		}
+	for _, sa := range raw {
+		ap := parseRawSockaddr(sa)
+		a.Port = int(ap.Port())
+		a.IPs = append(a.IPs, ap.Addr())
 	}
 	if len(a.IPs) == 0 {
 		return nil, errors.New("sctp: no address")
@@ -469,8 +451,14 @@ func getAddrs(fd, opt int, id AssocID) (*Addr, error) {
 }
 
 // Dial connects to raddr (its first address; the others are the peer's
-// alternatives) from laddr (nil: any).
+// alternatives) from laddr (nil: any), with the kernel's defaults.
 func Dial(ctx context.Context, network string, raddr, laddr *Addr) (*Conn, error) {
+	return Config{}.Dial(ctx, network, raddr, laddr)
+}
+
+// Dial connects to raddr (its first address; the others are the peer's
+// alternatives) from laddr (nil: any), with c's settings from the start.
+func (cfg Config) Dial(ctx context.Context, network string, raddr, laddr *Addr) (*Conn, error) {
 	if raddr == nil || len(raddr.IPs) == 0 {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: errors.New("sctp: no remote address")}
 	}
@@ -480,6 +468,10 @@ func Dial(ctx context.Context, network string, raddr, laddr *Addr) (*Conn, error
 		return nil, &net.OpError{Op: "dial", Net: network, Addr: raddr, Err: err}
 	}
 	if err := bind(fd, fam, laddr); err != nil {
+		unix.Close(fd)
+		return nil, &net.OpError{Op: "dial", Net: network, Addr: raddr, Err: err}
+	}
+	if err := setLiveness(fd, cfg.Liveness); err != nil {
 		unix.Close(fd)
 		return nil, &net.OpError{Op: "dial", Net: network, Addr: raddr, Err: err}
 	}
@@ -624,8 +616,15 @@ type Listener struct {
 	once sync.Once
 }
 
-// Listen listens on laddr (nil or no IPs: every address).
+// Listen listens on laddr (nil or no IPs: every address), with the
+// kernel's defaults.
 func Listen(network string, laddr *Addr) (*Listener, error) {
+	return Config{}.Listen(network, laddr)
+}
+
+// Listen listens on laddr (nil or no IPs: every address); the associations
+// it accepts have c's settings from the start.
+func (cfg Config) Listen(network string, laddr *Addr) (*Listener, error) {
 	if laddr == nil {
 		laddr = &Addr{}
 	}
@@ -636,6 +635,10 @@ func Listen(network string, laddr *Addr) (*Listener, error) {
 	}
 	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
 	if err := bind(fd, fam, laddr); err != nil {
+		unix.Close(fd)
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: laddr, Err: err}
+	}
+	if err := setLiveness(fd, cfg.Liveness); err != nil {
 		unix.Close(fd)
 		return nil, &net.OpError{Op: "listen", Net: network, Addr: laddr, Err: err}
 	}

@@ -26,11 +26,17 @@ func requireSCTP(t testing.TB) {
 
 func pair(t *testing.T, network, host string) (*Conn, *Conn) {
 	t.Helper()
+	return pairConfig(t, Config{}, network, host)
+}
+
+// pairConfig is pair with both ends made with cfg.
+func pairConfig(t *testing.T, cfg Config, network, host string) (*Conn, *Conn) {
+	t.Helper()
 	laddr, err := ResolveAddr(network, net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := Listen(network, laddr)
+	l, err := cfg.Listen(network, laddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +50,7 @@ func pair(t *testing.T, network, host string) (*Conn, *Conn) {
 		accepted <- c
 	}()
 	raddr := &Addr{IPs: []netip.Addr{netip.MustParseAddr(host)}, Port: l.Addr().(*Addr).Port}
-	a, err := Dial(context.Background(), network, raddr, nil)
+	a, err := cfg.Dial(context.Background(), network, raddr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

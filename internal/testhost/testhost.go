@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -65,4 +66,29 @@ func DelayLoopback(t testing.TB, d time.Duration) {
 			t.Errorf("tc qdisc del dev lo root: %v\n%s", err, out)
 		}
 	})
+}
+
+// BlackholeLoopback drops every packet on the test host's loopback
+// interface (netem loss 100%), as a peer that stops answering without
+// closing looks to its associations and connections, until the returned
+// function is called or the test ends. It skips the test anywhere but on
+// the test host.
+func BlackholeLoopback(t testing.TB) (restore func()) {
+	t.Helper()
+	if ok, why := Available(); !ok {
+		t.Skip("loopback black hole only on the test host: " + why)
+	}
+	if out, err := exec.Command("tc", "qdisc", "add", "dev", "lo", "root", "netem", "loss", "100%").CombinedOutput(); err != nil {
+		t.Fatalf("tc qdisc add dev lo root netem loss 100%%: %v\n%s", err, out)
+	}
+	var once sync.Once
+	restore = func() {
+		once.Do(func() {
+			if out, err := exec.Command("tc", "qdisc", "del", "dev", "lo", "root").CombinedOutput(); err != nil {
+				t.Errorf("tc qdisc del dev lo root: %v\n%s", err, out)
+			}
+		})
+	}
+	t.Cleanup(restore)
+	return restore
 }
