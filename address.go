@@ -30,18 +30,3 @@ func poolHandle(address string) (asap.PoolHandle, error) {
 	}
 	return asap.PoolHandle(h), nil
 }
-
-func cutPrefixFold(s, prefix string) (string, bool) {
-	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
-		return s[len(prefix):], true
-	}
-	return s, false
-}
-
-// splitHosts splits a comma-separated host list (SCTP) or returns the host.
-func splitHosts(host string, multi bool) []string {
-	if !multi {
-		return []string{host}
-	}
-	return strings.Split(host, ",")
-}

@@ -11,36 +11,57 @@ import (
 )
 
 // TestConnBehavesLikeNetConn runs the standard net.Conn conformance tests
-// on a dialed pool connection and the accepted end.
+// on dialed pool connections and their accepted ends: sessions, and plain
+// connections (an element registered as plain, and a plain dialer to an
+// element that speaks sessions).
 func TestConnBehavesLikeNetConn(t *testing.T) {
-	_, regs := testRegistrar(t)
-	lc := rsp.ListenConfig{Endpoint: newEndpoint(t, regs), LocalAddr: "127.0.0.1:0"}
-	l, err := lc.Listen(context.Background(), "tcp", "pool:conn")
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name          string
+		plainListener bool
+		plainDialer   bool
+		session       bool
+	}{
+		{"Session", false, false, true},
+		{"PlainElement", true, false, false},
+		{"PlainDialer", false, true, false},
 	}
-	t.Cleanup(func() { l.Close() })
-	d := &rsp.Dialer{Endpoint: newEndpoint(t, regs)}
-
-	nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
-		accepted := make(chan net.Conn, 1)
-		go func() {
-			c, err := l.Accept()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, regs := testRegistrar(t)
+			lc := rsp.ListenConfig{Endpoint: newEndpoint(t, regs), LocalAddr: "127.0.0.1:0", Plain: tt.plainListener}
+			l, err := lc.Listen(context.Background(), "tcp", "pool:conn")
 			if err != nil {
-				accepted <- nil
-				return
+				t.Fatal(err)
 			}
-			accepted <- c
-		}()
-		dialed, err := d.DialContext(context.Background(), "tcp", "pool:conn")
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		c2 = <-accepted
-		if c2 == nil {
-			dialed.Close()
-			return nil, nil, nil, net.ErrClosed
-		}
-		return dialed, c2, func() { dialed.Close(); c2.Close() }, nil
-	})
+			t.Cleanup(func() { l.Close() })
+			d := &rsp.Dialer{Endpoint: newEndpoint(t, regs), Plain: tt.plainDialer}
+			nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
+				accepted := make(chan net.Conn, 1)
+				go func() {
+					c, err := l.Accept()
+					if err != nil {
+						accepted <- nil
+						return
+					}
+					accepted <- c
+				}()
+				dialed, err := d.DialContext(context.Background(), "tcp", "pool:conn")
+				if err != nil {
+					return nil, nil, nil, err
+				}
+				c2 = <-accepted
+				if c2 == nil {
+					dialed.Close()
+					return nil, nil, nil, net.ErrClosed
+				}
+				_, dialedSession := dialed.(*rsp.Session)
+				_, acceptedSession := c2.(*rsp.Session)
+				_, tcp := dialed.(*net.TCPConn)
+				if dialedSession != tt.session || acceptedSession != tt.session || tcp == tt.session {
+					t.Errorf("dialed %T, accepted %T; want sessions: %v", dialed, c2, tt.session)
+				}
+				return dialed, c2, func() { dialed.Close(); c2.Close() }, nil
+			})
+		})
+	}
 }

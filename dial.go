@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
+	"runtime"
+	"sync"
 	"time"
+	"weak"
 
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/asap/endpoint"
+	"github.com/rsp-go/rsp/mapping"
 )
 
 // ErrNoServer is returned (wrapped in *net.OpError) when no pool element of
@@ -19,8 +22,9 @@ import (
 var ErrNoServer = errors.New("rsp: no pool element reachable")
 
 // Dialer dials pools. The zero value resolves through the environment's
-// registrars (see the package documentation) and connects with a
-// net.Dialer's defaults.
+// registrars (see the package documentation), connects with a
+// net.Dialer's defaults, and opens a session (see Session) to pool
+// elements that speak sessions, with the defaults of SessionConfig.
 type Dialer struct {
 	// Registrars lists the registrars to resolve with; empty means
 	// RSP_REGISTRARS or the default. Ignored when Endpoint is set.
@@ -51,24 +55,40 @@ type Dialer struct {
 	// connection to the registrars TLS 1.3 with it (see
 	// endpoint.Config.TLSConfig).
 	RegistrarTLSConfig *tls.Config
+
+	// Plain makes every connection a plain one, as to an element that
+	// does not speak sessions: the "name services only" mode.
+	Plain bool
+	// Session configures the sessions the dialer opens: heartbeats,
+	// buffers, failover and its callbacks.
+	Session SessionConfig
 }
 
 // Dial connects to a pool element of the pool address names ("pool:echo").
-func Dial(address string) (*Conn, error) {
+// The connection is a *Session to an element that speaks sessions, and a
+// plain connection (*net.TCPConn over TCP) otherwise.
+func Dial(address string) (net.Conn, error) {
 	var d Dialer
 	return d.DialContext(context.Background(), "tcp", address)
 }
 
-// DialContext connects to a pool element of the pool that address names
-// over the transport the element registered (TCP, or SCTP where the kernel
-// has it):
+// DialContext connects to a pool element of the pool that address names,
 // "pool:NAME", or "NAME:PORT" as net/http and gRPC pass the URL host NAME
 // (the port is ignored: the pool element's registered port is used). It
 // resolves the pool, tries its elements in the order of the pool's policy,
 // reports each element that does not answer to the registrar, and returns
 // the first connection made. network is "tcp" (any family) or "tcp4" /
-// "tcp6" to restrict the family.
-func (d *Dialer) DialContext(ctx context.Context, network, address string) (*Conn, error) {
+// "tcp6" to restrict the family; elements registered over SCTP are reached
+// over SCTP where the kernel has it.
+//
+// The connection is a *Session when the element registered as speaking
+// sessions (see the package documentation) and d.Plain is false. Otherwise
+// it is a plain connection: a *net.TCPConn over TCP, so that libraries
+// that tune TCP (gRPC sets TCP_USER_TIMEOUT for its keepalive) find one,
+// and a *mapping.SCTPConn over SCTP. PoolElementOf tells which element a
+// connection reached. With a TLSConfig the connection is the *tls.Conn
+// (over TCP only; no sessions).
+func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	opErr := func(err error) error {
 		return &net.OpError{Op: "dial", Net: network, Err: err}
 	}
@@ -76,14 +96,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (*Con
 	if err != nil {
 		return nil, opErr(err)
 	}
-	ep := d.Endpoint
-	if ep == nil {
-		ep = sharedEndpoint(d.Registrars, d.RegistrarTLSConfig)
-	}
-	nd := d.NetDialer
-	if nd == nil {
-		nd = &net.Dialer{}
-	}
+	ep := d.endpoint()
 	res, err := ep.Resolve(ctx, handle)
 	if err != nil {
 		return nil, opErr(fmt.Errorf("resolving pool %q: %w", handle, err))
@@ -99,27 +112,14 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (*Con
 			continue
 		}
 		attempts++
-		actx := ctx
-		cancel := context.CancelFunc(func() {})
-		if d.Timeout > 0 {
-			actx, cancel = context.WithTimeout(ctx, d.Timeout)
+		c, err := d.dialElement(ctx, network, handle, pe, t)
+		var notMember *notMemberError
+		if errors.As(err, &notMember) {
+			lastErr = notMember.err // reachable, but not proven a member
+			continue
 		}
-		var c net.Conn
-		if t.Kind == asap.ParamSCTPTransport {
-			c, err = dialSCTP(actx, t)
-		} else {
-			c, err = nd.DialContext(actx, tcpNetwork(network), netip.AddrPortFrom(t.Addrs[0], t.Port).String())
-		}
-		if err == nil && d.TLSConfig != nil {
-			if c, err = d.handshake(actx, c, handle); err != nil {
-				cancel()
-				lastErr = err // reachable, but not proven a member
-				continue
-			}
-		}
-		cancel()
 		if err == nil {
-			return &Conn{Conn: c, handle: handle, pe: pe}, nil
+			return c, nil
 		}
 		lastErr = err
 		if ctx.Err() != nil {
@@ -140,13 +140,94 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (*Con
 	return nil, opErr(fmt.Errorf("%w in pool %q: %w", ErrNoServer, handle, lastErr))
 }
 
+func (d *Dialer) endpoint() *endpoint.Endpoint {
+	if d.Endpoint != nil {
+		return d.Endpoint
+	}
+	return sharedEndpoint(d.Registrars, d.RegistrarTLSConfig)
+}
+
+// notMemberError: a pool element answered but its TLS certificate did not
+// prove it a member of the pool; it is skipped, not reported.
+type notMemberError struct{ err error }
+
+func (e *notMemberError) Error() string { return e.err.Error() }
+func (e *notMemberError) Unwrap() error { return e.err }
+
+// dialElement connects to one pool element over transport t, within
+// d.Timeout.
+func (d *Dialer) dialElement(ctx context.Context, network string, handle asap.PoolHandle, pe asap.PoolElement, t asap.Transport) (net.Conn, error) {
+	if d.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d.Timeout)
+		defer cancel()
+	}
+	session := !d.Plain && d.TLSConfig == nil && speaksSessions(pe.UserTransport)
+	if t.Kind == asap.ParamSCTPTransport {
+		// Sessions over SCTP come with the SCTP mapping of the session
+		// protocol; until then an SCTP element gets a plain connection
+		// whose ASAP control messages are kept out of the data.
+		md := mapping.Dialer{}
+		mc, err := md.DialContext(ctx, "sctp", sctpAddress(t))
+		if err != nil {
+			return nil, err
+		}
+		c := newMsgStream(mc)
+		notePoolElement(c, handle, pe)
+		return c, nil
+	}
+	addr := netip.AddrPortFrom(t.Addrs[0], t.Port).String()
+	if session {
+		return d.dialSession(ctx, network, handle, pe, addr)
+	}
+	nd := d.NetDialer
+	if nd == nil {
+		nd = &net.Dialer{}
+	}
+	c, err := nd.DialContext(ctx, tcpNetwork(network), addr)
+	if err != nil {
+		return nil, err
+	}
+	if d.TLSConfig != nil {
+		tc, err := d.handshake(ctx, c, handle)
+		if err != nil {
+			return nil, &notMemberError{err}
+		}
+		notePoolElement(tc.(*tls.Conn), handle, pe)
+		return tc, nil
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		notePoolElement(tc, handle, pe)
+	}
+	return c, nil
+}
+
+// speaksSessions reports whether a pool element registered as speaking
+// rsp's session protocol: transport use "data plus control" (1), over TCP
+// as rsplib writes it (see spec/session.md).
+func speaksSessions(t asap.Transport) bool {
+	return t.Kind == asap.ParamTCPTransport && t.Use == asap.DataPlusControl
+}
+
+// sctpAddress writes an SCTP transport as "host1,host2:port".
+func sctpAddress(t asap.Transport) string {
+	var hosts []byte
+	for i, a := range t.Addrs {
+		if i > 0 {
+			hosts = append(hosts, ',')
+		}
+		hosts = a.AppendTo(hosts)
+	}
+	return net.JoinHostPort(string(hosts), fmt.Sprint(t.Port))
+}
+
 // usableTransport returns the part of a pool element's user transport this
 // dialer can reach: TCP, or SCTP where the kernel has it, with the
 // addresses of the family network allows.
 func usableTransport(network string, t asap.Transport) (asap.Transport, bool) {
 	switch {
 	case t.Kind == asap.ParamTCPTransport:
-	case t.Kind == asap.ParamSCTPTransport && SCTPSupported():
+	case t.Kind == asap.ParamSCTPTransport && mapping.SCTPSupported():
 	default:
 		return t, false
 	}
@@ -169,29 +250,53 @@ func tcpNetwork(network string) string {
 	return "tcp"
 }
 
-// Conn is a connection to a pool element. Its deadlines and errors are
-// those of the underlying *net.TCPConn, or *tls.Conn with a TLSConfig.
-type Conn struct {
-	net.Conn
-	handle asap.PoolHandle
-	pe     asap.PoolElement
+// dialedPE remembers which pool element each plain connection reached,
+// for PoolElementOf, until the connection is garbage.
+var dialedPE struct {
+	sync.Mutex
+	m map[any]Element
 }
 
-// Handle returns the pool handle the connection was dialed to.
-func (c *Conn) Handle() string { return string(c.handle) }
+// Element is a pool element a connection reached: the pool's handle and
+// the element as the registrar described it.
+type Element struct {
+	Handle string
+	asap.PoolElement
+}
 
-// PoolElement returns the pool element the connection reached.
-func (c *Conn) PoolElement() asap.PoolElement { return c.pe }
-
-// CloseWrite shuts down the writing side of the connection.
-func (c *Conn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
+func notePoolElement[T any](c *T, handle asap.PoolHandle, pe asap.PoolElement) {
+	key := weak.Make(c)
+	dialedPE.Lock()
+	if dialedPE.m == nil {
+		dialedPE.m = make(map[any]Element)
 	}
-	return &net.OpError{Op: "close", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: errors.ErrUnsupported}
+	dialedPE.m[key] = Element{Handle: string(handle), PoolElement: pe}
+	dialedPE.Unlock()
+	runtime.AddCleanup(c, func(key weak.Pointer[T]) {
+		dialedPE.Lock()
+		delete(dialedPE.m, key)
+		dialedPE.Unlock()
+	}, key)
 }
 
-// String describes the connection's pool element.
-func (c *Conn) String() string {
-	return string(c.handle) + "/" + strconv.FormatUint(uint64(c.pe.ID), 16)
+// PoolElementOf returns the pool element a connection from a Dialer
+// reached: a *Session's present one, or a plain connection's.
+func PoolElementOf(c net.Conn) (Element, bool) {
+	var key any
+	switch c := c.(type) {
+	case *Session:
+		return c.Element(), true
+	case *net.TCPConn:
+		key = weak.Make(c)
+	case *msgStream:
+		key = weak.Make(c)
+	case *tls.Conn:
+		key = weak.Make(c)
+	default:
+		return Element{}, false
+	}
+	dialedPE.Lock()
+	defer dialedPE.Unlock()
+	e, ok := dialedPE.m[key]
+	return e, ok
 }

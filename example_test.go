@@ -88,7 +88,8 @@ func ExampleDialer_DialContext() {
 	reply := make([]byte, 5)
 	io.ReadFull(c, reply)
 	fmt.Print(string(reply))
-	fmt.Println(c.PoolElement().ID == l.ID())
+	e, _ := rsp.PoolElementOf(c)
+	fmt.Println(e.ID == l.ID())
 	// Output:
 	// ping
 	// true

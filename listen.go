@@ -72,6 +72,20 @@ type ListenConfig struct {
 	// Certificates for the registrar to know the pool element by.
 	RegistrarTLSConfig *tls.Config
 
+	// AdvertiseAddr, if set, is the "host:port" to register instead of
+	// the listening address, as behind a port forward.
+	AdvertiseAddr string
+
+	// Plain registers the listener as an element that does not speak
+	// sessions (transport use 0, "data only"): every connection is a
+	// plain one, as with a TLSConfig. Without either a TCP listener registers as speaking sessions
+	// (see the package documentation) and Accept returns a *Session for
+	// each pool user that opens one, and a plain connection for any other
+	// client.
+	Plain bool
+	// Session configures the sessions accepted.
+	Session SessionConfig
+
 	// Logger receives the listener's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -100,8 +114,9 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (*L
 		local = ":0"
 	}
 	var inner net.Listener
+	sessions := !lc.Plain && lc.TLSConfig == nil && network != "sctp"
 	if network == "sctp" {
-		inner, err = listenSCTP(local)
+		inner, err = listenSCTP(ctx, local)
 	} else {
 		var nlc net.ListenConfig
 		inner, err = nlc.Listen(ctx, network, local)
@@ -125,6 +140,10 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (*L
 		tls:      lc.TLSConfig,
 		changed:  make(chan struct{}, 1),
 		done:     make(chan struct{}),
+		quit:     make(chan struct{}),
+		sessions: sessions,
+		scfg:     lc.Session.withDefaults(),
+		ready:    make(chan net.Conn),
 	}
 	if l.capacity <= 0 {
 		l.capacity = DefaultCapacity
@@ -139,10 +158,22 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (*L
 		l.policy.Type = policy.RoundRobin
 	}
 	l.policy.Load = l.load(0)
-	pe, err := poolElementFor(inner.Addr(), l.policy)
+	var regAddr net.Addr = inner.Addr()
+	if lc.AdvertiseAddr != "" {
+		ap, err := netip.ParseAddrPort(lc.AdvertiseAddr)
+		if err != nil {
+			inner.Close()
+			return nil, &net.OpError{Op: "listen", Net: network, Err: fmt.Errorf("advertised address: %w", err)}
+		}
+		regAddr = net.TCPAddrFromAddrPort(ap)
+	}
+	pe, err := poolElementFor(regAddr, l.policy)
 	if err != nil {
 		inner.Close()
 		return nil, err
+	}
+	if sessions {
+		pe.UserTransport.Use = asap.DataPlusControl
 	}
 	reg, err := ep.Register(ctx, handle, pe)
 	if err != nil {
@@ -150,8 +181,13 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (*L
 		return nil, &net.OpError{Op: "listen", Net: network, Addr: inner.Addr(), Err: fmt.Errorf("registering in pool %q: %w", handle, err)}
 	}
 	l.reg = reg
+	if l.scfg.Logger == nil || lc.Session.Logger == nil {
+		l.scfg.Logger = l.log
+	}
 	l.wg.Add(1)
+	l.awg.Add(1)
 	go l.updateLoop()
+	go l.acceptLoop()
 	return l, nil
 }
 
@@ -194,11 +230,20 @@ type Listener struct {
 	mu     sync.Mutex
 	policy policy.Policy
 
-	active  atomic.Int64
-	changed chan struct{}
-	done    chan struct{}
-	once    sync.Once
-	wg      sync.WaitGroup
+	sessions  bool
+	scfg      SessionConfig
+	ready     chan net.Conn // accepted connections, sniffed
+	errMu     sync.Mutex
+	acceptErr error
+
+	active    atomic.Int64
+	changed   chan struct{}
+	done      chan struct{} // closed when accepting ended
+	quit      chan struct{} // closed by Close: stops updateLoop
+	once      sync.Once     // closes done
+	closeOnce sync.Once
+	wg        sync.WaitGroup // updateLoop
+	awg       sync.WaitGroup // acceptLoop
 }
 
 // Handle returns the pool handle the listener is registered under.
@@ -207,21 +252,81 @@ func (l *Listener) Handle() string { return string(l.handle) }
 // ID returns the listener's pool element identifier.
 func (l *Listener) ID() asap.PEID { return l.reg.ID() }
 
-// Accept waits for and returns the next connection: a *tls.Conn when the
-// ListenConfig had a TLSConfig. After Close it returns an error wrapping
-// net.ErrClosed.
+// Accept waits for and returns the next connection: a *Session for a pool
+// user that opened one, a plain connection otherwise, which is a *tls.Conn
+// when the ListenConfig had a TLSConfig. After Close it returns an error
+// wrapping net.ErrClosed.
 func (l *Listener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	select {
+	case c := <-l.ready:
+		return c, nil
+	case <-l.done:
 	}
-	l.active.Add(1)
-	l.loadChanged()
+	l.errMu.Lock()
+	err := l.acceptErr
+	l.errMu.Unlock()
+	if err == nil || errors.Is(err, net.ErrClosed) {
+		return nil, &net.OpError{Op: "accept", Net: l.Addr().Network(), Addr: l.Addr(), Err: net.ErrClosed}
+	}
+	return nil, err
+}
+
+// acceptLoop accepts connections and tells sessions from plain ones, each
+// in a goroutine of its own so that a slow client holds up no other.
+func (l *Listener) acceptLoop() {
+	defer l.awg.Done()
+	var delay time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				select {
+				case <-l.done:
+					return
+				case <-time.After(delay):
+				}
+				continue
+			}
+			l.errMu.Lock()
+			l.acceptErr = err
+			l.errMu.Unlock()
+			l.once.Do(func() { close(l.done) })
+			return
+		}
+		delay = 0
+		go l.sniff(c)
+	}
+}
+
+// handPlain passes a plain connection to Accept, as a TLS server
+// connection if the listener has a TLSConfig.
+func (l *Listener) handPlain(c net.Conn) {
 	cc := &countedConn{Conn: c, l: l}
 	if l.tls != nil {
-		return tls.Server(cc, l.tls), nil
+		l.hand(tls.Server(cc, l.tls))
+		return
 	}
-	return cc, nil
+	l.hand(cc)
+}
+
+// hand passes an accepted connection to Accept, or closes it when the
+// listener closed.
+func (l *Listener) hand(c net.Conn) {
+	l.active.Add(1)
+	l.loadChanged()
+	select {
+	case l.ready <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+// sessionEnded counts a session as no longer active.
+func (l *Listener) sessionEnded() {
+	l.active.Add(-1)
+	l.loadChanged()
 }
 
 // Close deregisters the listener from its pool (waiting at most
@@ -229,8 +334,8 @@ func (l *Listener) Accept() (net.Conn, error) {
 // already accepted stay open.
 func (l *Listener) Close() error {
 	err := net.ErrClosed
-	l.once.Do(func() {
-		close(l.done)
+	l.closeOnce.Do(func() {
+		close(l.quit)
 		l.wg.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), DefaultDeregisterWait)
 		derr := l.reg.Close(ctx)
@@ -239,6 +344,7 @@ func (l *Listener) Close() error {
 			l.log.Warn("deregistration failed", "pool", l.handle, "err", derr)
 		}
 		err = l.Listener.Close()
+		l.awg.Wait()
 	})
 	if errors.Is(err, net.ErrClosed) {
 		return &net.OpError{Op: "close", Net: l.Addr().Network(), Addr: l.Addr(), Err: net.ErrClosed}
@@ -284,7 +390,7 @@ func (l *Listener) updateLoop() {
 	defer l.wg.Done()
 	for {
 		select {
-		case <-l.done:
+		case <-l.quit:
 			return
 		case <-l.changed:
 		}
@@ -304,18 +410,29 @@ func (l *Listener) updateLoop() {
 			cancel()
 		}
 		select {
-		case <-l.done:
+		case <-l.quit:
 			return
 		case <-time.After(l.interval):
 		}
 	}
 }
 
-// countedConn tracks a listener's active connections.
+// countedConn is a plain accepted connection: it tracks the listener's
+// active connections and first returns what the sniffing read.
 type countedConn struct {
 	net.Conn
 	l    *Listener
 	once sync.Once
+}
+
+// NetConn returns the underlying connection (a *net.TCPConn over TCP).
+// Bytes already read to tell a session from a plain connection are not in
+// it any more: read through the countedConn.
+func (c *countedConn) NetConn() net.Conn {
+	if p, ok := c.Conn.(*prefixConn); ok {
+		return p.Conn
+	}
+	return c.Conn
 }
 
 func (c *countedConn) Close() error {

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/asap/endpoint"
+	"github.com/rsp-go/rsp/mapping"
 	"github.com/rsp-go/rsp/policy"
 )
 
@@ -131,21 +133,20 @@ func (r *Registration) Update(ctx context.Context, pol policy.Policy) error {
 func (r *Registration) Close(ctx context.Context) error { return r.reg.Close(ctx) }
 
 // ParseTransport parses "proto:host:port" (proto tcp, udp, udplite, sctp or
-// dccp; tcp when left out) into a transport parameter. SCTP takes several
-// hosts separated by commas.
+// dccp; tcp when left out; see mapping.SplitAddress) into a transport
+// parameter. SCTP takes several hosts separated by commas.
 func ParseTransport(s string) (asap.Transport, error) {
 	kinds := map[string]asap.ParamType{
-		"tcp": asap.ParamTCPTransport, "udp": asap.ParamUDPTransport, "udplite": asap.ParamUDPLiteTransport,
-		"sctp": asap.ParamSCTPTransport, "dccp": asap.ParamDCCPTransport,
+		"tcp": asap.ParamTCPTransport, "tcp4": asap.ParamTCPTransport, "tcp6": asap.ParamTCPTransport,
+		"udp": asap.ParamUDPTransport, "udp4": asap.ParamUDPTransport, "udp6": asap.ParamUDPTransport, "udplite": asap.ParamUDPLiteTransport,
+		"sctp": asap.ParamSCTPTransport, "sctp4": asap.ParamSCTPTransport, "sctp6": asap.ParamSCTPTransport, "dccp": asap.ParamDCCPTransport,
 	}
-	t := asap.Transport{Kind: asap.ParamTCPTransport}
-	rest := s
-	for name, k := range kinds {
-		if r, ok := cutPrefixFold(s, name+":"); ok {
-			t.Kind, rest = k, r
-			break
-		}
+	network, rest, _ := mapping.SplitAddress(s)
+	kind, ok := kinds[network]
+	if !ok {
+		return asap.Transport{}, fmt.Errorf("rsp: transport address %q: network %s is not a transport of a registration", s, network)
 	}
+	t := asap.Transport{Kind: kind}
 	host, port, err := net.SplitHostPort(rest)
 	if err != nil {
 		return t, fmt.Errorf("rsp: transport address %q: %w", s, err)
@@ -155,7 +156,11 @@ func ParseTransport(s string) (asap.Transport, error) {
 		return t, fmt.Errorf("rsp: transport address %q: %w", s, err)
 	}
 	t.Port = uint16(p)
-	for _, h := range splitHosts(host, t.Kind == asap.ParamSCTPTransport) {
+	hosts := []string{host}
+	if kind == asap.ParamSCTPTransport {
+		hosts = strings.Split(host, ",")
+	}
+	for _, h := range hosts {
 		a, err := netip.ParseAddr(h)
 		if err != nil {
 			return t, fmt.Errorf("rsp: transport address %q: %w", s, err)

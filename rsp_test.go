@@ -16,7 +16,6 @@ import (
 	"github.com/rsp-go/rsp/asap/endpoint"
 	"github.com/rsp-go/rsp/internal/testutil"
 	"github.com/rsp-go/rsp/mapping"
-	"github.com/rsp-go/rsp/policy"
 	"github.com/rsp-go/rsp/registrar"
 )
 
@@ -299,12 +298,14 @@ func TestDialSkipsRefusingServerAndReportsIt(t *testing.T) {
 	}
 	deadAddr := dead.Addr().String()
 	dead.Close()
-	lc := rsp.ListenConfig{Endpoint: newEndpoint(t, regs)}
-	reg, err := lc.Register(context.Background(), "skip", "tcp:"+deadAddr, policy.Policy{})
+	tr, err := rsp.ParseTransport("tcp:" + deadAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = reg
+	tr.Use = asap.DataPlusControl // as the live element, which speaks sessions
+	if _, err := newEndpoint(t, regs).Register(context.Background(), "skip", asap.PoolElement{UserTransport: tr, Policy: rsp.RoundRobinPolicy}); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, "two elements", 2*time.Second, func() bool { return poolSize(r, "skip") == 2 })
 
 	// Round robin puts the dead element first for every other pool user;

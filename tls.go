@@ -54,18 +54,5 @@ func (d *Dialer) DialTLSContext(ctx context.Context, network, address string) (n
 	if dd.TLSConfig == nil {
 		dd.TLSConfig = &tls.Config{}
 	}
-	c, err := dd.DialContext(ctx, network, address)
-	if err != nil {
-		return nil, err
-	}
-	return c.Conn, nil
-}
-
-// ConnectionState returns the TLS state of a connection dialed with a
-// TLSConfig; the zero state for one without TLS.
-func (c *Conn) ConnectionState() tls.ConnectionState {
-	if tc, ok := c.Conn.(*tls.Conn); ok {
-		return tc.ConnectionState()
-	}
-	return tls.ConnectionState{}
+	return dd.DialContext(ctx, network, address)
 }

@@ -111,18 +111,18 @@ func TestTLSHTTPThroughPool(t *testing.T) {
 		})
 	}
 
-	// DialContext over TLS returns a *rsp.Conn that tells its element
-	// and its TLS state.
+	// DialContext over TLS returns the *tls.Conn; PoolElementOf tells its
+	// element.
 	d := &rsp.Dialer{Registrars: p.regs, RegistrarTLSConfig: p.registrarTLS(t, "user"), TLSConfig: testpki.ClientConfig(p.ca.Pool())}
 	c, err := d.DialContext(context.Background(), "tcp", "pool:web")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if st := c.ConnectionState(); !st.HandshakeComplete || st.Version != tls.VersionTLS13 {
+	if st := c.(*tls.Conn).ConnectionState(); !st.HandshakeComplete || st.Version != tls.VersionTLS13 {
 		t.Errorf("connection state %+v, want a TLS 1.3 handshake done", st)
 	}
-	if c.PoolElement().ID == 0 {
+	if e, ok := rsp.PoolElementOf(c); !ok || e.ID == 0 {
 		t.Error("no pool element")
 	}
 }
@@ -163,7 +163,7 @@ func TestTLSDialRefusesUnverifiedElement(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cn := c.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != "web-a" {
+		if cn := c.(*tls.Conn).ConnectionState().PeerCertificates[0].Subject.CommonName; cn != "web-a" {
 			t.Errorf("dial reached %q, want web-a", cn)
 		}
 		c.Close()

@@ -203,13 +203,8 @@ func (c Config) withDefaults() Config {
 // splitRegistrar parses "tcp:HOST:PORT", "tls:HOST:PORT", "sctp:HOST:PORT"
 // or "HOST:PORT".
 func splitRegistrar(s string) (network, address string) {
-	s = strings.TrimSpace(s)
-	for _, n := range []string{"tcp", "tcp4", "tcp6", "tls", "tls4", "tls6", "sctp"} {
-		if rest, ok := strings.CutPrefix(s, n+":"); ok {
-			return n, rest
-		}
-	}
-	return "tcp", s
+	network, address, _ = mapping.SplitAddress(s)
+	return network, address
 }
 
 // Endpoint is an ASAP endpoint. It is safe for concurrent use.

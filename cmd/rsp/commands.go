@@ -149,7 +149,8 @@ func runTerminal(ctx context.Context, std stdio, args []string) error {
 		return err
 	}
 	defer c.Close()
-	fmt.Fprintf(std.err, "connected to PE %08x of pool %q\n", uint32(c.PoolElement().ID), fs.Arg(0))
+	pe := func() uint32 { e, _ := rsp.PoolElementOf(c); return uint32(e.ID) }
+	fmt.Fprintf(std.err, "connected to PE %08x of pool %q\n", pe(), fs.Arg(0))
 	// Standard input is read aside so that an interrupt ends the terminal
 	// while it waits for a line.
 	lines := make(chan string)
@@ -181,7 +182,7 @@ func runTerminal(ctx context.Context, std stdio, args []string) error {
 		c.SetReadDeadline(time.Now().Add(*wait))
 		line, err := replies.ReadString('\n')
 		if line != "" {
-			fmt.Fprintf(std.out, "from PE %08x> %s", uint32(c.PoolElement().ID), line)
+			fmt.Fprintf(std.out, "from PE %08x> %s", pe(), line)
 			if line[len(line)-1] != '\n' {
 				fmt.Fprintln(std.out)
 			}

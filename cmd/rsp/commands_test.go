@@ -220,7 +220,8 @@ func TestEchoPoolOfTwo(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		seen[fmt.Sprintf("%08x", uint32(c.PoolElement().ID))] = true
+		e, _ := rsp.PoolElementOf(c)
+		seen[fmt.Sprintf("%08x", uint32(e.ID))] = true
 		c.Close()
 	}
 	if !seen[id1] || !seen[id2] {

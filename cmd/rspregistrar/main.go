@@ -35,6 +35,7 @@ import (
 
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/internal/tlsflag"
+	"github.com/rsp-go/rsp/mapping"
 	"github.com/rsp-go/rsp/registrar"
 )
 
@@ -124,14 +125,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		listen = defaultListen()
 	}
 	for _, spec := range listen {
-		if _, _, ok := strings.Cut(spec, ":"); !ok {
+		if _, _, ok := mapping.SplitAddress(spec); !ok {
 			return fmt.Errorf("-listen %q: want network:address", spec)
 		}
 	}
 	r := registrar.New(cfg)
 	errc := make(chan error, len(listen))
 	for _, spec := range listen {
-		network, address, _ := strings.Cut(spec, ":")
+		network, address, _ := mapping.SplitAddress(spec)
 		l, err := r.Listen(ctx, network, address)
 		if err != nil {
 			r.Close()

@@ -1,0 +1,702 @@
+package rsp
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/mapping"
+)
+
+// Errors of sessions. They come wrapped in *net.OpError.
+var (
+	// ErrNotSupported: the session's mapping cannot do what was asked
+	// (SCTP streams or unordered delivery over TCP; RTT without TCP_INFO).
+	ErrNotSupported = errors.New("rsp: not supported by the session's transport mapping")
+	// ErrStateLost: the element failed, and the session cannot move to
+	// another one without splicing two servers' byte streams: the element
+	// neither handed out a cookie nor declared its messages stateless. The
+	// application re-dials, as after a broken TCP connection.
+	ErrStateLost = errors.New("rsp: pool element failed and its state cannot move to another")
+	// ErrFailoverFailed: no element of the pool took the session over
+	// within the failover's bounds.
+	ErrFailoverFailed = errors.New("rsp: failover found no pool element")
+	// ErrMessageTooLong: a WriteMsg longer than SessionConfig.MaxMessageSize.
+	ErrMessageTooLong = errors.New("rsp: message too long")
+	// ErrProtocol: the peer broke the session protocol.
+	ErrProtocol = errors.New("rsp: session protocol violation")
+)
+
+// Session is a connection to a pool that frames messages, knows what the
+// pool element processed, and fails over to another element by itself. It
+// is a net.Conn: each Write sends one message, Read reads the bytes of the
+// messages received in order, across message boundaries; deadlines and
+// errors are those the net.Conn documentation states (*net.OpError wrapping
+// os.ErrDeadlineExceeded or net.ErrClosed; io.EOF once the peer closed).
+// Its message API (WriteMsg, ReadMsg, Ack) is the service draft's
+// DATA_SEND, DATA_INDICATION and ULP acknowledgement.
+//
+// A Dialer returns a *Session for a pool element that speaks sessions; a
+// pool element's Listener returns one for each pool user that opened one.
+type Session struct {
+	cfg    SessionConfig
+	client bool
+	d      *Dialer   // pool user: how to reach other elements
+	l      *Listener // pool element
+	handle asap.PoolHandle
+	id     [16]byte
+	local  net.Addr
+
+	kick chan struct{} // wakes the loop
+	done chan struct{} // closed when the session ends
+	rdl  deadline
+	wdl  deadline
+
+	mu sync.Mutex
+	// The connection: generation counts connections, so that a late
+	// report of an old one's failure is told apart.
+	conn      *mapping.TCPConn
+	gen       int
+	connErr   error // the present connection failed
+	pe        Element
+	stateless bool // the element said its messages stand alone (HELLO_ACK)
+	exchanged bool // data went to or came from an element
+	cookie    []byte
+	card      *asap.BusinessCard
+	echoed    []byte // pool element: the cookie a failed-over session echoed
+	resumed   bool
+	err       error // the session ended: why (after the queued data is read)
+	closing   bool  // Close was called
+	peerEOF   bool  // the peer sent CLOSE
+	// Send side.
+	unacked  []*outMsg // sequence numbers acked+1 .. nextSeq-1, in order
+	ubytes   int
+	nextSeq  uint64
+	acked    uint64
+	sent     uint64    // highest sequence number written to conn
+	unseq    []*outMsg // resynchronisation messages not yet written
+	wwait    chan struct{}
+	cookieTx []byte // a cookie to send before the next acknowledgement
+	cardTx   *asap.BusinessCard
+	// Receive side.
+	rq        []inMsg // received, not yet read whole
+	roff      int     // bytes of rq[0] read
+	delivered uint64  // highest sequence number received from this element
+	processed uint64  // highest sequence number the application processed
+	consumed  uint64  // read whole, processed at the application's next call
+	ackReq    bool    // consumed carries an ack request
+	ackSent   uint64
+	ackNow    bool
+	ackDue    time.Time
+	rwait     chan struct{}
+	failovers int
+}
+
+// outMsg is a message of the send side: its DATA frame, header included.
+type outMsg struct {
+	seq   uint64
+	frame []byte
+}
+
+// inMsg is a received message.
+type inMsg struct {
+	seq     uint64
+	ppid    uint32
+	ackReq  bool
+	payload []byte
+	from    Element
+}
+
+// Element returns the pool element the session is connected to now (for a
+// pool element's session: the element itself).
+func (s *Session) Element() Element {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pe
+}
+
+// Handle returns the pool handle of the session.
+func (s *Session) Handle() string { return string(s.handle) }
+
+// ID returns the session identifier, which stays the same across failovers.
+func (s *Session) ID() [16]byte { return s.id }
+
+// Failovers returns how many times the session failed over.
+func (s *Session) Failovers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failovers
+}
+
+// LocalAddr returns the local address of the present connection.
+func (s *Session) LocalAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil {
+		return s.conn.LocalAddr()
+	}
+	return s.local
+}
+
+// RemoteAddr returns the address of the pool element the session is
+// connected to, or, on a pool element, of the pool user.
+func (s *Session) RemoteAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.remoteLocked()
+}
+
+func (s *Session) remoteLocked() net.Addr {
+	if s.conn != nil {
+		return s.conn.RemoteAddr()
+	}
+	return sessionAddr(s.handle)
+}
+
+// sessionAddr is the address of a session between connections: its pool.
+type sessionAddr string
+
+func (a sessionAddr) Network() string { return "rsp" }
+func (a sessionAddr) String() string  { return "pool:" + string(a) }
+
+func (s *Session) opError(op string, err error) error {
+	if err == io.EOF {
+		return err
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == op {
+		return err
+	}
+	return &net.OpError{Op: op, Net: "rsp", Source: s.LocalAddr(), Addr: s.RemoteAddr(), Err: err}
+}
+
+// newSession makes a session on its first connection and starts its
+// loop.
+func newSession(cfg SessionConfig, client bool, handle asap.PoolHandle, id [16]byte, c *mapping.TCPConn, pe Element) *Session {
+	s := &Session{
+		cfg:     cfg,
+		client:  client,
+		handle:  handle,
+		id:      id,
+		kick:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
+		conn:    c,
+		pe:      pe,
+		nextSeq: 1,
+		local:   c.LocalAddr(),
+	}
+	s.rdl.init()
+	s.wdl.init()
+	return s
+}
+
+func (s *Session) start() {
+	go s.readLoop(s.conn, s.gen)
+	go s.loop()
+}
+
+func (s *Session) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func broadcast(ch *chan struct{}) {
+	if *ch != nil {
+		close(*ch)
+		*ch = nil
+	}
+}
+
+func waitChan(ch *chan struct{}) chan struct{} {
+	if *ch == nil {
+		*ch = make(chan struct{})
+	}
+	return *ch
+}
+
+// settle applies the implicit acknowledgement rule at an application call:
+// the message read whole before counts as processed. mu is held.
+func (s *Session) settle() {
+	if s.cfg.ManualAck || s.consumed <= s.processed {
+		return
+	}
+	s.processed = s.consumed
+	if s.ackReq {
+		s.ackNow = true
+		s.ackReq = false
+	}
+	s.ackScheduled()
+}
+
+// ackScheduled arranges for the acknowledgement of what was processed.
+// mu is held.
+func (s *Session) ackScheduled() {
+	if s.processed <= s.ackSent {
+		return
+	}
+	threshold := uint64(max(1, s.cfg.MaxUnackedMessages/4))
+	if s.ackNow || s.processed-s.ackSent >= threshold {
+		s.ackNow = true
+		s.wake()
+		return
+	}
+	if s.ackDue.IsZero() {
+		s.ackDue = time.Now().Add(s.cfg.AckDelay)
+		s.wake()
+	}
+}
+
+// Read reads the data of the messages received, in order.
+func (s *Session) Read(b []byte) (int, error) {
+	s.mu.Lock()
+	s.settle()
+	for {
+		if s.closing {
+			s.mu.Unlock()
+			return 0, s.opError("read", net.ErrClosed)
+		}
+		if len(s.rq) > 0 {
+			if len(b) == 0 {
+				s.mu.Unlock()
+				return 0, nil
+			}
+			m := &s.rq[0]
+			n := copy(b, m.payload[s.roff:])
+			s.roff += n
+			if s.roff == len(m.payload) {
+				s.consumedLocked(*m)
+			}
+			s.mu.Unlock()
+			return n, nil
+		}
+		if s.err != nil || s.peerEOF {
+			err := s.err
+			if s.peerEOF {
+				err = io.EOF
+			}
+			s.mu.Unlock()
+			return 0, s.opError("read", err)
+		}
+		if s.rdl.expired() {
+			s.mu.Unlock()
+			return 0, s.opError("read", os.ErrDeadlineExceeded)
+		}
+		if len(b) == 0 {
+			s.mu.Unlock()
+			return 0, nil
+		}
+		ch := waitChan(&s.rwait)
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-s.rdl.wait():
+		case <-s.done:
+		}
+		s.mu.Lock()
+	}
+}
+
+// consumedLocked takes the message read whole off the queue. mu is held.
+func (s *Session) consumedLocked(m inMsg) {
+	s.rq[0] = inMsg{}
+	s.rq = s.rq[1:]
+	s.roff = 0
+	if m.seq != 0 && m.from.ID == s.pe.ID {
+		s.consumed = m.seq
+		s.ackReq = s.ackReq || m.ackReq
+	}
+}
+
+// Message is a message received with ReadMsg: DATA_INDICATION.
+type Message struct {
+	// Data is the message's payload.
+	Data []byte
+	// PPID is the application's payload protocol identifier.
+	PPID uint32
+	// AckRequest says that the sender asked for an acknowledgement as soon
+	// as the message is processed.
+	AckRequest bool
+	// Seq is the message's sequence number from its sender, 0 for a
+	// resynchronisation message (never acknowledged).
+	Seq uint64
+	// From is the pool element that sent it (for a pool element's session:
+	// itself).
+	From Element
+}
+
+// ReadMsg reads the next whole message; if Read took part of it, the rest.
+func (s *Session) ReadMsg() (Message, error) {
+	s.mu.Lock()
+	s.settle()
+	for {
+		if s.closing {
+			s.mu.Unlock()
+			return Message{}, s.opError("read", net.ErrClosed)
+		}
+		if len(s.rq) > 0 {
+			m := s.rq[0]
+			msg := Message{Data: m.payload[s.roff:], PPID: m.ppid, AckRequest: m.ackReq, Seq: m.seq, From: m.from}
+			s.consumedLocked(m)
+			s.mu.Unlock()
+			return msg, nil
+		}
+		if s.err != nil || s.peerEOF {
+			err := s.err
+			if s.peerEOF {
+				err = io.EOF
+			}
+			s.mu.Unlock()
+			return Message{}, s.opError("read", err)
+		}
+		if s.rdl.expired() {
+			s.mu.Unlock()
+			return Message{}, s.opError("read", os.ErrDeadlineExceeded)
+		}
+		ch := waitChan(&s.rwait)
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-s.rdl.wait():
+		case <-s.done:
+		}
+		s.mu.Lock()
+	}
+}
+
+// Ack acknowledges m and every message from the same element before it:
+// the element never replays them. With SessionConfig.ManualAck it is the
+// only way messages are acknowledged; without, it acknowledges earlier
+// than the implicit rule.
+func (s *Session) Ack(m Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return s.opError("ack", net.ErrClosed)
+	}
+	if m.Seq == 0 || m.From.ID != s.pe.ID || m.Seq <= s.processed {
+		return nil
+	}
+	s.processed = min(m.Seq, s.delivered)
+	s.consumed = max(s.consumed, s.processed)
+	s.ackNow = true
+	s.ackScheduled()
+	return nil
+}
+
+// WriteOptions are the options of WriteMsg: DATA_SEND's.
+type WriteOptions struct {
+	// AckRequest asks the receiver to acknowledge the message as soon as
+	// it processed it, rather than coalesced with later ones.
+	AckRequest bool
+	// PPID is the application's payload protocol identifier, delivered
+	// with the message.
+	PPID uint32
+	// Stream and Unordered ask for an SCTP stream and unordered delivery;
+	// the TCP mapping has neither and fails with ErrNotSupported.
+	Stream    uint16
+	Unordered bool
+	// Element, if non-zero, is the pool element the message is for; a
+	// session connected to another one fails with ErrNotSupported (a
+	// session talks to one element at a time: dial it instead).
+	Element asap.PEID
+	// Addr, if set, is the transport address the message is for, with the
+	// same rule as Element.
+	Addr net.Addr
+}
+
+// Write sends b as one message (several if b is longer than
+// SessionConfig.MaxMessageSize). It returns once the message is queued to
+// be sent; it blocks, within the write deadline, while the messages not
+// yet acknowledged fill the session's buffer.
+func (s *Session) Write(b []byte) (int, error) {
+	n := 0
+	for {
+		chunk := b[n:]
+		if len(chunk) > s.cfg.MaxMessageSize {
+			chunk = chunk[:s.cfg.MaxMessageSize]
+		}
+		if _, err := s.write(chunk, WriteOptions{}); err != nil {
+			return n, err
+		}
+		n += len(chunk)
+		if n == len(b) {
+			return n, nil
+		}
+	}
+}
+
+// WriteMsg sends b as one message with the options of o (DATA_SEND) and
+// returns its sequence number, which Acked and WaitAcked compare with.
+func (s *Session) WriteMsg(b []byte, o WriteOptions) (uint64, error) {
+	if o.Stream != 0 || o.Unordered {
+		return 0, s.opError("write", fmt.Errorf("%w: SCTP streams and unordered delivery over TCP", ErrNotSupported))
+	}
+	if len(b) > s.cfg.MaxMessageSize {
+		return 0, s.opError("write", ErrMessageTooLong)
+	}
+	if o.Element != 0 || o.Addr != nil {
+		s.mu.Lock()
+		pe, remote := s.pe, s.remoteLocked()
+		s.mu.Unlock()
+		if (o.Element != 0 && o.Element != pe.ID) || (o.Addr != nil && o.Addr.String() != remote.String()) {
+			return 0, s.opError("write", fmt.Errorf("%w: sending to an element other than the session's", ErrNotSupported))
+		}
+	}
+	return s.write(b, o)
+}
+
+func (s *Session) write(b []byte, o WriteOptions) (uint64, error) {
+	var flags uint8
+	if o.AckRequest {
+		flags |= flagAckRequest
+	}
+	s.mu.Lock()
+	s.settle()
+	for {
+		switch {
+		case s.closing:
+			s.mu.Unlock()
+			return 0, s.opError("write", net.ErrClosed)
+		case s.err != nil:
+			err := s.err
+			s.mu.Unlock()
+			return 0, s.opError("write", err)
+		case s.peerEOF:
+			s.mu.Unlock()
+			return 0, s.opError("write", syscall.EPIPE)
+		case s.wdl.expired():
+			s.mu.Unlock()
+			return 0, s.opError("write", os.ErrDeadlineExceeded)
+		}
+		if len(s.unacked) < s.cfg.MaxUnackedMessages && (s.ubytes == 0 || s.ubytes+len(b) <= s.cfg.MaxUnackedBytes) {
+			break
+		}
+		ch := waitChan(&s.wwait)
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-s.wdl.wait():
+		case <-s.done:
+		}
+		s.mu.Lock()
+	}
+	seq := s.nextSeq
+	s.nextSeq++
+	frame := make([]byte, 0, dataHeaderLen+len(b))
+	frame = appendDataHeader(frame, seq, o.PPID, flags)
+	frame = append(frame, b...)
+	s.unacked = append(s.unacked, &outMsg{seq: seq, frame: frame})
+	s.ubytes += len(b)
+	s.exchanged = true
+	s.mu.Unlock()
+	s.wake()
+	return seq, nil
+}
+
+// Acked returns the highest sequence number the present element (or, for
+// messages replayed, the element that took them over) acknowledged: every
+// message written up to it was processed.
+func (s *Session) Acked() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.acked
+}
+
+// WaitAcked waits until the message with sequence number seq and those
+// before it are acknowledged, or ctx ends, or the session fails.
+func (s *Session) WaitAcked(ctx context.Context, seq uint64) error {
+	s.mu.Lock()
+	for s.acked < seq {
+		if s.closing {
+			s.mu.Unlock()
+			return s.opError("wait", net.ErrClosed)
+		}
+		if s.err != nil {
+			err := s.err
+			s.mu.Unlock()
+			return s.opError("wait", err)
+		}
+		ch := waitChan(&s.wwait)
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.done:
+		}
+		s.mu.Lock()
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// SetCookie hands the pool user a cookie (ASAP_COOKIE): the state a new
+// pool element needs to take the session over, which the session echoes
+// to it after a failover (see EchoedCookie). A session whose element set a
+// cookie may fail over even when its element is not stateless. The cookie
+// goes out before the acknowledgement of the messages processed so far.
+func (s *Session) SetCookie(cookie []byte) error {
+	if s.client {
+		return s.opError("cookie", fmt.Errorf("%w: a pool user sets no cookie", ErrNotSupported))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return s.opError("cookie", net.ErrClosed)
+	}
+	s.cookieTx = append([]byte(nil), cookie...)
+	s.wake()
+	return nil
+}
+
+// Cookie returns the last cookie the pool element handed the session (a
+// pool user's), or nil.
+func (s *Session) Cookie() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cookie
+}
+
+// EchoedCookie returns, on a pool element, the cookie a session that
+// failed over to it echoed (ASAP_COOKIE_ECHO), or nil.
+func (s *Session) EchoedCookie() []byte { return s.echoed }
+
+// Resumed reports whether, on a pool element, the session failed over to
+// it from another element.
+func (s *Session) Resumed() bool { return s.resumed }
+
+// BusinessCard returns the last business card (ASAP_BUSINESS_CARD) the
+// pool element sent: its pool and the elements to fail over to, in order.
+func (s *Session) BusinessCard() *asap.BusinessCard {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.card
+}
+
+// Close closes the session: the messages written are sent, then the peer
+// reads io.EOF. Blocked Reads and Writes return net.ErrClosed. Close does
+// not wait for the peer's acknowledgements.
+func (s *Session) Close() error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return s.opError("close", net.ErrClosed)
+	}
+	s.settle()
+	s.closing = true
+	broadcast(&s.rwait)
+	broadcast(&s.wwait)
+	s.mu.Unlock()
+	s.wake()
+	return nil
+}
+
+// CloseWrite is not supported: a session closes as a whole.
+func (s *Session) CloseWrite() error {
+	return s.opError("close", fmt.Errorf("%w: half-closed sessions", ErrNotSupported))
+}
+
+// SetDeadline sets the read and write deadlines.
+func (s *Session) SetDeadline(t time.Time) error {
+	if err := s.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return s.SetWriteDeadline(t)
+}
+
+// SetReadDeadline sets the deadline for Read and ReadMsg, as net.Conn
+// documents.
+func (s *Session) SetReadDeadline(t time.Time) error {
+	if s.isClosed() {
+		return s.opError("set", net.ErrClosed)
+	}
+	s.rdl.set(t)
+	return nil
+}
+
+// SetWriteDeadline sets the deadline for Write and WriteMsg, as net.Conn
+// documents.
+func (s *Session) SetWriteDeadline(t time.Time) error {
+	if s.isClosed() {
+		return s.opError("set", net.ErrClosed)
+	}
+	s.wdl.set(t)
+	return nil
+}
+
+func (s *Session) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// newSessionID returns a random session identifier.
+func newSessionID() [16]byte {
+	var id [16]byte
+	rand.Read(id[:])
+	return id
+}
+
+// deadline is a settable deadline whose expiry closes a channel, as in
+// net.Pipe.
+type deadline struct {
+	mu     sync.Mutex
+	timer  *time.Timer
+	cancel chan struct{}
+}
+
+func (d *deadline) init() { d.cancel = make(chan struct{}) }
+
+func (d *deadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timer != nil && !d.timer.Stop() {
+		<-d.cancel // wait for the timer's close
+	}
+	d.timer = nil
+	closed := isClosedChan(d.cancel)
+	if t.IsZero() {
+		if closed {
+			d.cancel = make(chan struct{})
+		}
+		return
+	}
+	if dur := time.Until(t); dur > 0 {
+		if closed {
+			d.cancel = make(chan struct{})
+		}
+		ch := d.cancel
+		d.timer = time.AfterFunc(dur, func() { close(ch) })
+		return
+	}
+	if !closed {
+		close(d.cancel)
+	}
+}
+
+func (d *deadline) wait() chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cancel
+}
+
+func (d *deadline) expired() bool { return isClosedChan(d.wait()) }
+
+func isClosedChan(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}

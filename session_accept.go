@@ -1,0 +1,176 @@
+package rsp
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/mapping"
+)
+
+// prefixConn is a connection whose first bytes were read already.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(b []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(b, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}
+
+// NetConn returns the underlying connection.
+func (c *prefixConn) NetConn() net.Conn { return c.Conn }
+
+// CloseWrite shuts down the sending side where the connection can.
+func (c *prefixConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return ErrNotSupported
+}
+
+// helloPrefix is how a session starts on the wire: the TCP mapping's data
+// frame header of a HELLO, then the HELLO's own header.
+func helloPrefix() []byte {
+	b := mapping.AppendFrameHeader(nil, mapping.FrameHeader{Type: mapping.FrameData, Length: helloLen, Tag: SessionPPID})
+	return appendFrameHeader(b, frameHello, 0)[:mapping.FrameHeaderLen+1]
+}
+
+// sniff tells whether an accepted connection opens a session: its first
+// bytes are a session HELLO. Anything else, or nothing within
+// SniffTimeout, makes it a plain connection.
+func (l *Listener) sniff(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	if !l.sessions {
+		l.handPlain(c)
+		return
+	}
+	want := helloPrefix()
+	got := make([]byte, 0, len(want))
+	c.SetReadDeadline(time.Now().Add(l.scfg.SniffTimeout))
+	match := true
+	for len(got) < len(want) && match {
+		n, err := c.Read(got[len(got):cap(got)])
+		got = got[:len(got)+n]
+		for i := len(got) - n; i < len(got); i++ {
+			if got[i] != want[i] {
+				match = false
+			}
+		}
+		if err != nil {
+			if n == 0 && len(got) == 0 && !isTimeout(err) {
+				c.Close()
+				return
+			}
+			match = false
+		}
+	}
+	c.SetReadDeadline(time.Time{})
+	pc := &prefixConn{Conn: c, prefix: got}
+	if !match {
+		l.handPlain(pc)
+		return
+	}
+	s, err := l.openSession(pc)
+	if err != nil {
+		l.log.Debug("session: refused", "remote", c.RemoteAddr(), "err", err)
+		return
+	}
+	l.active.Add(1)
+	l.loadChanged()
+	select {
+	case l.ready <- s:
+	case <-l.done:
+		s.Close()
+	}
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+// openSession reads a pool user's HELLO (and the cookie it echoes),
+// answers it, and makes the session.
+func (l *Listener) openSession(pc *prefixConn) (*Session, error) {
+	cfg := l.scfg
+	c := mapping.NewTCPConn(pc, cfg.mappingConfig())
+	c.SetDeadline(time.Now().Add(cfg.SniffTimeout + cfg.HeartbeatInterval))
+	buf := make([]byte, 64<<10)
+	n, ppid, err := c.ReadMsg(buf)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	f, err := parseSessionFrame(buf[:n])
+	if err != nil || ppid != SessionPPID || f.Type != frameHello {
+		c.Close()
+		return nil, fmt.Errorf("%w: session opened without HELLO", ErrProtocol)
+	}
+	var echoed []byte
+	if f.Flags&flagCookie != 0 {
+		n, ppid, err := c.ReadMsg(buf)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		m, err := asap.Unmarshal(buf[:n])
+		ce, ok := m.(*asap.CookieEcho)
+		if err != nil || ppid != mapping.PPIDASAP || !ok {
+			c.Close()
+			return nil, fmt.Errorf("%w: HELLO announced a cookie echo, got none", ErrProtocol)
+		}
+		echoed = ce.Cookie
+	}
+	var flags uint8
+	if cfg.Stateless {
+		flags |= flagStateless
+	}
+	if err := c.WriteMsg(appendHelloAck(nil, flags), SessionPPID); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.SetDeadline(time.Time{})
+	self := Element{Handle: string(l.handle), PoolElement: asap.PoolElement{ID: l.ID()}}
+	s := newSession(cfg, false, l.handle, f.ID, c, self)
+	s.l = l
+	s.echoed = echoed
+	s.resumed = f.Flags&flagResume != 0
+	if f.Seq > 0 {
+		s.delivered = f.Seq - 1
+		s.processed, s.consumed, s.ackSent = s.delivered, s.delivered, s.delivered
+	}
+	s.cardTx = l.businessCard()
+	s.start()
+	return s, nil
+}
+
+// businessCard is what the listener tells its pool users: its pool and
+// the other elements to fail over to, in the pool's order.
+func (l *Listener) businessCard() *asap.BusinessCard {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	res, err := l.ep.Resolve(ctx, l.handle)
+	if err != nil {
+		return nil
+	}
+	card := &asap.BusinessCard{Handle: l.handle}
+	for _, pe := range res.PEs {
+		if pe.ID != l.ID() {
+			card.PEs = append(card.PEs, pe)
+		}
+	}
+	if len(card.PEs) == 0 {
+		return nil
+	}
+	return card
+}
