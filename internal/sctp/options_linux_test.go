@@ -178,13 +178,22 @@ func testSilentPeer(t *testing.T, a *Conn, l Liveness) {
 	if !errors.As(err, &oe) {
 		t.Errorf("error %T %v, want a *net.OpError", err, err)
 	}
-	// AssocMaxRetrans+1 unanswered heartbeats, each an interval plus an
-	// RTO and the kernel's jitter of up to half an RTO.
-	if limit := time.Duration(l.AssocMaxRetrans+1) * (l.HeartbeatInterval + 2*l.RTOMax); took > limit {
+	// AssocMaxRetrans+1 unanswered heartbeats after the one under way,
+	// each an interval plus an RTO and the kernel's jitter of up to half
+	// an RTO.
+	if limit := livenessBound(l); took > limit {
 		t.Errorf("silent peer detected after %v, want within %v", took, limit)
 	}
 	t.Logf("silent peer detected after %v: %v", took, err)
 	if err := a.WriteMsg(bytes.Repeat([]byte("x"), 10), SndInfo{}); err == nil {
 		t.Error("a write on the failed association succeeded")
 	}
+}
+
+// livenessBound is how long an association with l may take to notice a
+// silent peer: AssocMaxRetrans+1 unanswered heartbeats after the one under
+// way, each an interval plus an RTO and the kernel's jitter of up to half
+// an RTO, rounded up.
+func livenessBound(l Liveness) time.Duration {
+	return time.Duration(l.AssocMaxRetrans+2) * (l.HeartbeatInterval + 2*l.RTOMax)
 }
