@@ -2,6 +2,7 @@ package benchmarks
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -19,6 +20,9 @@ type Target struct {
 	Network string // "tcp" or "sctp"
 	Addr    string
 	PID     int // the registrar's process, when it runs in one of its own
+	// TLS, when set, is the client configuration of TLS connections to
+	// the registrar.
+	TLS *tls.Config
 }
 
 // Client is one load-generating ASAP connection.
@@ -29,7 +33,7 @@ type Client struct {
 }
 
 func dial(ctx context.Context, t Target) (*Client, error) {
-	var d mapping.Dialer
+	d := mapping.Dialer{TLSConfig: t.TLS}
 	c, err := d.DialContext(ctx, t.Network, t.Addr)
 	if err != nil {
 		return nil, err
