@@ -118,8 +118,8 @@ type Frame interface {
 // session existed before, with another element; Next is the first PU→PE
 // sequence number the user will send (1 for a new session, else the first
 // unacknowledged one). Window is how many PE→PU messages beyond its
-// cumulative acknowledgement the user accepts. Version is the highest
-// version the user speaks (0: Version).
+// cumulative acknowledgement the user accepts (0: DefaultWindow). Version
+// is the highest version the user speaks (0: Version).
 type Hello struct {
 	Version uint16
 	Resume  bool
@@ -132,7 +132,8 @@ type Hello struct {
 // the version chosen, at most the HELLO's. Ack acknowledges PU→PE messages
 // up to it (at least the HELLO's Next - 1); Resumed says the element knew
 // the session's state, so that Ack is what it has processed. Window is how
-// many PU→PE messages beyond its cumulative acknowledgement it accepts.
+// many PU→PE messages beyond its cumulative acknowledgement it accepts (0:
+// DefaultWindow). Version 0 means Version.
 type HelloAck struct {
 	Version uint16
 	Resumed bool
@@ -211,6 +212,9 @@ func header(b []byte, t FrameType, flags uint8) []byte {
 func appendHello(b []byte, t FrameType, flags uint8, v uint16, win uint32, id *SessionID, seq uint64) []byte {
 	if v == 0 {
 		v = Version
+	}
+	if win == 0 {
+		win = DefaultWindow
 	}
 	b = header(b, t, flags)
 	b = binary.BigEndian.AppendUint16(b, v)
@@ -307,7 +311,11 @@ func parseHello(b []byte, t FrameType) (flags uint8, v uint16, win uint32, id Se
 	if id == (SessionID{}) {
 		return 0, 0, 0, id, 0, fmt.Errorf("%w: %v session identifier 0", ErrMalformed, t)
 	}
-	return b[1], v, binary.BigEndian.Uint32(b[8:]), id, binary.BigEndian.Uint64(b[28:]), nil
+	win = binary.BigEndian.Uint32(b[8:])
+	if win == 0 {
+		return 0, 0, 0, id, 0, fmt.Errorf("%w: %v window 0", ErrMalformed, t)
+	}
+	return b[1], v, win, id, binary.BigEndian.Uint64(b[28:]), nil
 }
 
 // ParseData decodes a DATA frame. The payload aliases b.

@@ -88,6 +88,7 @@ func TestParseErrors(t *testing.T) {
 		{"short header", "040000", ErrMalformed},
 		{"hello short", "01000000 00010000 00000400" + id + "00000000000000", ErrMalformed},
 		{"hello version 0", "01000000 00000000 00000400" + id + "0000000000000001", ErrMalformed},
+		{"hello window 0", "01000000 00010000 00000000" + id + "0000000000000001", ErrMalformed},
 		{"hello id 0", "01000000 00010000 00000400 00000000000000000000000000000000 0000000000000001", ErrMalformed},
 		{"hello ack id 0", "02000000 00010000 00000400 00000000000000000000000000000000 0000000000000001", ErrMalformed},
 		{"data short", "03000000 0000000000000007 000000", ErrMalformed},
@@ -135,14 +136,15 @@ func TestParseLenient(t *testing.T) {
 	}
 }
 
-func TestHelloVersionDefault(t *testing.T) {
+func TestHelloDefaults(t *testing.T) {
 	b, _ := Hello{ID: testID, Next: 1}.AppendBinary(nil)
 	f, err := ParseFrame(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := f.(*Hello).Version; v != Version {
-		t.Fatalf("version %d, want %d", v, Version)
+	want := &Hello{Version: Version, Window: DefaultWindow, ID: testID, Next: 1}
+	if diff := cmp.Diff(want, f); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
 	}
 }
 
