@@ -6,31 +6,15 @@ import (
 	"fmt"
 )
 
-// The TCP mapping's frame format. TCP is a byte stream; the mapping turns it
-// into messages, each with a channel tag that plays the part of SCTP's
-// payload protocol identifier (PPID 11 for ASAP, 12 for ENRP, others for
-// applications), and adds heartbeats so that a silent peer is noticed.
-// Every frame starts with a 12-byte header, in network byte order:
-//
-//	 0                   1                   2                   3
-//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|     Type      |     Flags     |           Reserved            |
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|                        Payload Length                         |
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|                              Tag                              |
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|                 Payload (Payload Length bytes)                |
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//
-// Type is FrameData (1), a message whose Tag is its PPID; FrameHeartbeat
-// (2), which the receiver answers with a FrameHeartbeatAck (3) carrying the
-// same Tag and payload. A frame of an unknown type whose top bit is set is
-// skipped; any other unknown type ends the connection. Flags and Reserved
-// are sent as zero and ignored. The payload has no padding. A receiver
-// refuses payloads over its maximum (Config.MaxMessageSize) by closing the
-// connection, since a byte stream cannot skip what it cannot trust.
+// FrameHeaderLen is the length of the TCP mapping's frame header. The
+// frame format (framing, heartbeat, channel tag, and how retrieval of what
+// was not delivered is served) is specified in spec/tcp-mapping.md at the
+// root of the module. In short: a 12-byte header, Type u8 | Flags u8 |
+// Reserved u16 | Payload Length u32 | Tag u32, in network byte order, then
+// the payload without padding. FrameData's Tag is the message's PPID;
+// FrameHeartbeat is answered with a FrameHeartbeatAck of the same Tag and
+// payload; an unknown type with the top bit set is skipped, any other ends
+// the connection, as does a payload over Config.MaxMessageSize.
 const FrameHeaderLen = 12
 
 // Frame types.

@@ -1,8 +1,8 @@
 // Package mapping carries messages between RSerPool endpoints over a
 // transport: kernel SCTP, where each message keeps its boundaries and its
-// payload protocol identifier (PPID), or TCP with the frame format documented
-// in this package, which adds the boundaries, the PPID-like channel tag and
-// heartbeats that TCP lacks. An in-memory mapping serves tests.
+// payload protocol identifier (PPID), or TCP with the frame format of
+// spec/tcp-mapping.md, which adds the boundaries, the PPID-like channel tag
+// and heartbeats that TCP lacks. An in-memory mapping serves tests.
 package mapping
 
 import (
