@@ -47,7 +47,9 @@ func (t FrameType) String() string {
 // Flags of the frames' flag byte.
 const (
 	FlagResume     uint8 = 0x01 // HELLO: resume the session after failover
+	FlagCookie     uint8 = 0x02 // HELLO: an ASAP_COOKIE_ECHO follows on PPID 11
 	FlagResumed    uint8 = 0x01 // HELLO_ACK: the element knew the session's state
+	FlagStateless  uint8 = 0x02 // HELLO_ACK: each message stands alone
 	FlagAckRequest uint8 = 0x01 // DATA: the application asks for an acknowledgement
 	FlagAckNow     uint8 = 0x02 // DATA: the sender needs room; acknowledge without delay
 	FlagReply      uint8 = 0x01 // PING: this is the answer
@@ -117,12 +119,15 @@ type Frame interface {
 // Hello (HELLO) opens a session, pool user to element. Resume says that the
 // session existed before, with another element; Next is the first PU→PE
 // sequence number the user will send (1 for a new session, else the first
-// unacknowledged one). Window is how many PE→PU messages beyond its
-// cumulative acknowledgement the user accepts (0: DefaultWindow). Version
-// is the highest version the user speaks (0: Version).
+// unacknowledged one). Cookie says that an ASAP_COOKIE_ECHO follows on
+// PPID 11, which the element reads before any DATA. Window is how many
+// PE→PU messages beyond its cumulative acknowledgement the user accepts (0:
+// DefaultWindow). Version is the highest version the user speaks (0:
+// Version).
 type Hello struct {
 	Version uint16
 	Resume  bool
+	Cookie  bool
 	Window  uint32
 	ID      SessionID
 	Next    uint64
@@ -131,15 +136,18 @@ type Hello struct {
 // HelloAck (HELLO_ACK) accepts a session, element to pool user. Version is
 // the version chosen, at most the HELLO's. Ack acknowledges PU→PE messages
 // up to it (at least the HELLO's Next - 1); Resumed says the element knew
-// the session's state, so that Ack is what it has processed. Window is how
-// many PU→PE messages beyond its cumulative acknowledgement it accepts (0:
-// DefaultWindow). Version 0 means Version.
+// the session's state, so that Ack is what it has processed. Stateless
+// says that each message stands alone (an echo or lookup service): the
+// session may fail over to any element of the pool without a cookie.
+// Window is how many PU→PE messages beyond its cumulative acknowledgement
+// it accepts (0: DefaultWindow). Version 0 means Version.
 type HelloAck struct {
-	Version uint16
-	Resumed bool
-	Window  uint32
-	ID      SessionID
-	Ack     uint64
+	Version   uint16
+	Resumed   bool
+	Stateless bool
+	Window    uint32
+	ID        SessionID
+	Ack       uint64
 }
 
 // Data (DATA) carries one application message. Seq is its sequence number
@@ -226,12 +234,14 @@ func appendHello(b []byte, t FrameType, flags uint8, v uint16, win uint32, id *S
 
 // AppendBinary appends the frame's wire form to b.
 func (h Hello) AppendBinary(b []byte) ([]byte, error) {
-	return appendHello(b, FrameHello, flag(h.Resume, FlagResume), h.Version, h.Window, &h.ID, h.Next), nil
+	flags := flag(h.Resume, FlagResume) | flag(h.Cookie, FlagCookie)
+	return appendHello(b, FrameHello, flags, h.Version, h.Window, &h.ID, h.Next), nil
 }
 
 // AppendBinary appends the frame's wire form to b.
 func (h HelloAck) AppendBinary(b []byte) ([]byte, error) {
-	return appendHello(b, FrameHelloAck, flag(h.Resumed, FlagResumed), h.Version, h.Window, &h.ID, h.Ack), nil
+	flags := flag(h.Resumed, FlagResumed) | flag(h.Stateless, FlagStateless)
+	return appendHello(b, FrameHelloAck, flags, h.Version, h.Window, &h.ID, h.Ack), nil
 }
 
 // AppendDataHeader appends a DATA frame's fixed part; the payload follows
@@ -370,10 +380,10 @@ func (p *Parser) Parse(b []byte) (Frame, error) {
 			return nil, err
 		}
 		if t == FrameHello {
-			p.hello = Hello{Version: v, Resume: flags&FlagResume != 0, Window: win, ID: id, Next: seq}
+			p.hello = Hello{Version: v, Resume: flags&FlagResume != 0, Cookie: flags&FlagCookie != 0, Window: win, ID: id, Next: seq}
 			return &p.hello, nil
 		}
-		p.helloAck = HelloAck{Version: v, Resumed: flags&FlagResumed != 0, Window: win, ID: id, Ack: seq}
+		p.helloAck = HelloAck{Version: v, Resumed: flags&FlagResumed != 0, Stateless: flags&FlagStateless != 0, Window: win, ID: id, Ack: seq}
 		return &p.helloAck, nil
 	case FrameData:
 		if p.data, err = ParseData(b); err != nil {
