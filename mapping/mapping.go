@@ -3,6 +3,10 @@
 // payload protocol identifier (PPID), or TCP with the frame format of
 // spec/tcp-mapping.md, which adds the boundaries, the PPID-like channel tag
 // and heartbeats that TCP lacks. An in-memory mapping serves tests.
+//
+// Over TCP the frames can run inside TLS 1.3 (Dialer.TLSConfig,
+// ListenConfig.TLSConfig, or the network "tls"); over SCTP there is no TLS,
+// and the links need IPsec or a private network for protection.
 package mapping
 
 import (

@@ -435,6 +435,9 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (Conn
 		}
 		return NewTCPConn(c, d.Config), nil
 	case "sctp", "sctp4", "sctp6":
+		if d.TLSConfig != nil {
+			return nil, &net.OpError{Op: "dial", Net: network, Err: ErrTLSOverSCTP}
+		}
 		return dialSCTP(ctx, d.Config, network, address)
 	}
 	return nil, &net.OpError{Op: "dial", Net: network, Err: fmt.Errorf("%w: %q", ErrUnsupportedNetwork, network)}
@@ -476,6 +479,9 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (Li
 		}
 		return &tcpListener{l: l, cfg: lc.Config}, nil
 	case "sctp", "sctp4", "sctp6":
+		if lc.TLSConfig != nil {
+			return nil, &net.OpError{Op: "listen", Net: network, Err: ErrTLSOverSCTP}
+		}
 		return listenSCTP(ctx, lc.Config, network, address)
 	}
 	return nil, &net.OpError{Op: "listen", Net: network, Err: fmt.Errorf("%w: %q", ErrUnsupportedNetwork, network)}

@@ -14,7 +14,9 @@ import (
 // package inside it; the network "tls" (or "tls4", "tls6") asks for TLS
 // over TCP explicitly. SCTP connections never use TLS: over SCTP the links
 // are as rsplib has them, and need IPsec or a private network for
-// protection.
+// protection. So that nothing configured for TLS goes out in the clear, a
+// Dialer or ListenConfig with a TLSConfig refuses SCTP (ErrTLSOverSCTP);
+// use one without for SCTP.
 
 // DefaultHandshakeTimeout bounds the TLS handshake of an accepted
 // connection when ListenConfig.HandshakeTimeout is zero.
@@ -24,9 +26,15 @@ const DefaultHandshakeTimeout = 10 * time.Second
 // is under way at once; more are closed at once.
 const maxPendingHandshakes = 1024
 
-// ErrNoTLSConfig: the network "tls" was asked of a ListenConfig without
-// a TLSConfig (a server needs a certificate).
-var ErrNoTLSConfig = errors.New("mapping: tls network without a TLS configuration")
+// Errors of TLS connections.
+var (
+	// ErrNoTLSConfig: the network "tls" was asked of a ListenConfig
+	// without a TLSConfig (a server needs a certificate).
+	ErrNoTLSConfig = errors.New("mapping: tls network without a TLS configuration")
+	// ErrTLSOverSCTP: a Dialer or ListenConfig with a TLSConfig was
+	// asked for SCTP, which has no TLS here.
+	ErrTLSOverSCTP = errors.New("mapping: no TLS over SCTP")
+)
 
 // tlsNetwork returns the TCP network under a TLS network name.
 func tlsNetwork(network string) (string, bool) {

@@ -262,3 +262,14 @@ func TestTLSNetworkNeedsConfig(t *testing.T) {
 		t.Fatal("a plain TCP client read a message from a TLS listener")
 	}
 }
+
+func TestTLSConfigRefusesSCTP(t *testing.T) {
+	d := Dialer{TLSConfig: &tls.Config{}}
+	if _, err := d.DialContext(context.Background(), "sctp", "127.0.0.1:9"); !errors.Is(err, ErrTLSOverSCTP) {
+		t.Errorf("dial sctp with a TLS config: %v, want ErrTLSOverSCTP", err)
+	}
+	lc := ListenConfig{TLSConfig: &tls.Config{}}
+	if _, err := lc.Listen(context.Background(), "sctp", "127.0.0.1:0"); !errors.Is(err, ErrTLSOverSCTP) {
+		t.Errorf("listen sctp with a TLS config: %v, want ErrTLSOverSCTP", err)
+	}
+}

@@ -208,7 +208,9 @@ func (pc *peerConn) authorized(op Op, pool asap.PoolHandle) bool {
 // Listen opens an ASAP listener for r on network and address, as the
 // package's Listen does, with r's TLS configuration: when Config.TLSConfig
 // is set, connections over TCP use TLS, and failed handshakes are logged.
-// The network "tls" ("tls4", "tls6") needs Config.TLSConfig.
+// The network "tls" ("tls4", "tls6") needs Config.TLSConfig. An SCTP
+// listener has no TLS; with Config.TLSConfig set, opening one logs a
+// warning.
 func (r *Registrar) Listen(ctx context.Context, network, address string) (mapping.Listener, error) {
 	if r.cfg.TLSConfig == nil {
 		if _, ok := strings.CutPrefix(network, "tls"); !ok {
@@ -224,7 +226,8 @@ func (r *Registrar) Listen(ctx context.Context, network, address string) (mappin
 	}
 	switch network {
 	case "sctp", "sctp4", "sctp6":
-		return Listen(ctx, network, address) // no TLS over SCTP
+		r.cfg.Logger.Warn("serving ASAP over SCTP without TLS: peers are not authenticated and messages not protected; use IPsec or a private network", "address", address)
+		return Listen(ctx, network, address)
 	}
 	return lc.Listen(ctx, network, address)
 }

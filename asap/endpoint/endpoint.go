@@ -131,7 +131,9 @@ type Config struct {
 	// TLS). Registrars named "tls:HOST:PORT" get TLS anyway, with the
 	// system's roots when TLSConfig is nil. A certificate that does not
 	// verify fails the connection, and the hunt goes on to the next
-	// registrar. SCTP connections have no TLS. Ignored with Dialer set.
+	// registrar. SCTP has no TLS: with TLSConfig set, "sctp:" registrars
+	// are not dialed (mapping.ErrTLSOverSCTP), so that nothing meant for
+	// TLS goes out in the clear. Ignored with Dialer set.
 	TLSConfig *tls.Config
 	// Announces, when set, is the UDP multicast group where registrars
 	// announce themselves with ASAP_SERVER_ANNOUNCE, such as

@@ -11,6 +11,7 @@ import (
 	"github.com/rsp-go/rsp/asap/endpoint"
 	"github.com/rsp-go/rsp/internal/testpki"
 	"github.com/rsp-go/rsp/internal/testutil"
+	"github.com/rsp-go/rsp/mapping"
 	"github.com/rsp-go/rsp/registrar"
 )
 
@@ -79,5 +80,18 @@ func TestTLSRefusesImpostorRegistrar(t *testing.T) {
 	}
 	if got := poolIDs(r, "echo"); got != nil {
 		t.Fatalf("the impostor got registration %v", got)
+	}
+}
+
+// TestTLSSkipsSCTPRegistrars: with TLS configured, an SCTP registrar is
+// not used, as SCTP has no TLS.
+func TestTLSSkipsSCTPRegistrars(t *testing.T) {
+	ca := testpki.New(t, "test CA")
+	ep := newEndpoint(t, endpoint.Config{
+		Registrars: []string{"sctp:127.0.0.1:9"}, ConnectTimeout: time.Second, MaxRequestRetransmit: -1,
+		TLSConfig: testpki.ClientConfig(ca.Pool()),
+	})
+	if _, err := ep.Resolve(ctxTimeout(t, waitLong), "echo"); !errors.Is(err, mapping.ErrTLSOverSCTP) {
+		t.Fatalf("resolution through an SCTP registrar with TLS configured: %v, want mapping.ErrTLSOverSCTP", err)
 	}
 }

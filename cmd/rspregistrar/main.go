@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	var cfg registrar.Config
 	var listen listFlag
 	id := fs.Uint("id", 0, "server identifier (0: random)")
-	fs.Var(&listen, "listen", "where to serve ASAP, as network:address (tcp:HOST:PORT, tls:HOST:PORT or sctp:HOST:PORT; with -tls-cert tcp: is TLS too); repeatable, comma-separated (default tcp::3863, and sctp::3863 where the kernel has SCTP)")
+	fs.Var(&listen, "listen", "where to serve ASAP, as network:address (tcp:HOST:PORT, tls:HOST:PORT or sctp:HOST:PORT; with -tls-cert tcp: is TLS too); repeatable, comma-separated (default tcp::3863, and sctp::3863 where the kernel has SCTP; with TLS, tcp::3863 only)")
 	fs.DurationVar(&cfg.KeepAliveInterval, "keepalive-interval", registrar.DefaultKeepAliveInterval, "interval of keep-alives to each pool element (negative: off)")
 	fs.DurationVar(&cfg.KeepAliveTimeout, "keepalive-timeout", registrar.DefaultKeepAliveTimeout, "time a pool element has to answer a keep-alive")
 	fs.IntVar(&cfg.MaxBadPEReports, "max-bad-pe-reports", registrar.DefaultMaxBadPEReports, "unreachable reports after which a pool element is removed")
@@ -123,6 +123,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 
 	if len(listen) == 0 {
 		listen = defaultListen()
+		if cfg.TLSConfig != nil {
+			// SCTP has no TLS: with TLS asked for, only TCP unless
+			// -listen says otherwise.
+			listen = []string{"tcp::3863"}
+		}
 	}
 	for _, spec := range listen {
 		if _, _, ok := mapping.SplitAddress(spec); !ok {
