@@ -116,6 +116,10 @@ type Config struct {
 	// It is called from the connections' goroutines, concurrently.
 	Authorize func(p Peer, op Op, pool asap.PoolHandle) bool
 
+	// ENRP configures the registrar's peers: the other registrars of its
+	// pool, with which it shares the handlespace (see ENRPConfig).
+	ENRP ENRPConfig
+
 	// Logger receives the registrar's logs; nil discards them.
 	Logger *slog.Logger
 }

@@ -163,6 +163,7 @@ func (pc *peerConn) register(m *asap.Registration) {
 			st.conn = pc
 		}
 		pc.pes[key] = struct{}{}
+		r.registeredLocked(m.Handle, &pe)
 	}
 	r.mu.Unlock()
 
@@ -344,7 +345,7 @@ func (pc *peerConn) unreachable(m *asap.EndpointUnreachable) {
 		if st != nil {
 			r.removeLocked(key, st)
 		} else {
-			r.hs.Deregister(m.Handle, m.ID)
+			r.dropLocked(key)
 		}
 		return
 	}

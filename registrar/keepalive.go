@@ -61,7 +61,7 @@ func (r *Registrar) removeLocked(key peKey, st *peState) {
 	st.timer.Stop()
 	delete(r.owned, key)
 	delete(st.conn.pes, key)
-	r.hs.Deregister(key.handle, key.id)
+	r.dropLocked(key)
 }
 
 // expireLoop removes pool elements whose registration life ran out and tells
@@ -99,6 +99,7 @@ func (r *Registrar) expire(now time.Time) {
 	r.hs.Expire(now, func(h asap.PoolHandle, pe *asap.PoolElement) {
 		key := peKey{h, pe.ID}
 		r.cfg.Logger.Info("registration life expired", "pool", h, "pe", pe.ID)
+		r.expiredLocked(h, pe)
 		if st := r.owned[key]; st != nil {
 			st.timer.Stop()
 			delete(r.owned, key)

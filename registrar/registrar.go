@@ -12,6 +12,39 @@
 // Serve reads in batches: the messages of many peers come in with one
 // system call and their answers go out with another.
 //
+// # Registrar pools (ENRP)
+//
+// With Config.ENRP naming peers and listeners, registrars form a pool that
+// shares the handlespace with ENRP (RFC 5353), over TCP with the framing of
+// package mapping or over SCTP (PPID 12) as rsplib's registrars speak it.
+// Every registration, deregistration and expiry at a registrar goes to its
+// peers as a handle update; a registrar that joins takes the handlespace
+// from the first peer it hears (its mentor) and their own elements from
+// the others, in handle table responses of at most 128 elements; presences
+// carry each registrar's ownership checksum, and a checksum that differs
+// twice in a row makes the peer resynchronise with the sender's own
+// elements. Resolutions are answered from the whole handlespace.
+//
+// A peer silent for MaxTimeLastHeard is probed; one that does not answer
+// within MaxTimeNoResponse is taken over: INIT_TAKEOVER to all peers, the
+// lower server identifier winning when two try at once (as in rsplib),
+// TAKEOVER_SERVER once every live peer acknowledged. The taker becomes
+// the home of the dead registrar's elements in every handlespace. rsp's
+// pool elements keep one connection, to their home registrar; when it
+// breaks they hunt, reach another registrar of the pool and re-register,
+// which makes it their home. The home-flagged keep-alive of RFC 5352 is
+// not sent on takeover: the taker has no connection to a pool element it
+// did not register, and a taken-over element that never re-registers
+// leaves with its registration life.
+//
+// An element registered here over a live connection stays here when a
+// peer's handle table or takeover claims it; the claim is answered with a
+// handle update, so that a partition heals to one home per element. A peer
+// may only add or remove elements it is home of (else ENRP_ERROR with
+// "rejected due to security considerations"); malformed messages are
+// answered with ENRP_ERROR; ENRPConfig bounds the peers, each peer's
+// message rate and the bad messages one connection may send.
+//
 // # Security
 //
 // rsplib authenticates nobody: whoever reaches its registrar can register,
@@ -63,6 +96,7 @@ type Registrar struct {
 	conns     map[*peerConn]struct{}
 	listeners map[mapping.Listener]struct{}
 	ann       *announcer
+	enrp      *enrpSide
 	closed    bool
 
 	clock atomic.Int64 // coarseNow, in Unix nanoseconds
@@ -103,6 +137,7 @@ func New(cfg Config) *Registrar {
 		listeners: make(map[mapping.Listener]struct{}),
 		done:      make(chan struct{}),
 	}
+	r.enrp = newENRPSide(r)
 	r.clock.Store(time.Now().UnixNano())
 	r.wg.Add(1)
 	go r.expireLoop()
@@ -157,6 +192,10 @@ func (r *Registrar) Serve(l mapping.Listener) error {
 		r.mu.Unlock()
 	}()
 	if err := r.startAnnouncing(); err != nil {
+		l.Close()
+		return err
+	}
+	if err := r.startENRP(); err != nil {
 		l.Close()
 		return err
 	}

@@ -4,7 +4,9 @@
 // It serves ASAP over TCP (the framing of package mapping) and, where the
 // kernel has SCTP, over SCTP. With -announce it announces itself to a
 // multicast group, where pool elements and pool users that listen there
-// find it. It logs with log/slog to standard error and shuts down cleanly
+// find it. With -peer and -enrp-listen it is one of a pool of registrars
+// that share the handlespace with ENRP and take over each other's pool
+// elements (rsplib's registrars among them, over SCTP). It logs with log/slog to standard error and shuts down cleanly
 // on SIGINT and SIGTERM.
 //
 // With -tls-cert and -tls-key it serves ASAP over TCP with TLS 1.3
@@ -90,6 +92,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		return err
 	})
+	var peers, enrpListen listFlag
+	fs.Var(&peers, "peer", "an ENRP peer registrar to connect to, as network:address (tcp:HOST:PORT or sctp:HOST:PORT; rsplib's registrars speak sctp on port 9901); repeatable, comma-separated")
+	fs.Var(&enrpListen, "enrp-listen", "where to accept ENRP from peer registrars, as network:address (e.g. sctp:HOST:9901 or tcp:HOST:9901); repeatable, comma-separated (default: none)")
+	fs.DurationVar(&cfg.ENRP.HeartbeatInterval, "peer-heartbeat", registrar.DefaultPeerHeartbeatInterval, "interval of ENRP presences to every peer (PEER-HEARTBEAT-CYCLE)")
+	fs.DurationVar(&cfg.ENRP.MaxTimeLastHeard, "peer-max-time-last-heard", registrar.DefaultPeerMaxTimeLastHeard, "silence after which a peer is probed")
+	fs.DurationVar(&cfg.ENRP.MaxTimeNoResponse, "peer-max-time-no-response", registrar.DefaultPeerMaxTimeNoResponse, "time a probed peer has to answer before it is taken over")
+	fs.DurationVar(&cfg.ENRP.TakeoverExpiry, "takeover-expiry", registrar.DefaultTakeoverExpiry, "time a takeover waits for its acknowledgements before asking again")
+	fs.IntVar(&cfg.ENRP.MaxPeers, "max-peers", registrar.DefaultMaxPeers, "most ENRP peers")
+	fs.Float64Var(&cfg.ENRP.MaxMessageRate, "max-peer-rate", 0, "ENRP messages per second per peer (0: unlimited)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -134,6 +145,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("-listen %q: want network:address", spec)
 		}
 	}
+	for _, spec := range append(append([]string(nil), peers...), enrpListen...) {
+		if _, _, ok := strings.Cut(spec, ":"); !ok {
+			return fmt.Errorf("-peer/-enrp-listen %q: want network:address", spec)
+		}
+	}
+	cfg.ENRP.Peers, cfg.ENRP.Listen = peers, enrpListen
 	r := registrar.New(cfg)
 	errc := make(chan error, len(listen))
 	for _, spec := range listen {

@@ -216,6 +216,8 @@ func TestArgumentErrors(t *testing.T) {
 		{[]string{"-listen", "tcp:127.0.0.1:0,nowhere"}, `-listen "nowhere": want network:address`},
 		{[]string{"-listen", "udp:127.0.0.1:0"}, `unsupported network: "udp"`},
 		{[]string{"-listen", "tcp:127.0.0.1:99999"}, "invalid port"},
+		{[]string{"-peer", "tcp:127.0.0.1:9901,nowhere"}, `-peer/-enrp-listen "nowhere": want network:address`},
+		{[]string{"-enrp-listen", "127.0.0.1"}, `-peer/-enrp-listen "127.0.0.1": want network:address`},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			var out bytes.Buffer

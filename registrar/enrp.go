@@ -1,0 +1,595 @@
+package registrar
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/mapping"
+	"github.com/rsp-go/rsp/registrar/internal/peer"
+)
+
+// Defaults of ENRPConfig. The timers are faster than rsplib's (2.4 s
+// heartbeats, 5 s max-time-last-heard, 5 s max-time-no-response, 5 s
+// takeover expiry) and interoperate with it.
+const (
+	DefaultPeerHeartbeatInterval = peer.DefaultHeartbeatInterval
+	DefaultPeerMaxTimeLastHeard  = peer.DefaultMaxTimeLastHeard
+	DefaultPeerMaxTimeNoResponse = peer.DefaultMaxTimeNoResponse
+	DefaultTakeoverExpiry        = peer.DefaultTakeoverExpiry
+	DefaultMaxPeers              = peer.DefaultMaxPeers
+	DefaultMaxBadPeerMessages    = 100
+	DefaultPeerSendQueue         = 8192
+	DefaultENRPPort              = 9901
+)
+
+// ENRPConfig configures a registrar's ENRP side (RFC 5353): the peer
+// registrars it shares the handlespace with. The zero value has no peers
+// and listens nowhere.
+type ENRPConfig struct {
+	// Peers are registrars to connect to, as network:address
+	// ("tcp:host:port" with the framing of package mapping, or
+	// "sctp:host:port", PPID 12, as rsplib's registrars speak it). The
+	// registrar keeps a connection to each, reconnecting when it breaks.
+	Peers []string
+	// Listen are where to accept ENRP connections from peers, as
+	// network:address. Serve opens them; ServeENRP serves other
+	// listeners.
+	Listen []string
+
+	// HeartbeatInterval (PEER-HEARTBEAT-CYCLE), MaxTimeLastHeard,
+	// MaxTimeNoResponse and TakeoverExpiry are the ENRP timers: a peer
+	// silent for MaxTimeLastHeard is probed, and taken over when it does
+	// not answer within MaxTimeNoResponse; a takeover waits
+	// TakeoverExpiry for acknowledgements before it asks again.
+	HeartbeatInterval time.Duration
+	MaxTimeLastHeard  time.Duration
+	MaxTimeNoResponse time.Duration
+	TakeoverExpiry    time.Duration
+
+	// MaxPeers bounds the peer table. MaxMessageRate bounds each peer's
+	// ENRP messages per second (zero: no limit). A connection that sends
+	// MaxBadMessages malformed, refused or over-the-rate messages is
+	// closed. MaxElementsPerResponse is the most pool elements per
+	// handle table response (rsplib: 128). SendQueue is how many messages
+	// may wait for one peer connection; when it is full the connection
+	// is closed, and the peers' audit repairs what it missed.
+	MaxPeers               int
+	MaxMessageRate         float64
+	MaxBadMessages         int
+	MaxElementsPerResponse int
+	SendQueue              int
+}
+
+func (c ENRPConfig) withDefaults() ENRPConfig {
+	if c.MaxBadMessages <= 0 {
+		c.MaxBadMessages = DefaultMaxBadPeerMessages
+	}
+	if c.SendQueue <= 0 {
+		c.SendQueue = DefaultPeerSendQueue
+	}
+	return c
+}
+
+// enrpSide is the registrar's ENRP I/O around its pure core: one
+// goroutine per connection reads and feeds the core, one writes; one runs
+// the core's timers. The core is guarded by the registrar's mutex, as is
+// the handlespace it works on.
+type enrpSide struct {
+	r       *Registrar
+	cfg     ENRPConfig
+	core    *peer.Core // guarded by r.mu
+	kick    chan struct{}
+	started bool // guarded by r.mu
+	running bool // guarded by r.mu
+
+	lmu       sync.Mutex
+	links     map[*link]struct{}
+	listeners map[mapping.Listener]struct{}
+	infoSet   bool
+}
+
+// link is one ENRP connection to a peer.
+type link struct {
+	e    *enrpSide
+	c    mapping.Conn
+	out  chan []byte
+	done chan struct{}
+	once sync.Once
+	id   asap.ServerID // the peer, once heard; guarded by e.lmu
+	bad  int           // reader only
+}
+
+func newENRPSide(r *Registrar) *enrpSide {
+	cfg := r.cfg.ENRP.withDefaults()
+	e := &enrpSide{
+		r:         r,
+		cfg:       cfg,
+		kick:      make(chan struct{}, 1),
+		links:     make(map[*link]struct{}),
+		listeners: make(map[mapping.Listener]struct{}),
+	}
+	e.core = peer.New(peer.Config{
+		ID:                     r.id,
+		HeartbeatInterval:      cfg.HeartbeatInterval,
+		MaxTimeLastHeard:       cfg.MaxTimeLastHeard,
+		MaxTimeNoResponse:      cfg.MaxTimeNoResponse,
+		TakeoverExpiry:         cfg.TakeoverExpiry,
+		MaxElementsPerResponse: cfg.MaxElementsPerResponse,
+		MaxPeers:               cfg.MaxPeers,
+		MaxMessageRate:         cfg.MaxMessageRate,
+		MinLife:                r.cfg.MinRegistrationLife,
+		MaxLife:                r.cfg.MaxRegistrationLife,
+		Live: func(h asap.PoolHandle, id asap.PEID) bool {
+			_, ok := r.owned[peKey{h, id}]
+			return ok
+		},
+		Disown: func(h asap.PoolHandle, id asap.PEID) {
+			key := peKey{h, id}
+			if st := r.owned[key]; st != nil {
+				st.timer.Stop()
+				delete(r.owned, key)
+				delete(st.conn.pes, key)
+			}
+		},
+		TookOver: func(target asap.ServerID, pes []peer.Key) {
+			// rsp's pool elements keep one connection, to their home
+			// registrar; when it breaks they hunt, find this one and
+			// re-register, which makes it their home on their side too.
+			// Until then they are resolvable here and expire with their
+			// registration life.
+			r.cfg.Logger.Warn("took over a registrar's pool elements", "registrar", fmt.Sprintf("%08x", uint32(target)), "elements", len(pes))
+		},
+		Logger: r.cfg.Logger.With("enrp", fmt.Sprintf("%08x", uint32(r.id))),
+	}, r.hs)
+	return e
+}
+
+// registeredLocked tells the peers of a registration here.
+func (r *Registrar) registeredLocked(h asap.PoolHandle, pe *asap.PoolElement) {
+	r.enrp.core.Registered(h, pe)
+	r.enrp.poke()
+}
+
+// dropLocked removes a pool element this registrar is home of from the
+// handlespace and tells the peers. An element whose home is now a peer
+// (it registered there since) stays: it is the peer's to remove.
+func (r *Registrar) dropLocked(key peKey) {
+	pe, ok := r.hs.Lookup(key.handle, key.id)
+	if !ok || pe.Home != r.id {
+		return
+	}
+	p := *pe
+	r.hs.Deregister(key.handle, key.id)
+	r.enrp.core.Removed(key.handle, &p)
+	r.enrp.poke()
+}
+
+// expiredLocked tells the peers that an element homed here expired.
+func (r *Registrar) expiredLocked(h asap.PoolHandle, pe *asap.PoolElement) {
+	if pe.Home == r.id {
+		r.enrp.core.Removed(h, pe)
+		r.enrp.poke()
+	}
+}
+
+// poke wakes the timer goroutine to send what the core has queued.
+func (e *enrpSide) poke() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// startENRP opens the configured ENRP listeners and connects to the
+// configured peers, once.
+func (r *Registrar) startENRP() error {
+	e := r.enrp
+	r.mu.Lock()
+	if e.started || r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	e.started = true
+	r.mu.Unlock()
+	for _, spec := range e.cfg.Listen {
+		network, address, ok := strings.Cut(spec, ":")
+		if !ok {
+			return fmt.Errorf("registrar: ENRP listener %q: want network:address", spec)
+		}
+		var lc mapping.ListenConfig
+		l, err := lc.Listen(context.Background(), network, address)
+		if err != nil {
+			return fmt.Errorf("registrar: ENRP listener: %w", err)
+		}
+		if !e.addListener(l) {
+			return ErrRegistrarClosed
+		}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			e.accept(l)
+		}()
+	}
+	e.ensureRunning()
+	for _, spec := range e.cfg.Peers {
+		network, address, ok := strings.Cut(spec, ":")
+		if !ok {
+			return fmt.Errorf("registrar: ENRP peer %q: want network:address", spec)
+		}
+		r.wg.Add(1)
+		go e.dialLoop(network, address)
+	}
+	return nil
+}
+
+// ensureRunning starts the timer goroutine once.
+func (e *enrpSide) ensureRunning() {
+	r := e.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || e.running {
+		return
+	}
+	e.running = true
+	e.core.Start(time.Now())
+	r.wg.Add(1)
+	go e.timerLoop()
+}
+
+// ServeENRP accepts ENRP connections from peer registrars on l until
+// Close; its address is announced in the registrar's presences. It always
+// returns a non-nil error; after Close it is ErrRegistrarClosed.
+func (r *Registrar) ServeENRP(l mapping.Listener) error {
+	e := r.enrp
+	if !e.addListener(l) {
+		return ErrRegistrarClosed
+	}
+	e.ensureRunning()
+	return e.accept(l)
+}
+
+// addListener records l, whose address goes into the presences if it is
+// the first; false after Close.
+func (e *enrpSide) addListener(l mapping.Listener) bool {
+	r := e.r
+	e.lmu.Lock()
+	defer e.lmu.Unlock()
+	if r.isClosed() {
+		l.Close()
+		return false
+	}
+	e.listeners[l] = struct{}{}
+	if !e.infoSet {
+		if info, ok := serverInfo(r.id, l.Addr()); ok {
+			e.infoSet = true
+			r.mu.Lock()
+			e.core.SetInfo(info)
+			r.mu.Unlock()
+		}
+	}
+	return true
+}
+
+func (e *enrpSide) accept(l mapping.Listener) error {
+	r := e.r
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if r.isClosed() {
+				return ErrRegistrarClosed
+			}
+			if isTemporary(err) {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return err
+		}
+		e.run(c)
+	}
+}
+
+// ENRPAddrs returns the addresses of the registrar's ENRP listeners.
+func (r *Registrar) ENRPAddrs() []net.Addr {
+	e := r.enrp
+	e.lmu.Lock()
+	defer e.lmu.Unlock()
+	var a []net.Addr
+	for l := range e.listeners {
+		a = append(a, l.Addr())
+	}
+	return a
+}
+
+// Peers returns the server identifiers of the registrar's ENRP peers.
+func (r *Registrar) Peers() []asap.ServerID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.enrp.core.Peers()
+}
+
+// serverInfo is the server information of a registrar listening at a:
+// rsplib's peers reach it there over SCTP. (A TCP listener is described
+// with the same parameter; RFC 5353 knows only SCTP.)
+func serverInfo(id asap.ServerID, a net.Addr) (*asap.ServerInformation, bool) {
+	s := a.String()
+	if i := strings.IndexByte(s, ']'); strings.HasPrefix(s, "[") && i > 0 && strings.Contains(s[1:i], ",") {
+		s = s[1:strings.IndexByte(s, ',')] + s[i+1:] // first of a multi-homed list
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return nil, false
+	}
+	addr := ap.Addr().Unmap()
+	if addr.IsUnspecified() {
+		addr = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	return &asap.ServerInformation{Server: id, Transport: asap.Transport{
+		Kind: asap.ParamSCTPTransport, Port: ap.Port(), Use: asap.DataOnly, Addrs: []netip.Addr{addr},
+	}}, true
+}
+
+// dialLoop keeps a connection to one configured peer.
+func (e *enrpSide) dialLoop(network, address string) {
+	r := e.r
+	defer r.wg.Done()
+	var d mapping.Dialer
+	delay := e.cfg.HeartbeatInterval
+	if delay <= 0 {
+		delay = DefaultPeerHeartbeatInterval
+	}
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*delay+time.Second)
+		go func() {
+			select {
+			case <-r.done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		c, err := d.DialContext(ctx, network, address)
+		cancel()
+		if err == nil {
+			l := e.run(c)
+			select {
+			case <-l.done:
+			case <-r.done:
+				return
+			}
+		} else {
+			r.cfg.Logger.Debug("ENRP peer unreachable", "peer", address, "err", err)
+		}
+		select {
+		case <-r.done:
+			return
+		case <-time.After(delay):
+		}
+	}
+}
+
+// run serves one ENRP connection in new goroutines; it starts with a
+// presence that asks the peer to answer with its own.
+func (e *enrpSide) run(c mapping.Conn) *link {
+	r := e.r
+	l := &link{e: e, c: c, out: make(chan []byte, e.cfg.SendQueue), done: make(chan struct{})}
+	e.lmu.Lock()
+	if r.isClosed() {
+		e.lmu.Unlock()
+		c.Close()
+		close(l.done)
+		return l
+	}
+	e.links[l] = struct{}{}
+	r.wg.Add(2)
+	e.lmu.Unlock()
+	r.mu.Lock()
+	p := e.core.Presence(0, true)
+	r.mu.Unlock()
+	l.send(p)
+	go l.writeLoop()
+	go l.readLoop()
+	return l
+}
+
+func (l *link) close() {
+	l.once.Do(func() {
+		close(l.done)
+		l.c.Close()
+		l.e.lmu.Lock()
+		delete(l.e.links, l)
+		l.e.lmu.Unlock()
+	})
+}
+
+func (l *link) send(m interface{ AppendBinary([]byte) ([]byte, error) }) {
+	b, err := m.AppendBinary(nil)
+	if err != nil {
+		l.e.r.cfg.Logger.Error("encoding ENRP message", "err", err)
+		return
+	}
+	l.sendBytes(b)
+}
+
+func (l *link) sendBytes(b []byte) {
+	select {
+	case l.out <- b:
+	case <-l.done:
+	default:
+		l.e.r.cfg.Logger.Warn("ENRP peer does not keep up; closing its connection", "peer", l.c.RemoteAddr())
+		l.close()
+	}
+}
+
+func (l *link) writeLoop() {
+	r := l.e.r
+	defer r.wg.Done()
+	bc := mapping.Batched(l.c)
+	batch := make([]mapping.Msg, 0, 64)
+	for {
+		select {
+		case b := <-l.out:
+			batch = append(batch[:0], mapping.Msg{Buf: b, PPID: mapping.PPIDENRP})
+		more:
+			for len(batch) < cap(batch) {
+				select {
+				case b := <-l.out:
+					batch = append(batch, mapping.Msg{Buf: b, PPID: mapping.PPIDENRP})
+				default:
+					break more
+				}
+			}
+			l.c.SetWriteDeadline(time.Now().Add(r.cfg.WriteTimeout))
+			if _, err := bc.WriteBatch(batch); err != nil {
+				r.cfg.Logger.Debug("ENRP write failed; closing connection", "peer", l.c.RemoteAddr(), "err", err)
+				l.close()
+				return
+			}
+		case <-l.done:
+			return
+		}
+	}
+}
+
+func (l *link) readLoop() {
+	e := l.e
+	r := e.r
+	defer r.wg.Done()
+	defer l.close()
+	buf := make([]byte, 65536)
+	for {
+		n, ppid, err := l.c.ReadMsg(buf)
+		if errors.Is(err, mapping.ErrMessageTooLong) {
+			continue
+		}
+		if err != nil {
+			r.cfg.Logger.Debug("ENRP connection ended", "peer", l.c.RemoteAddr(), "err", err)
+			return
+		}
+		if ppid != mapping.PPIDENRP {
+			continue
+		}
+		b := buf[:n]
+		now := time.Now()
+		r.mu.Lock()
+		err = e.core.Receive(now, b)
+		out := e.core.TakeOut()
+		r.mu.Unlock()
+		if err == nil && n >= 12 {
+			id := asap.ServerID(binary.BigEndian.Uint32(b[4:]))
+			e.lmu.Lock()
+			l.id = id
+			e.lmu.Unlock()
+		}
+		e.dispatch(l, out)
+		if err != nil {
+			l.bad++
+			r.cfg.Logger.Debug("refused ENRP message", "peer", l.c.RemoteAddr(), "err", err)
+			if l.bad >= e.cfg.MaxBadMessages {
+				r.cfg.Logger.Warn("ENRP peer sends too many bad messages; closing its connection", "peer", l.c.RemoteAddr(), "bad", l.bad)
+				return
+			}
+		}
+	}
+}
+
+// timerLoop runs the core's timers and sends what it queues between them.
+func (e *enrpSide) timerLoop() {
+	r := e.r
+	defer r.wg.Done()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-e.kick:
+		case <-r.done:
+			e.lmu.Lock()
+			links := make([]*link, 0, len(e.links))
+			for l := range e.links {
+				links = append(links, l)
+			}
+			ls := make([]mapping.Listener, 0, len(e.listeners))
+			for l := range e.listeners {
+				ls = append(ls, l)
+			}
+			e.lmu.Unlock()
+			for _, l := range ls {
+				l.Close()
+			}
+			for _, l := range links {
+				l.close()
+			}
+			return
+		}
+		now := time.Now()
+		r.mu.Lock()
+		if !e.core.Deadline().After(now) {
+			e.core.Tick(now)
+		}
+		out := e.core.TakeOut()
+		d := e.core.Deadline()
+		r.mu.Unlock()
+		e.dispatch(nil, out)
+		t.Reset(time.Until(d))
+	}
+}
+
+// dispatch sends the core's messages: answers on the connection from, the
+// others to the peer they name (its most recent connection), group-casts
+// once to every peer and to every connection whose peer is not yet known.
+func (e *enrpSide) dispatch(from *link, out []peer.Out) {
+	if len(out) == 0 {
+		return
+	}
+	e.lmu.Lock()
+	links := make([]*link, 0, len(e.links))
+	ids := make([]asap.ServerID, 0, len(e.links))
+	for l := range e.links {
+		links = append(links, l)
+		ids = append(ids, l.id)
+	}
+	e.lmu.Unlock()
+	for _, o := range out {
+		b, err := o.Msg.AppendBinary(nil)
+		if err != nil {
+			e.r.cfg.Logger.Error("encoding ENRP message", "type", o.Msg.Type(), "err", err)
+			continue
+		}
+		switch {
+		case o.Reply && from != nil:
+			from.sendBytes(b)
+		case o.To != 0:
+			for i, l := range links {
+				if ids[i] == o.To {
+					l.sendBytes(b)
+					break
+				}
+			}
+		default:
+			seen := make(map[asap.ServerID]bool, len(links))
+			for i, l := range links {
+				if ids[i] != 0 && seen[ids[i]] {
+					continue
+				}
+				seen[ids[i]] = true
+				l.sendBytes(b)
+			}
+		}
+	}
+}
+
+// Checksum returns the RFC 5353 PE checksum of the pool elements owner is
+// home of in this registrar's handlespace: the registrar's own when owner
+// is its ID. Registrars that agree hold the same checksums.
+func (r *Registrar) Checksum(owner asap.ServerID) uint16 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.hs.Checksum(owner)
+}

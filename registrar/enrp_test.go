@@ -1,0 +1,372 @@
+package registrar_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/asap/endpoint"
+	"github.com/rsp-go/rsp/enrp"
+	"github.com/rsp-go/rsp/internal/testutil"
+	"github.com/rsp-go/rsp/mapping"
+	"github.com/rsp-go/rsp/policy"
+	"github.com/rsp-go/rsp/registrar"
+)
+
+// fastENRP are the ENRP timers of these tests: a dead peer is noticed
+// within about 250 ms of its last presence.
+var fastENRP = registrar.ENRPConfig{
+	HeartbeatInterval: 50 * time.Millisecond,
+	MaxTimeLastHeard:  120 * time.Millisecond,
+	MaxTimeNoResponse: 80 * time.Millisecond,
+	TakeoverExpiry:    200 * time.Millisecond,
+}
+
+// member is one registrar of a test pool. Everything reaches it through
+// proxies, so that it can be black-holed: asap for pool elements, and one
+// proxy per peer for the ENRP connections it accepts.
+type member struct {
+	r     *registrar.Registrar
+	asap  *testutil.Proxy
+	enrp  map[int]*testutil.Proxy // the proxy peer i dials to reach this one
+	index int
+}
+
+func (m *member) addr() string { return "tcp:" + m.asap.Addr() }
+
+// blackHole makes m unreachable: no pool element, no peer hears it or
+// is heard by it.
+func (m *member) blackHole(pool []*member) {
+	m.asap.BlackHole()
+	for _, p := range m.enrp {
+		p.BlackHole()
+	}
+	for _, o := range pool {
+		if p := o.enrp[m.index]; p != nil {
+			p.BlackHole()
+		}
+	}
+}
+
+// startPool starts n registrars with IDs 1..n, each a peer of all others
+// over TCP.
+func startPool(t *testing.T, n int, tweak func(i int, cfg *registrar.Config)) []*member {
+	t.Helper()
+	enrpAddrs := make([]string, n)
+	for i := range enrpAddrs {
+		enrpAddrs[i] = testutil.FreeAddr(t)
+	}
+	pool := make([]*member, n)
+	for i := range pool {
+		pool[i] = &member{index: i, enrp: make(map[int]*testutil.Proxy)}
+		for j := range n {
+			if j != i {
+				pool[i].enrp[j] = testutil.StartProxy(t, enrpAddrs[i])
+			}
+		}
+	}
+	for i, m := range pool {
+		cfg := registrar.Config{
+			ID:                asap.ServerID(i + 1),
+			KeepAliveInterval: 50 * time.Millisecond,
+			KeepAliveTimeout:  2 * time.Second,
+			ENRP:              fastENRP,
+			Logger:            testutil.Logger(t, fmt.Sprintf("r%d", i+1)),
+		}
+		cfg.ENRP.Listen = []string{"tcp:" + enrpAddrs[i]}
+		for j, o := range pool {
+			if j != i {
+				cfg.ENRP.Peers = append(cfg.ENRP.Peers, "tcp:"+o.enrp[i].Addr())
+			}
+		}
+		if tweak != nil {
+			tweak(i, &cfg)
+		}
+		r, addr := testutil.StartRegistrar(t, cfg)
+		m.r = r
+		m.asap = testutil.StartProxy(t, addr[len("tcp:"):])
+	}
+	for _, m := range pool {
+		testutil.WaitFor(t, 5*time.Second, "the ENRP listener", func() bool { return len(m.r.ENRPAddrs()) > 0 })
+		testutil.WaitFor(t, 10*time.Second, "the pool's registrars know each other", func() bool { return len(m.r.Peers()) == n-1 })
+	}
+	return pool
+}
+
+// homes returns the pool elements of r's handlespace with their homes.
+func homes(r *registrar.Registrar) map[string]asap.ServerID {
+	m := make(map[string]asap.ServerID)
+	for _, p := range r.Pools() {
+		for _, pe := range p.Elements {
+			m[fmt.Sprintf("%s/%08x", p.Handle, uint32(pe.ID))] = pe.Home
+		}
+	}
+	return m
+}
+
+func home(r *registrar.Registrar, h asap.PoolHandle, id asap.PEID) asap.ServerID {
+	return homes(r)[fmt.Sprintf("%s/%08x", h, uint32(id))]
+}
+
+// peEndpoint is a pool element's ASAP endpoint that hunts among addrs. The
+// TCP mapping's heartbeats notice a silent registrar within 250 ms.
+func peEndpoint(t *testing.T, allow func(addr string) bool, addrs ...string) *endpoint.Endpoint {
+	d := mapping.Dialer{Config: mapping.Config{HeartbeatInterval: 50 * time.Millisecond, HeartbeatTimeout: 200 * time.Millisecond}}
+	ep := endpoint.New(endpoint.Config{
+		Registrars:     addrs,
+		Reregistration: time.Minute,
+		Dialer: func(ctx context.Context, network, address string) (mapping.Conn, error) {
+			if allow != nil && !allow(network+":"+address) {
+				return nil, fmt.Errorf("registrar %s is down for this test", address)
+			}
+			return d.DialContext(ctx, network, address)
+		},
+	})
+	t.Cleanup(func() { ep.Close() })
+	return ep
+}
+
+func elem(port uint16) asap.PoolElement {
+	return asap.PoolElement{
+		Life: time.Minute,
+		UserTransport: asap.Transport{
+			Kind: asap.ParamTCPTransport, Port: port, Use: asap.DataOnly,
+			Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")},
+		},
+		Policy: policy.Policy{Type: policy.RoundRobin},
+	}
+}
+
+func TestPoolReplicatesRegistrations(t *testing.T) {
+	pool := startPool(t, 3, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	pe := peEndpoint(t, nil, pool[0].addr())
+	reg, err := pe.Register(ctx, "echo", elem(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range pool {
+		testutil.WaitFor(t, 5*time.Second, "the registration at every registrar", func() bool { return home(m.r, "echo", reg.ID()) == pool[0].r.ID() })
+		pu := endpoint.New(endpoint.Config{Registrars: []string{m.addr()}, CacheLifetime: -1})
+		res, err := pu.Resolve(ctx, "echo")
+		pu.Close()
+		if err != nil || len(res.PEs) != 1 || res.PEs[0].ID != reg.ID() {
+			t.Fatalf("resolution at r%d: %+v, %v; want %08x", m.index+1, res, err, reg.ID())
+		}
+	}
+	if err := reg.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range pool {
+		testutil.WaitFor(t, 5*time.Second, "the deregistration at every registrar", func() bool { return len(homes(m.r)) == 0 })
+	}
+}
+
+func TestPoolTakesOverADeadRegistrar(t *testing.T) {
+	for _, how := range []string{"close", "black hole"} {
+		t.Run(how, func(t *testing.T) {
+			pool := startPool(t, 3, nil)
+			a, b, c := pool[0], pool[1], pool[2]
+			var aDead atomic.Bool
+			// The element registers at a while a lives, then hunts among
+			// the others.
+			allow := func(addr string) bool { return aDead.Load() != (addr == a.addr()) }
+			pe := peEndpoint(t, allow, a.addr(), b.addr(), c.addr())
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			reg, err := pe.Register(ctx, "echo", elem(7))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range pool {
+				testutil.WaitFor(t, 5*time.Second, "the registration at every registrar", func() bool { return home(m.r, "echo", reg.ID()) == a.r.ID() })
+			}
+
+			aDead.Store(true)
+			died := time.Now()
+			if how == "close" {
+				a.r.Close()
+			} else {
+				a.blackHole(pool)
+			}
+			for _, m := range []*member{b, c} {
+				testutil.WaitFor(t, 10*time.Second, "the takeover of the dead registrar", func() bool {
+					return !slices.Contains(m.r.Peers(), a.r.ID())
+				})
+			}
+			t.Logf("%s: takeover complete %v after the registrar's death", how, time.Since(died).Round(time.Millisecond))
+			// The element re-homes at b or c, is known there with its new
+			// home at both, and answers keep-alives from it.
+			testutil.WaitFor(t, 10*time.Second, "the element's new home", func() bool { h := pe.Home(); return h == b.r.ID() || h == c.r.ID() })
+			newHome := pe.Home()
+			for _, m := range []*member{b, c} {
+				testutil.WaitFor(t, 5*time.Second, "the new home at both registrars", func() bool { return home(m.r, "echo", reg.ID()) == newHome })
+			}
+			for start := time.Now(); time.Since(start) < 600*time.Millisecond; time.Sleep(20 * time.Millisecond) {
+				for _, m := range []*member{b, c} {
+					if got := home(m.r, "echo", reg.ID()); got != newHome {
+						t.Fatalf("after %v of keep-alives at its new home r%d holds the element with home %08x, want %08x", time.Since(start), m.index+1, got, newHome)
+					}
+				}
+			}
+			pu := endpoint.New(endpoint.Config{Registrars: []string{b.addr()}, CacheLifetime: -1})
+			defer pu.Close()
+			if res, err := pu.Resolve(ctx, "echo"); err != nil || len(res.PEs) != 1 {
+				t.Fatalf("resolution after the takeover: %+v, %v", res, err)
+			}
+		})
+	}
+}
+
+func TestPoolPartitionHeals(t *testing.T) {
+	pool := startPool(t, 3, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	want := make(map[string]asap.ServerID)
+	for _, m := range pool {
+		pe := peEndpoint(t, nil, m.addr())
+		for k := range 3 {
+			reg, err := pe.Register(ctx, asap.PoolHandle(fmt.Sprintf("pool%d", k)), elem(uint16(100*m.index+k+1)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want[fmt.Sprintf("pool%d/%08x", k, uint32(reg.ID()))] = m.r.ID()
+		}
+	}
+	for _, m := range pool {
+		testutil.WaitFor(t, 5*time.Second, "every registration everywhere", func() bool { return len(homes(m.r)) == len(want) })
+	}
+	// a on one side, b and c on the other.
+	a := pool[0]
+	cut := []*testutil.Proxy{a.enrp[1], a.enrp[2], pool[1].enrp[0], pool[2].enrp[0]}
+	for _, p := range cut {
+		p.BlackHole()
+	}
+	testutil.WaitFor(t, 10*time.Second, "both sides take the other over", func() bool {
+		return len(a.r.Peers()) == 0 && len(pool[1].r.Peers()) == 1 && len(pool[2].r.Peers()) == 1
+	})
+	for _, p := range cut {
+		p.Restore()
+	}
+	defer func() {
+		if t.Failed() {
+			for _, m := range pool {
+				t.Logf("r%d: peers %v, elements %v", m.index+1, m.r.Peers(), homes(m.r))
+			}
+		}
+	}()
+	testutil.WaitFor(t, 20*time.Second, "the pool converges", func() bool {
+		for _, m := range pool {
+			if len(m.r.Peers()) != 2 || !cmp.Equal(homes(m.r), want) {
+				return false
+			}
+			for _, o := range pool {
+				if m.r.Checksum(o.r.ID()) != pool[0].r.Checksum(o.r.ID()) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
+func TestPoolSynchronisesALargeHandlespace(t *testing.T) {
+	const n = 100000
+	pool := startPool(t, 1, nil)
+	a := pool[0].r
+	a.InjectOwned("big", 1, n, elem(9))
+	enrpAddr := a.ENRPAddrs()[0].String()
+	start := time.Now()
+	cfg := registrar.Config{ID: 99, ENRP: fastENRP}
+	cfg.ENRP.Peers = []string{"tcp:" + enrpAddr}
+	b, _ := testutil.StartRegistrar(t, cfg)
+	want := a.Checksum(a.ID())
+	testutil.WaitFor(t, 60*time.Second, "the new registrar to hold the handlespace", func() bool { return b.Checksum(a.ID()) == want })
+	took := time.Since(start)
+	if p, _ := b.Pool("big"); len(p.Elements) != n {
+		t.Fatalf("new registrar holds %d elements, want %d", len(p.Elements), n)
+	}
+	t.Logf("%d elements synchronised in %v (%.0f elements/s)", n, took.Round(time.Millisecond), n/took.Seconds())
+}
+
+// TestENRPBadPeer speaks ENRP to a registrar by hand: malformed messages
+// are answered with ENRP_ERROR, a claim on an element of another server is
+// refused, and too many bad messages close the connection, all without
+// touching the pool's registrations.
+func TestENRPBadPeer(t *testing.T) {
+	pool := startPool(t, 1, func(_ int, cfg *registrar.Config) { cfg.ENRP.MaxBadMessages = 5 })
+	r := pool[0].r
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	reg, err := peEndpoint(t, nil, pool[0].addr()).Register(ctx, "echo", elem(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d mapping.Dialer
+	c, err := d.DialContext(ctx, "tcp", r.ENRPAddrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	send := func(m enrp.Message) {
+		b, err := m.AppendBinary(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.WriteMsg(b, mapping.PPIDENRP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// recv returns the next message of type typ.
+	recv := func(typ enrp.MessageType) (enrp.Message, error) {
+		buf := make([]byte, 65536)
+		for {
+			n, _, err := c.ReadMsg(buf)
+			if err != nil {
+				return nil, err
+			}
+			if m, _ := enrp.Unmarshal(buf[:n]); m != nil && m.Type() == typ {
+				return m, nil
+			}
+		}
+	}
+	const me = 0x77
+	send(&enrp.Presence{Header: enrp.Header{Sender: me}, Checksum: 0xffff})
+	// A claim: an element whose home is r, from me.
+	pe := elem(8)
+	pe.ID, pe.Home = 42, r.ID()
+	send(&enrp.HandleUpdate{Header: enrp.Header{Sender: me}, Action: enrp.AddPE, Handle: "echo", PE: pe})
+	m, err := recv(enrp.TypeError)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := m.(*enrp.Error); len(e.Causes) != 1 || e.Causes[0].Code != asap.CauseRejectedSecurity {
+		t.Fatalf("answer to a claim: %+v", e)
+	}
+	// Garbage with a sender: invalid values.
+	c.WriteMsg([]byte{byte(enrp.TypePresence), 0, 0, 12, 0, 0, 0, me, 0, 0, 0, 0}, mapping.PPIDENRP)
+	m, err = recv(enrp.TypeError)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := m.(*enrp.Error); e.Causes[0].Code != asap.CauseInvalidValues {
+		t.Fatalf("answer to a malformed presence: %+v", e)
+	}
+	for range 5 {
+		c.WriteMsg([]byte{1, 2, 3}, mapping.PPIDENRP)
+	}
+	if _, err := recv(0xff); err == nil {
+		t.Fatal("connection not closed after too many bad messages")
+	}
+	if got := homes(r); !cmp.Equal(got, map[string]asap.ServerID{fmt.Sprintf("echo/%08x", uint32(reg.ID())): r.ID()}) {
+		t.Fatalf("handlespace after the bad peer: %v", got)
+	}
+}
