@@ -319,3 +319,73 @@ func FuzzProperties(f *testing.F) {
 		m.check(scfg.MaxCount)
 	})
 }
+
+// FuzzPeer feeds a Sender and a Receiver what a hostile peer may send:
+// any acknowledgement, any sequence number, in any order. Neither may
+// panic, the Sender must refuse acknowledgements of what it never sent and
+// keep its accounting, and the Receiver must never deliver a sequence
+// number twice on one connection (Resume starts another) nor one beyond its
+// window.
+func FuzzPeer(f *testing.F) {
+	f.Add([]byte{0, 1, 1, 2, 0, 0, 0, 0, 0, 0, 0, 3, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte("\x02\x00\x00\x00\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x00\x00\x00\x01\x03\x00\x00\x00\x00\x00\x00\x00\x01"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s := NewSender(SenderConfig{MaxCount: 16, MaxBytes: 1024})
+		r := NewReceiver(ReceiverConfig{Window: 64}, 0)
+		delivered := map[uint64]bool{}
+		u64 := func() uint64 {
+			var v uint64
+			for range 8 {
+				v <<= 8
+				if len(b) > 0 {
+					v |= uint64(b[0])
+					b = b[1:]
+				}
+			}
+			if v > 1<<16 && v&1 == 0 {
+				v &= 0xff // mostly small numbers, sometimes huge ones
+			}
+			return v
+		}
+		for len(b) > 0 {
+			op := b[0]
+			b = b[1:]
+			switch op % 5 {
+			case 0:
+				s.Push(0, make([]byte, int(op)), op&0x80 != 0)
+			case 1:
+				upTo := u64()
+				before := s.Acked()
+				_, err := s.Ack(upTo)
+				if upTo >= s.Next() && err == nil {
+					t.Fatalf("Ack(%d) of unsent (next %d) accepted", upTo, s.Next())
+				}
+				if err != nil && s.Acked() != before {
+					t.Fatal("a refused Ack changed the sender")
+				}
+			case 2:
+				seq := u64()
+				acked := r.Acked()
+				ok, err := r.Receive(seq, op&0x80 != 0)
+				if ok && (delivered[seq] || seq <= acked || seq > acked+64) {
+					t.Fatalf("Receive(%d) delivered (twice %v, acknowledged %d)", seq, delivered[seq], acked)
+				}
+				if ok {
+					delivered[seq] = true
+				}
+				if err != nil && ok {
+					t.Fatal("delivered with an error")
+				}
+			case 3:
+				r.Processed(t0, u64())
+			case 4:
+				r.Resume(u64())
+				clear(delivered)
+			}
+			count, bytes := s.Len()
+			if uint64(count) != s.Next()-1-s.Acked() || count > 16 || bytes > 1024 {
+				t.Fatalf("sender holds %d messages, %d bytes; next %d acked %d", count, bytes, s.Next(), s.Acked())
+			}
+		}
+	})
+}
