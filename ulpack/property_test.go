@@ -352,7 +352,7 @@ func FuzzPeer(f *testing.F) {
 			b = b[1:]
 			switch op % 5 {
 			case 0:
-				s.Push(0, make([]byte, int(op)), op&0x80 != 0)
+				s.Push(0, make([]byte, int(op)*int(op)/64), op&0x80 != 0)
 			case 1:
 				upTo := u64()
 				before := s.Acked()
@@ -383,7 +383,7 @@ func FuzzPeer(f *testing.F) {
 				clear(delivered)
 			}
 			count, bytes := s.Len()
-			if uint64(count) != s.Next()-1-s.Acked() || count > 16 || bytes > 1024 {
+			if uint64(count) != s.Next()-1-s.Acked() || count > 16 || bytes > 1024 || len(s.buf) > 3*1024 {
 				t.Fatalf("sender holds %d messages, %d bytes; next %d acked %d", count, bytes, s.Next(), s.Acked())
 			}
 		}

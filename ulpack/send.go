@@ -40,8 +40,8 @@ type SenderConfig struct {
 // messages from 1, encodes them as DATA frames, and keeps each frame until
 // the peer acknowledges it. What it keeps is the replay set: after
 // failover, Replay gives it back in order. Frames live in one ring buffer
-// that grows as needed up to about twice MaxBytes, so that Push allocates
-// only while the buffer grows.
+// that grows as needed, to at most three times MaxBytes, so that Push
+// allocates only while the buffer grows.
 type Sender struct {
 	maxCount, maxBytes int
 	window             int // the peer's, 0 until SetWindow
@@ -160,9 +160,11 @@ func (s *Sender) alloc(n int) int {
 }
 
 // grow moves the live frames to the start of a larger buffer with room for
-// n more bytes.
+// n more bytes. It never needs more than 3*maxBytes: live bytes and the new
+// frame take at most maxBytes, and the end of the ring a frame skipped
+// wastes less than maxBytes, so the rest always holds the new frame.
 func (s *Sender) grow(n int) {
-	nb := make([]byte, max(2*len(s.buf), 2*(s.bytes+n), 4096))
+	nb := make([]byte, max(min(max(2*len(s.buf), 4096), 3*s.maxBytes), 2*(s.bytes+n)))
 	off := 0
 	for i := range s.count {
 		e := &s.ents[(s.head+i)%len(s.ents)]

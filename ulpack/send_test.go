@@ -241,7 +241,7 @@ func TestSenderFramesStable(t *testing.T) {
 			t.Fatalf("replayed %d, want %d", j, len(live))
 		}
 	}
-	if len(s.buf) > 4*(1<<16) {
+	if len(s.buf) > 3*(1<<16) {
 		t.Fatalf("ring grew to %d bytes for a bound of %d", len(s.buf), 1<<16)
 	}
 }
