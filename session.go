@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/failover"
 	"github.com/rsp-go/rsp/mapping"
+	"github.com/rsp-go/rsp/ulpack"
 )
 
 // Errors of sessions. They come wrapped in *net.OpError.
@@ -33,6 +35,8 @@ var (
 	ErrMessageTooLong = errors.New("rsp: message too long")
 	// ErrProtocol: the peer broke the session protocol.
 	ErrProtocol = errors.New("rsp: session protocol violation")
+	// ErrRefused: the element refused the session (CLOSE REFUSED).
+	ErrRefused = errors.New("rsp: session refused")
 )
 
 // Session is a connection to a pool that frames messages, knows what the
@@ -67,37 +71,41 @@ type Session struct {
 	gen       int
 	connErr   error // the present connection failed
 	pe        Element
-	stateless bool // the element said its messages stand alone (HELLO_ACK)
 	exchanged bool // data went to or came from an element
-	cookie    []byte
-	card      *asap.BusinessCard
-	echoed    []byte // pool element: the cookie a failed-over session echoed
-	resumed   bool
-	err       error // the session ended: why (after the queued data is read)
-	closing   bool  // Close was called
-	peerEOF   bool  // the peer sent CLOSE
+	// peerWindow is how many messages beyond its acknowledgement the
+	// peer takes.
+	peerWindow int
+	fm         *failover.Machine // pool user: the failover state machine
+	fedCookie  []byte            // what the machine was told last
+	fedCard    *asap.BusinessCard
+	cookie     []byte
+	card       *asap.BusinessCard
+	echoed     []byte // pool element: the cookie a failed-over session echoed
+	resumed    bool
+	err        error // the session ended: why (after the queued data is read)
+	closing    bool  // Close was called
+	peerEOF    bool  // the peer sent CLOSE
+	peerErr    error // the CLOSE was not NORMAL
 	// Send side.
 	unacked  []*outMsg // sequence numbers acked+1 .. nextSeq-1, in order
 	ubytes   int
 	nextSeq  uint64
 	acked    uint64
 	sent     uint64    // highest sequence number written to conn
-	unseq    []*outMsg // resynchronisation messages not yet written
 	wwait    chan struct{}
 	cookieTx []byte // a cookie to send before the next acknowledgement
 	cardTx   *asap.BusinessCard
 	// Receive side.
-	rq        []inMsg // received, not yet read whole
-	roff      int     // bytes of rq[0] read
-	delivered uint64  // highest sequence number received from this element
-	processed uint64  // highest sequence number the application processed
-	consumed  uint64  // read whole, processed at the application's next call
-	ackReq    bool    // consumed carries an ack request
-	ackSent   uint64
-	ackNow    bool
-	ackDue    time.Time
-	rwait     chan struct{}
-	failovers int
+	rq          []inMsg // received, not yet read whole
+	roff        int     // bytes of rq[0] read
+	recv        receiver
+	consumed    uint64 // read whole, processed at the application's next call
+	consumedAck bool   // consumed asks for an acknowledgement without delay
+	ackSent     uint64
+	ackNow      bool
+	ackDue      time.Time
+	rwait       chan struct{}
+	failovers   int
 }
 
 // outMsg is a message of the send side: its DATA frame, header included.
@@ -110,7 +118,8 @@ type outMsg struct {
 type inMsg struct {
 	seq     uint64
 	ppid    uint32
-	ackReq  bool
+	ackReq  bool // the application's ack request
+	ackNow  bool // the sender's
 	payload []byte
 	from    Element
 }
@@ -227,26 +236,24 @@ func waitChan(ch *chan struct{}) chan struct{} {
 // settle applies the implicit acknowledgement rule at an application call:
 // the message read whole before counts as processed. mu is held.
 func (s *Session) settle() {
-	if s.cfg.ManualAck || s.consumed <= s.processed {
+	if s.consumed == 0 {
 		return
 	}
-	s.processed = s.consumed
-	if s.ackReq {
-		s.ackNow = true
-		s.ackReq = false
+	if !s.cfg.ManualAck {
+		s.recv.processed(s.consumed)
+		s.ackNow = s.ackNow || s.consumedAck
+		s.ackScheduled()
 	}
-	s.ackScheduled()
+	s.consumed, s.consumedAck = 0, false
 }
 
-// ackScheduled arranges for the acknowledgement of what was processed.
-// mu is held.
+// ackScheduled arranges for the acknowledgement of what was processed:
+// without delay when asked, else within AckDelay. mu is held.
 func (s *Session) ackScheduled() {
-	if s.processed <= s.ackSent {
+	if s.recv.pbase <= s.ackSent {
 		return
 	}
-	threshold := uint64(max(1, s.cfg.MaxUnackedMessages/4))
-	if s.ackNow || s.processed-s.ackSent >= threshold {
-		s.ackNow = true
+	if s.ackNow {
 		s.wake()
 		return
 	}
@@ -283,6 +290,9 @@ func (s *Session) Read(b []byte) (int, error) {
 			err := s.err
 			if s.peerEOF {
 				err = io.EOF
+				if s.peerErr != nil {
+					err = s.peerErr
+				}
 			}
 			s.mu.Unlock()
 			return 0, s.opError("read", err)
@@ -311,9 +321,9 @@ func (s *Session) consumedLocked(m inMsg) {
 	s.rq[0] = inMsg{}
 	s.rq = s.rq[1:]
 	s.roff = 0
-	if m.seq != 0 && m.from.ID == s.pe.ID {
+	if m.from.ID == s.pe.ID {
 		s.consumed = m.seq
-		s.ackReq = s.ackReq || m.ackReq
+		s.consumedAck = m.ackReq || m.ackNow
 	}
 }
 
@@ -326,8 +336,7 @@ type Message struct {
 	// AckRequest says that the sender asked for an acknowledgement as soon
 	// as the message is processed.
 	AckRequest bool
-	// Seq is the message's sequence number from its sender, 0 for a
-	// resynchronisation message (never acknowledged).
+	// Seq is the message's sequence number from its sender.
 	Seq uint64
 	// From is the pool element that sent it (for a pool element's session:
 	// itself).
@@ -354,6 +363,9 @@ func (s *Session) ReadMsg() (Message, error) {
 			err := s.err
 			if s.peerEOF {
 				err = io.EOF
+				if s.peerErr != nil {
+					err = s.peerErr
+				}
 			}
 			s.mu.Unlock()
 			return Message{}, s.opError("read", err)
@@ -383,11 +395,10 @@ func (s *Session) Ack(m Message) error {
 	if s.closing {
 		return s.opError("ack", net.ErrClosed)
 	}
-	if m.Seq == 0 || m.From.ID != s.pe.ID || m.Seq <= s.processed {
+	if m.From.ID != s.pe.ID || m.Seq <= s.recv.pbase {
 		return nil
 	}
-	s.processed = min(m.Seq, s.delivered)
-	s.consumed = max(s.consumed, s.processed)
+	s.recv.processedUpTo(m.Seq)
 	s.ackNow = true
 	s.ackScheduled()
 	return nil
@@ -458,7 +469,7 @@ func (s *Session) WriteMsg(b []byte, o WriteOptions) (uint64, error) {
 func (s *Session) write(b []byte, o WriteOptions) (uint64, error) {
 	var flags uint8
 	if o.AckRequest {
-		flags |= flagAckRequest
+		flags |= ulpack.FlagAckRequest
 	}
 	s.mu.Lock()
 	s.settle()
@@ -478,7 +489,7 @@ func (s *Session) write(b []byte, o WriteOptions) (uint64, error) {
 			s.mu.Unlock()
 			return 0, s.opError("write", os.ErrDeadlineExceeded)
 		}
-		if len(s.unacked) < s.cfg.MaxUnackedMessages && (s.ubytes == 0 || s.ubytes+len(b) <= s.cfg.MaxUnackedBytes) {
+		if len(s.unacked) < s.maxCount() && (s.ubytes == 0 || s.ubytes+len(b) <= s.cfg.MaxUnackedBytes) {
 			break
 		}
 		ch := waitChan(&s.wwait)
@@ -490,17 +501,38 @@ func (s *Session) write(b []byte, o WriteOptions) (uint64, error) {
 		}
 		s.mu.Lock()
 	}
-	seq := s.nextSeq
-	s.nextSeq++
-	frame := make([]byte, 0, dataHeaderLen+len(b))
-	frame = appendDataHeader(frame, seq, o.PPID, flags)
-	frame = append(frame, b...)
-	s.unacked = append(s.unacked, &outMsg{seq: seq, frame: frame})
-	s.ubytes += len(b)
-	s.exchanged = true
+	m := s.queueLocked(b, flags, o.PPID)
 	s.mu.Unlock()
 	s.wake()
-	return seq, nil
+	return m.seq, nil
+}
+
+// maxCount is how many messages may wait for acknowledgement: the
+// configured bound, within the peer's window. mu is held.
+func (s *Session) maxCount() int {
+	if s.peerWindow > 0 {
+		return min(s.cfg.MaxUnackedMessages, s.peerWindow)
+	}
+	return s.cfg.MaxUnackedMessages
+}
+
+// queueLocked numbers a message and keeps it until acknowledged. With it
+// the buffer half full, it asks for an acknowledgement without delay (Ack
+// Now). mu is held.
+func (s *Session) queueLocked(b []byte, flags uint8, ppid uint32) *outMsg {
+	if 2*(len(s.unacked)+1) >= s.maxCount() || 2*(s.ubytes+len(b)) >= s.cfg.MaxUnackedBytes {
+		flags |= ulpack.FlagAckNow
+	}
+	seq := s.nextSeq
+	s.nextSeq++
+	frame := make([]byte, 0, ulpack.DataLen+len(b))
+	frame = ulpack.AppendDataHeader(frame, seq, flags, ppid)
+	frame = append(frame, b...)
+	m := &outMsg{seq: seq, frame: frame}
+	s.unacked = append(s.unacked, m)
+	s.ubytes += len(b)
+	s.exchanged = true
+	return m
 }
 
 // Acked returns the highest sequence number the present element (or, for
@@ -568,8 +600,14 @@ func (s *Session) Cookie() []byte {
 }
 
 // EchoedCookie returns, on a pool element, the cookie a session that
-// failed over to it echoed (ASAP_COOKIE_ECHO), or nil.
-func (s *Session) EchoedCookie() []byte { return s.echoed }
+// failed over to it echoed (ASAP_COOKIE_ECHO), or nil. The echo arrives
+// before the first message of the resumed session: ask once ReadMsg or
+// Read returned one.
+func (s *Session) EchoedCookie() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.echoed
+}
 
 // Resumed reports whether, on a pool element, the session failed over to
 // it from another element.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/mapping"
+	"github.com/rsp-go/rsp/ulpack"
 )
 
 // prefixConn is a connection whose first bytes were read already.
@@ -39,8 +40,8 @@ func (c *prefixConn) CloseWrite() error {
 // helloPrefix is how a session starts on the wire: the TCP mapping's data
 // frame header of a HELLO, then the HELLO's own header.
 func helloPrefix() []byte {
-	b := mapping.AppendFrameHeader(nil, mapping.FrameHeader{Type: mapping.FrameData, Length: helloLen, Tag: SessionPPID})
-	return appendFrameHeader(b, frameHello, 0)[:mapping.FrameHeaderLen+1]
+	b := mapping.AppendFrameHeader(nil, mapping.FrameHeader{Type: mapping.FrameData, Length: ulpack.HelloLen, Tag: ulpack.PPID})
+	return append(b, byte(ulpack.FrameHello))
 }
 
 // sniff tells whether an accepted connection opens a session: its first
@@ -99,57 +100,50 @@ func isTimeout(err error) bool {
 	return ok && ne.Timeout()
 }
 
-// openSession reads a pool user's HELLO (and the cookie it echoes),
-// answers it, and makes the session.
+// statelessCookie is the cookie a Stateless listener hands out by itself,
+// so that its sessions may fail over (spec/session.md, section 6): an
+// element whose every message stands alone has empty state.
+var statelessCookie = []byte("rsp:stateless")
+
+// openSession reads a pool user's HELLO, answers it, and makes the
+// session. A resumed session's cookie echo arrives after the HELLO_ACK,
+// before any message.
 func (l *Listener) openSession(pc *prefixConn) (*Session, error) {
 	cfg := l.scfg
 	c := mapping.NewTCPConn(pc, cfg.mappingConfig())
 	c.SetDeadline(time.Now().Add(cfg.SniffTimeout + cfg.HeartbeatInterval))
-	buf := make([]byte, 64<<10)
+	buf := make([]byte, 512)
 	n, ppid, err := c.ReadMsg(buf)
 	if err != nil {
 		c.Close()
 		return nil, err
 	}
-	f, err := parseSessionFrame(buf[:n])
-	if err != nil || ppid != SessionPPID || f.Type != frameHello {
+	f, err := ulpack.ParseFrame(buf[:n])
+	hello, ok := f.(*ulpack.Hello)
+	if err != nil || ppid != ulpack.PPID || !ok {
+		b, _ := ulpack.Close{Code: ulpack.CodeProtocolError, Reason: "first frame not a HELLO"}.AppendBinary(nil)
+		c.WriteMsg(b, ulpack.PPID)
 		c.Close()
-		return nil, fmt.Errorf("%w: session opened without HELLO", ErrProtocol)
+		return nil, fmt.Errorf("%w: session opened without HELLO: %v", ErrProtocol, err)
 	}
-	var echoed []byte
-	if f.Flags&flagCookie != 0 {
-		n, ppid, err := c.ReadMsg(buf)
-		if err != nil {
-			c.Close()
-			return nil, err
-		}
-		m, err := asap.Unmarshal(buf[:n])
-		ce, ok := m.(*asap.CookieEcho)
-		if err != nil || ppid != mapping.PPIDASAP || !ok {
-			c.Close()
-			return nil, fmt.Errorf("%w: HELLO announced a cookie echo, got none", ErrProtocol)
-		}
-		echoed = ce.Cookie
-	}
-	var flags uint8
-	if cfg.Stateless {
-		flags |= flagStateless
-	}
-	if err := c.WriteMsg(appendHelloAck(nil, flags), SessionPPID); err != nil {
+	next := max(hello.Next, 1)
+	ack, _ := ulpack.HelloAck{Window: uint32(cfg.MaxUnackedMessages), ID: hello.ID, Ack: next - 1}.AppendBinary(nil)
+	if err := c.WriteMsg(ack, ulpack.PPID); err != nil {
 		c.Close()
 		return nil, err
 	}
 	c.SetDeadline(time.Time{})
 	self := Element{Handle: string(l.handle), PoolElement: asap.PoolElement{ID: l.ID()}}
-	s := newSession(cfg, false, l.handle, f.ID, c, self)
+	s := newSession(cfg, false, l.handle, hello.ID, c, self)
 	s.l = l
-	s.echoed = echoed
-	s.resumed = f.Flags&flagResume != 0
-	if f.Seq > 0 {
-		s.delivered = f.Seq - 1
-		s.processed, s.consumed, s.ackSent = s.delivered, s.delivered, s.delivered
-	}
+	s.resumed = hello.Resume
+	s.peerWindow = int(hello.Window)
+	s.recv.start(next - 1)
+	s.ackSent = next - 1
 	s.cardTx = l.businessCard()
+	if cfg.Stateless {
+		s.cookieTx = statelessCookie
+	}
 	s.start()
 	return s, nil
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rsp-go/rsp/mapping"
+	"github.com/rsp-go/rsp/ulpack"
 )
 
 // Defaults of SessionConfig.
@@ -137,7 +138,7 @@ func (c SessionConfig) mappingConfig() mapping.Config {
 		to = iv / 2
 	}
 	return mapping.Config{
-		MaxMessageSize:    c.MaxMessageSize + dataHeaderLen,
+		MaxMessageSize:    c.MaxMessageSize + ulpack.DataLen,
 		HeartbeatInterval: iv,
 		HeartbeatTimeout:  to,
 	}

@@ -1,16 +1,18 @@
 package rsp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/failover"
 	"github.com/rsp-go/rsp/mapping"
+	"github.com/rsp-go/rsp/ulpack"
 )
 
 // Failover is what the failover callback (SessionConfig.OnFailover) is
@@ -24,18 +26,24 @@ type Failover struct {
 	Old, New Element
 	// Cause is why the old element's connection failed.
 	Cause error
-	// Replay is how many messages will be replayed.
+	// Replay is how many messages will be replayed after the callback.
 	Replay int
 
 	conn *mapping.TCPConn
 }
 
 // Send sends a resynchronisation message to the new element, before the
-// messages replayed. It is not numbered, acknowledged or replayed.
+// messages replayed. It is numbered after them (spec/session.md, 5.5) and
+// replayed like any message if a later failover finds it unacknowledged.
 func (f *Failover) Send(b []byte) error {
-	frame := appendDataHeader(make([]byte, 0, dataHeaderLen+len(b)), 0, 0, 0)
-	frame = append(frame, b...)
-	return f.conn.WriteMsg(frame, SessionPPID)
+	s := f.Session
+	if len(b) > s.cfg.MaxMessageSize {
+		return s.opError("write", ErrMessageTooLong)
+	}
+	s.mu.Lock()
+	m := s.queueLocked(b, 0, 0)
+	s.mu.Unlock()
+	return f.conn.WriteMsg(m.frame, ulpack.PPID)
 }
 
 // FailoverEvent is the failover indication (SessionConfig.Failovers): a
@@ -52,46 +60,59 @@ type FailoverEvent struct {
 	Took time.Duration
 }
 
+// machineConfig is the failover machine's configuration for a session.
+func (d *Dialer) machineConfig(cfg SessionConfig) failover.Config {
+	return failover.Config{
+		Callback:        cfg.OnFailover != nil,
+		HeartbeatMisses: cfg.HeartbeatMisses,
+		ConnectTimeout:  d.Timeout,
+		MaxAttempts:     cfg.MaxFailoverAttempts,
+		RetryDelay:      cfg.FailoverBackoff,
+		MaxRetryDelay:   max(cfg.FailoverBackoff, 4*time.Second),
+		FailoverTimeout: cfg.FailoverTimeout,
+	}
+}
+
 // dialSession opens a session to one element.
 func (d *Dialer) dialSession(ctx context.Context, network string, handle asap.PoolHandle, pe asap.PoolElement, addr string) (net.Conn, error) {
 	cfg := d.Session.withDefaults()
 	id := newSessionID()
-	c, flags, err := d.sessionHandshake(ctx, cfg, network, addr, id, 1, nil)
+	c, ack, err := d.sessionHandshake(ctx, cfg, network, addr, id, 1)
 	if err != nil {
 		return nil, err
 	}
 	s := newSession(cfg, true, handle, id, c, Element{Handle: string(handle), PoolElement: pe})
 	s.d = d
-	s.stateless = flags&flagStateless != 0
+	s.peerWindow = int(ack.Window)
+	s.fm = failover.New(d.machineConfig(cfg))
+	now := time.Now()
+	s.fm.Handle(now, failover.Event{Kind: failover.Open, Candidates: []failover.Candidate{{PE: pe}}})
+	s.fm.Handle(now, failover.Event{Kind: failover.Connected, PE: pe.ID})
 	s.start()
 	return s, nil
 }
 
-// sessionHandshake connects to an element and opens (first == 1, cookie nil) or
-// resumes the session id there.
-func (d *Dialer) sessionHandshake(ctx context.Context, cfg SessionConfig, network, addr string, id [16]byte, first uint64, cookie []byte) (*mapping.TCPConn, uint8, error) {
+// sessionHandshake connects to an element and opens (next == 1) or resumes
+// the session id there: HELLO, then the element's HELLO_ACK.
+func (d *Dialer) sessionHandshake(ctx context.Context, cfg SessionConfig, network, addr string, id [16]byte, next uint64) (*mapping.TCPConn, ulpack.HelloAck, error) {
 	nd := d.NetDialer
 	if nd == nil {
 		nd = &net.Dialer{}
 	}
 	nc, err := nd.DialContext(ctx, tcpNetwork(network), addr)
 	if err != nil {
-		return nil, 0, err
+		return nil, ulpack.HelloAck{}, err
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
 	c := mapping.NewTCPConn(nc, cfg.mappingConfig())
-	fail := func(err error) (*mapping.TCPConn, uint8, error) {
+	fail := func(err error) (*mapping.TCPConn, ulpack.HelloAck, error) {
 		c.Close()
-		return nil, 0, err
-	}
-	var flags uint8
-	if first > 1 || cookie != nil {
-		flags |= flagResume
-	}
-	if cookie != nil {
-		flags |= flagCookie
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return nil, ulpack.HelloAck{}, err
 	}
 	dl, ok := ctx.Deadline()
 	if !ok {
@@ -100,60 +121,85 @@ func (d *Dialer) sessionHandshake(ctx context.Context, cfg SessionConfig, networ
 	c.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	batch := []mapping.Msg{{Buf: appendHello(nil, id, first, flags), PPID: SessionPPID}}
-	if cookie != nil {
-		b, _ := (&asap.CookieEcho{Cookie: cookie}).AppendBinary(nil)
-		batch = append(batch, mapping.Msg{Buf: b, PPID: mapping.PPIDASAP})
-	}
-	if _, err := c.WriteBatch(batch); err != nil {
+	hello, _ := ulpack.Hello{Resume: next > 1, Window: uint32(cfg.MaxUnackedMessages), ID: id, Next: next}.AppendBinary(nil)
+	if err := c.WriteMsg(hello, ulpack.PPID); err != nil {
 		return fail(err)
 	}
-	buf := make([]byte, 64)
+	buf := make([]byte, 512)
+	var p ulpack.Parser
 	for {
 		n, ppid, err := c.ReadMsg(buf)
 		if err != nil {
-			if ctx.Err() != nil {
-				err = ctx.Err()
-			}
 			return fail(err)
 		}
-		if ppid != SessionPPID {
+		if ppid != ulpack.PPID {
 			continue
 		}
-		f, err := parseSessionFrame(buf[:n])
+		f, err := p.Parse(buf[:n])
 		if err != nil {
-			return fail(err)
+			return fail(fmt.Errorf("%w: %w", ErrProtocol, err))
 		}
-		if f.Type != frameHelloAck {
-			return fail(fmt.Errorf("%w: %d frame before HELLO_ACK", ErrProtocol, f.Type))
+		switch f := f.(type) {
+		case *ulpack.HelloAck:
+			if f.ID != id {
+				return fail(fmt.Errorf("%w: HELLO_ACK of another session", ErrProtocol))
+			}
+			c.SetDeadline(time.Time{})
+			return c, *f, nil
+		case *ulpack.Close:
+			return fail(fmt.Errorf("%w: element refused the session: %v %s", ErrRefused, f.Code, f.Reason))
+		default:
+			return fail(fmt.Errorf("%w: %v before HELLO_ACK", ErrProtocol, f.Type()))
 		}
-		c.SetDeadline(time.Time{})
-		return c, f.Flags, nil
 	}
 }
 
-// failover moves the session to another element of its pool: the
-// business card's elements first, then a fresh resolution, never the
-// failed ones; it echoes the cookie, calls the callback, and replays what
-// was not acknowledged. It fails, rather than splice two servers' byte
-// streams, when the old element's state cannot move.
+// candidates turns pool elements into the failover machine's candidates,
+// keeping only those that speak sessions over a transport this dialer
+// reaches.
+func candidates(pes []asap.PoolElement) []failover.Candidate {
+	var cs []failover.Candidate
+	for _, pe := range pes {
+		if _, ok := usableTransport("tcp", pe.UserTransport); ok && speaksSessions(pe.UserTransport) {
+			cs = append(cs, failover.Candidate{PE: pe})
+		}
+	}
+	return cs
+}
+
+// failover moves the session to another element of its pool as the
+// failover machine (package failover) directs: business card first, then
+// a fresh resolution, never the failed element; cookie echo, callback,
+// replay of what was not acknowledged, indication. The machine fails,
+// rather than splice two servers' byte streams, when the old element's
+// state cannot move: data was exchanged and the element handed out no
+// cookie (a stateless element hands out one of its own).
 func (s *Session) failover(cause error) error {
 	start := time.Now()
 	s.mu.Lock()
 	old := s.pe
 	cookie := s.cookie
-	movable := cookie != nil || s.stateless || !s.exchanged
 	card := s.card
-	first := s.acked + 1
+	stream := failover.StreamState{Unacked: len(s.unacked), Lost: s.exchanged, Used: s.exchanged}
 	s.mu.Unlock()
 	log := s.cfg.Logger.With("pool", string(s.handle), "pe", fmt.Sprintf("%08x", uint32(old.ID)))
-	if !movable {
-		log.Info("session: element failed, state cannot move", "err", cause)
-		return fmt.Errorf("%w: %w", ErrStateLost, cause)
-	}
-	log.Info("session: failing over", "err", cause)
+	log.Info("session: element lost", "err", cause)
+
 	ep := s.d.endpoint()
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.FailoverTimeout)
+	m := s.fm
+	var q []failover.Action
+	feed := func(ev failover.Event) { q = append(q, m.Handle(time.Now(), ev)...) }
+	if cookie != nil && !bytes.Equal(cookie, s.fedCookie) {
+		feed(failover.Event{Kind: failover.CookieReceived, Cookie: cookie})
+		s.fedCookie = cookie
+	}
+	if card != nil && card != s.fedCard {
+		feed(failover.Event{Kind: failover.BusinessCardReceived, Candidates: candidates(card.PEs)})
+		s.fedCard = card
+	}
+	feed(failover.Event{Kind: failover.TransportError, PE: old.ID, Err: cause, Stream: stream})
+
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
 		select {
@@ -162,123 +208,142 @@ func (s *Session) failover(cause error) error {
 		case <-ctx.Done():
 		}
 	}()
-	failed := map[asap.PEID]bool{old.ID: true}
-	report := func(id asap.PEID) {
-		go func() {
-			rctx, rcancel := context.WithTimeout(context.Background(), time.Second)
-			defer rcancel()
-			ep.ReportUnreachable(rctx, s.handle, id)
-		}()
+	var (
+		conn      *mapping.TCPConn
+		ack       ulpack.HelloAck
+		newPE     asap.PoolElement
+		installed bool
+		replayed  int
+		first     uint64
+	)
+	install := func() {
+		if installed || conn == nil {
+			return
+		}
+		installed = true
+		first, replayed = s.takeOver(conn, newPE, ack)
 	}
-	report(old.ID)
-	var queue []asap.PoolElement
-	if card != nil {
-		queue = append(queue, card.PEs...)
-	}
-	resolved := false
-	attempts := 0
-	var lastErr error = cause
-	for attempts < s.cfg.MaxFailoverAttempts {
-		if ctx.Err() != nil {
-			break
-		}
-		queue = slices.DeleteFunc(queue, func(pe asap.PoolElement) bool {
-			return failed[pe.ID] || !speaksSessions(pe.UserTransport)
-		})
-		if len(queue) == 0 {
-			if resolved {
-				// A round of the pool failed: wait, then ask again.
-				select {
-				case <-ctx.Done():
-					continue
-				case <-time.After(s.cfg.FailoverBackoff):
-				}
-				for id := range failed {
-					if id != old.ID {
-						delete(failed, id)
-					}
-				}
+	for {
+		if len(q) == 0 {
+			d := m.Deadline()
+			if d.IsZero() {
+				return fmt.Errorf("%w: the failover machine stopped in %v", ErrFailoverFailed, m.State())
 			}
-			ep.Invalidate(s.handle)
-			res, err := ep.Resolve(ctx, s.handle)
-			resolved = true
-			if err != nil {
-				lastErr = err
-				continue
-			}
-			queue = append(queue, res.PEs...)
-			continue
-		}
-		pe := queue[0]
-		queue = queue[1:]
-		t, ok := usableTransport("tcp", pe.UserTransport)
-		if !ok {
-			continue
-		}
-		attempts++
-		addr := netip.AddrPortFrom(t.Addrs[0], t.Port).String()
-		actx := ctx
-		var acancel context.CancelFunc = func() {}
-		if s.d.Timeout > 0 {
-			actx, acancel = context.WithTimeout(ctx, s.d.Timeout)
-		}
-		c, flags, err := s.d.sessionHandshake(actx, s.cfg, "tcp", addr, s.id, first, cookie)
-		acancel()
-		if err != nil {
-			lastErr = err
-			failed[pe.ID] = true
-			report(pe.ID)
-			continue
-		}
-		newPE := Element{Handle: string(s.handle), PoolElement: pe}
-		s.mu.Lock()
-		replay := len(s.unacked)
-		s.mu.Unlock()
-		if s.cfg.OnFailover != nil {
-			f := &Failover{Session: s, Old: old, New: newPE, Cause: cause, Replay: replay, conn: c}
-			if err := s.cfg.OnFailover(ctx, f); err != nil {
-				c.Close()
-				lastErr = err
-				failed[pe.ID] = true
-				log.Info("session: failover callback refused an element", "new", fmt.Sprintf("%08x", uint32(pe.ID)), "err", err)
-				continue
-			}
-		}
-		s.mu.Lock()
-		if s.closing {
-			s.mu.Unlock()
-			c.Close()
-			return net.ErrClosed
-		}
-		s.conn = c
-		s.gen++
-		s.pe = newPE
-		s.stateless = flags&flagStateless != 0
-		s.card = nil
-		// Everything not acknowledged goes again; the new element numbers
-		// its own messages from 1.
-		s.sent = s.acked
-		first = s.acked + 1
-		s.delivered, s.processed, s.consumed, s.ackSent = 0, 0, 0, 0
-		s.ackNow, s.ackReq, s.ackDue = false, false, time.Time{}
-		replay = len(s.unacked)
-		s.failovers++
-		gen := s.gen
-		s.mu.Unlock()
-		go s.readLoop(c, gen)
-		s.wake()
-		ev := FailoverEvent{Session: s, Old: old, New: newPE, Cause: cause, Replayed: replay, FirstReplayed: first, Took: time.Since(start)}
-		log.Info("session: failed over", "new", fmt.Sprintf("%08x", uint32(pe.ID)), "replayed", replay, "took", ev.Took)
-		if s.cfg.Failovers != nil {
+			t := time.NewTimer(time.Until(d))
 			select {
-			case s.cfg.Failovers <- ev:
-			default:
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				if conn != nil && !installed {
+					conn.Close()
+				}
+				return net.ErrClosed
 			}
+			feed(failover.Event{Kind: failover.Timer})
+			continue
 		}
-		return nil
+		a := q[0]
+		q = q[1:]
+		switch a.Kind {
+		case failover.ReportUnreachable:
+			go func(id asap.PEID) {
+				rctx, rcancel := context.WithTimeout(context.Background(), time.Second)
+				defer rcancel()
+				ep.ReportUnreachable(rctx, s.handle, id)
+			}(a.PE)
+		case failover.Disconnect:
+			if conn != nil && newPE.ID == a.PE && !installed {
+				conn.Close()
+				conn = nil
+			}
+		case failover.Resolve:
+			ep.Invalidate(s.handle)
+			rctx, rcancel := context.WithTimeout(ctx, s.cfg.FailoverTimeout)
+			res, err := ep.Resolve(rctx, s.handle)
+			rcancel()
+			feed(failover.Event{Kind: failover.Resolved, Candidates: candidates(res.PEs), Err: err})
+		case failover.Connect:
+			t, _ := usableTransport("tcp", a.Candidate.PE.UserTransport)
+			cctx, ccancel := context.WithDeadline(ctx, a.Deadline)
+			s.mu.Lock()
+			next := s.acked + 1
+			s.mu.Unlock()
+			c, ha, err := s.d.sessionHandshake(cctx, s.cfg, "tcp", netip.AddrPortFrom(t.Addrs[0], t.Port).String(), s.id, next)
+			ccancel()
+			if err != nil {
+				if ctx.Err() != nil {
+					return net.ErrClosed
+				}
+				feed(failover.Event{Kind: failover.ConnectFailed, PE: a.PE, Err: err})
+				continue
+			}
+			conn, ack, newPE = c, ha, a.Candidate.PE
+			feed(failover.Event{Kind: failover.Connected, PE: a.PE})
+		case failover.SendCookieEcho:
+			b, _ := (&asap.CookieEcho{Cookie: a.Cookie}).AppendBinary(nil)
+			err := conn.WriteMsg(b, mapping.PPIDASAP)
+			feed(failover.Event{Kind: failover.CookieEchoResult, PE: a.PE, Accepted: err == nil})
+		case failover.Callback:
+			s.mu.Lock()
+			replay := len(s.unacked)
+			s.mu.Unlock()
+			f := &Failover{Session: s, Old: old, New: Element{Handle: string(s.handle), PoolElement: newPE}, Cause: cause, Replay: replay, conn: conn}
+			err := s.cfg.OnFailover(ctx, f)
+			ev := failover.Event{Kind: failover.CallbackDone, Err: err}
+			if err == nil {
+				ev.Settled = a.Doubt
+			} else {
+				log.Info("session: failover callback refused an element", "new", fmt.Sprintf("%08x", uint32(newPE.ID)), "err", err)
+			}
+			feed(ev)
+		case failover.Replay:
+			install()
+			feed(failover.Event{Kind: failover.ReplayDone, Replayed: replayed})
+		case failover.Indicate:
+			install()
+			ev := FailoverEvent{Session: s, Old: old, New: Element{Handle: string(s.handle), PoolElement: newPE},
+				Cause: cause, Replayed: replayed, FirstReplayed: first, Took: time.Since(start)}
+			log.Info("session: failed over", "new", fmt.Sprintf("%08x", uint32(newPE.ID)), "replayed", replayed, "took", ev.Took)
+			if s.cfg.Failovers != nil {
+				select {
+				case s.cfg.Failovers <- ev:
+				default:
+				}
+			}
+			return nil
+		case failover.Fail:
+			if conn != nil && !installed {
+				conn.Close()
+			}
+			var fe *failover.Error
+			if errors.As(a.Err, &fe) && errors.Is(a.Err, failover.ErrDataInDoubt) {
+				return fmt.Errorf("%w: %w", ErrStateLost, a.Err)
+			}
+			return fmt.Errorf("%w in pool %q: %w", ErrFailoverFailed, s.handle, a.Err)
+		}
 	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%w in pool %q within %v: %w", ErrFailoverFailed, s.handle, s.cfg.FailoverTimeout, lastErr)
-	}
-	return fmt.Errorf("%w in pool %q: %w", ErrFailoverFailed, s.handle, lastErr)
+}
+
+// takeOver makes conn, to element pe, the session's connection: the
+// messages not acknowledged go again from the first, and pe numbers its
+// own messages from 1. It returns the first sequence number replayed and
+// how many are.
+func (s *Session) takeOver(c *mapping.TCPConn, pe asap.PoolElement, ack ulpack.HelloAck) (uint64, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ackedLocked(ack.Ack, true)
+	s.conn = c
+	s.gen++
+	s.pe = Element{Handle: string(s.handle), PoolElement: pe}
+	s.peerWindow = int(ack.Window)
+	s.card = nil
+	s.sent = s.acked
+	s.recv = receiver{}
+	s.ackSent = 0
+	s.ackNow, s.ackDue = false, time.Time{}
+	s.failovers++
+	gen := s.gen
+	go s.readLoop(c, gen)
+	s.wake()
+	return s.acked + 1, len(s.unacked)
 }

@@ -1,6 +1,7 @@
 package rsp
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -9,7 +10,11 @@ import (
 
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/mapping"
+	"github.com/rsp-go/rsp/ulpack"
 )
+
+// errGoAway: the element stops serving the session (GOAWAY).
+var errGoAway = errors.New("rsp: pool element goes away")
 
 // closeFlushTimeout bounds how long a closed session tries to send what
 // was written before Close.
@@ -46,7 +51,8 @@ func (s *Session) loop() {
 
 		if len(batch) > 0 || closing {
 			if closing {
-				batch = append(batch, mapping.Msg{Buf: appendClose(nil), PPID: SessionPPID})
+				b, _ := ulpack.Close{Code: ulpack.CodeNormal}.AppendBinary(nil)
+				batch = append(batch, mapping.Msg{Buf: b, PPID: ulpack.PPID})
 				c.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 			}
 			_, err := mapping.Batched(c).WriteBatch(batch)
@@ -94,20 +100,16 @@ func (s *Session) collect(batch []mapping.Msg, now time.Time) []mapping.Msg {
 		}
 		s.cardTx = nil
 	}
-	if s.processed > s.ackSent && (s.ackNow || s.closing || (!s.ackDue.IsZero() && !now.Before(s.ackDue))) {
-		batch = append(batch, mapping.Msg{Buf: appendAck(nil, s.processed), PPID: SessionPPID})
-		s.ackSent = s.processed
+	if p := s.recv.pbase; p > s.ackSent && (s.ackNow || s.closing || (!s.ackDue.IsZero() && !now.Before(s.ackDue))) {
+		batch = append(batch, mapping.Msg{Buf: ulpack.AppendAck(nil, p), PPID: ulpack.PPID})
+		s.ackSent = p
 		s.ackNow = false
 		s.ackDue = time.Time{}
 	}
-	for _, m := range s.unseq {
-		batch = append(batch, mapping.Msg{Buf: m.frame, PPID: SessionPPID})
-	}
-	s.unseq = s.unseq[:0]
 	if len(s.unacked) > 0 && s.sent < s.nextSeq-1 {
 		first := s.unacked[0].seq
 		for _, m := range s.unacked[max(0, int(s.sent+1-first)):] {
-			batch = append(batch, mapping.Msg{Buf: m.frame, PPID: SessionPPID})
+			batch = append(batch, mapping.Msg{Buf: m.frame, PPID: ulpack.PPID})
 		}
 		s.sent = s.nextSeq - 1
 	}
@@ -197,12 +199,16 @@ func (s *Session) readLoop(c *mapping.TCPConn, gen int) {
 	for i := range ms {
 		ms[i].Buf = make([]byte, 2048)
 	}
-	limit := s.cfg.MaxMessageSize + dataHeaderLen
+	limit := s.cfg.MaxMessageSize + ulpack.DataLen
+	var p ulpack.Parser
 	for {
 		n, err := c.ReadBatch(ms, limit)
 		if n > 0 {
-			if perr := s.received(ms[:n], gen); perr != nil && err == nil {
+			if perr := s.received(&p, ms[:n], gen); perr != nil && err == nil {
 				err = perr
+				if errors.Is(perr, ErrProtocol) {
+					s.protocolError(c, perr)
+				}
 			}
 		}
 		if err != nil {
@@ -218,7 +224,7 @@ func (s *Session) readLoop(c *mapping.TCPConn, gen int) {
 			return
 		}
 		for i := range ms[:n] {
-			if len(ms[i].Buf) > 64<<10 {
+			if ms[i].Buf == nil || len(ms[i].Buf) > 64<<10 {
 				ms[i].Buf = make([]byte, 2048)
 			}
 		}
@@ -226,14 +232,23 @@ func (s *Session) readLoop(c *mapping.TCPConn, gen int) {
 }
 
 // received applies the messages of a batch.
-func (s *Session) received(ms []mapping.Msg, gen int) error {
+func (s *Session) received(p *ulpack.Parser, ms []mapping.Msg, gen int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.gen != gen {
 		return nil
 	}
 	wakeReaders, wakeWriters := false, false
-	for _, m := range ms {
+	defer func() {
+		if wakeReaders {
+			broadcast(&s.rwait)
+		}
+		if wakeWriters {
+			broadcast(&s.wwait)
+		}
+	}()
+	for i := range ms {
+		m := &ms[i]
 		if m.Err != nil {
 			return fmt.Errorf("%w: message over the limit", ErrProtocol)
 		}
@@ -242,55 +257,83 @@ func (s *Session) received(ms []mapping.Msg, gen int) error {
 		case mapping.PPIDASAP:
 			s.control(b)
 			continue
-		case SessionPPID:
+		case ulpack.PPID:
 		default:
 			continue // no channel of ours
 		}
-		f, err := parseSessionFrame(b)
+		f, err := p.Parse(b)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w: %w", ErrProtocol, err)
 		}
-		switch f.Type {
-		case frameData:
-			if f.Seq != 0 {
-				if f.Seq <= s.delivered {
-					continue // a duplicate of a replay
-				}
-				s.delivered = f.Seq
+		switch f := f.(type) {
+		case *ulpack.Data:
+			fresh, ok := s.recv.receive(f.Seq, s.cfg.MaxUnackedMessages)
+			if !ok {
+				return fmt.Errorf("%w: DATA %d beyond the window", ErrProtocol, f.Seq)
+			}
+			if !fresh {
+				continue // a duplicate of a replay
 			}
 			s.exchanged = true
-			s.rq = append(s.rq, inMsg{seq: f.Seq, ppid: f.PPID, ackReq: f.Flags&flagAckRequest != 0,
-				payload: append([]byte(nil), f.Payload...), from: s.pe})
+			payload := f.Payload
+			if len(m.Buf) > 4096 && m.N == len(m.Buf) {
+				// A buffer of its own (ReadBatch's for a long message):
+				// keep it rather than copy.
+				m.Buf = nil
+			} else {
+				payload = append([]byte(nil), payload...)
+			}
+			s.rq = append(s.rq, inMsg{seq: f.Seq, ppid: f.PPID, ackReq: f.AckRequest, ackNow: f.AckNow, payload: payload, from: s.pe})
 			wakeReaders = true
-		case frameAck:
-			if s.ackedLocked(f.Seq) {
+		case *ulpack.Ack:
+			if f.UpTo > s.sent {
+				return fmt.Errorf("%w: ACK %d above %d sent", ErrProtocol, f.UpTo, s.sent)
+			}
+			if s.ackedLocked(f.UpTo, false) {
 				wakeWriters = true
 			}
-		case frameClose:
+		case *ulpack.GoAway:
+			if f.Ack <= s.sent && s.ackedLocked(f.Ack, false) {
+				wakeWriters = true
+			}
+			return fmt.Errorf("%w: %v %s", errGoAway, f.Code, f.Reason)
+		case *ulpack.Close:
+			if f.Code != ulpack.CodeNormal {
+				s.peerErr = fmt.Errorf("%w: the peer closed the session: %v %s", ErrProtocol, f.Code, f.Reason)
+			}
 			s.peerEOF = true
 			wakeReaders, wakeWriters = true, true
+		case *ulpack.Ping:
+			if !f.Reply {
+				b, _ := ulpack.Ping{Reply: true, Opaque: f.Opaque}.AppendBinary(nil)
+				go s.conn.WriteMsg(b, ulpack.PPID)
+			}
+		case *ulpack.Unknown:
 		default:
-			return fmt.Errorf("%w: frame type %d in an open session", ErrProtocol, f.Type)
+			return fmt.Errorf("%w: %v in an open session", ErrProtocol, f.Type())
 		}
-	}
-	if wakeReaders {
-		broadcast(&s.rwait)
-	}
-	if wakeWriters {
-		broadcast(&s.wwait)
 	}
 	return nil
 }
 
+// protocolError tells the peer why the connection ends.
+func (s *Session) protocolError(c *mapping.TCPConn, err error) {
+	b, _ := ulpack.Close{Code: ulpack.CodeProtocolError, Reason: err.Error()}.AppendBinary(nil)
+	c.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+	c.WriteMsg(b, ulpack.PPID)
+}
+
 // ackedLocked frees what the peer acknowledged. mu is held.
-func (s *Session) ackedLocked(upTo uint64) bool {
+func (s *Session) ackedLocked(upTo uint64, hello bool) bool {
 	if upTo <= s.acked {
 		return false
 	}
-	upTo = min(upTo, s.sent)
+	if !hello {
+		upTo = min(upTo, s.sent)
+	}
 	i := 0
 	for i < len(s.unacked) && s.unacked[i].seq <= upTo {
-		s.ubytes -= len(s.unacked[i].frame) - dataHeaderLen
+		s.ubytes -= len(s.unacked[i].frame) - ulpack.DataLen
 		s.unacked[i] = nil
 		i++
 	}
@@ -313,6 +356,10 @@ func (s *Session) control(b []byte) {
 	case *asap.Cookie:
 		if s.client {
 			s.cookie = append([]byte(nil), m.Cookie...)
+		}
+	case *asap.CookieEcho:
+		if !s.client && !bytes.Equal(m.Cookie, statelessCookie) {
+			s.echoed = append([]byte(nil), m.Cookie...)
 		}
 	case *asap.BusinessCard:
 		s.card = m
