@@ -67,11 +67,14 @@ type Session struct {
 	mu sync.Mutex
 	// The connection: generation counts connections, so that a late
 	// report of an old one's failure is told apart.
-	conn      *mapping.TCPConn
-	gen       int
-	connErr   error // the present connection failed
-	pe        Element
-	exchanged bool // data went to or came from an element
+	conn    *mapping.TCPConn
+	gen     int
+	connErr error // the present connection failed
+	// handledGen is the generation whose failure the loop took up: later
+	// reports of it are stale.
+	handledGen int
+	pe         Element
+	exchanged  bool // a message came from the element
 	// peerWindow is how many messages beyond its acknowledgement the
 	// peer takes.
 	peerWindow int
@@ -91,7 +94,7 @@ type Session struct {
 	ubytes   int
 	nextSeq  uint64
 	acked    uint64
-	sent     uint64    // highest sequence number written to conn
+	sent     uint64 // highest sequence number written to conn
 	wwait    chan struct{}
 	cookieTx []byte // a cookie to send before the next acknowledgement
 	cardTx   *asap.BusinessCard
@@ -191,16 +194,17 @@ func (s *Session) opError(op string, err error) error {
 // loop.
 func newSession(cfg SessionConfig, client bool, handle asap.PoolHandle, id [16]byte, c *mapping.TCPConn, pe Element) *Session {
 	s := &Session{
-		cfg:     cfg,
-		client:  client,
-		handle:  handle,
-		id:      id,
-		kick:    make(chan struct{}, 1),
-		done:    make(chan struct{}),
-		conn:    c,
-		pe:      pe,
-		nextSeq: 1,
-		local:   c.LocalAddr(),
+		cfg:        cfg,
+		client:     client,
+		handle:     handle,
+		id:         id,
+		kick:       make(chan struct{}, 1),
+		done:       make(chan struct{}),
+		conn:       c,
+		pe:         pe,
+		handledGen: -1,
+		nextSeq:    1,
+		local:      c.LocalAddr(),
 	}
 	s.rdl.init()
 	s.wdl.init()
@@ -531,7 +535,6 @@ func (s *Session) queueLocked(b []byte, flags uint8, ppid uint32) *outMsg {
 	m := &outMsg{seq: seq, frame: frame}
 	s.unacked = append(s.unacked, m)
 	s.ubytes += len(b)
-	s.exchanged = true
 	return m
 }
 

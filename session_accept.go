@@ -140,11 +140,18 @@ func (l *Listener) openSession(pc *prefixConn) (*Session, error) {
 	s.peerWindow = int(hello.Window)
 	s.recv.start(next - 1)
 	s.ackSent = next - 1
-	s.cardTx = l.businessCard()
 	if cfg.Stateless {
 		s.cookieTx = statelessCookie
 	}
 	s.start()
+	go func() {
+		if card := l.businessCard(); card != nil {
+			s.mu.Lock()
+			s.cardTx = card
+			s.mu.Unlock()
+			s.wake()
+		}
+	}()
 	return s, nil
 }
 

@@ -180,7 +180,13 @@ func (s *Session) failover(cause error) error {
 	old := s.pe
 	cookie := s.cookie
 	card := s.card
-	stream := failover.StreamState{Unacked: len(s.unacked), Lost: s.exchanged, Used: s.exchanged}
+	// The element's state is lost with it once it processed something
+	// (acknowledged) or sent something: the new element would take up
+	// the stream in the middle. What it did not acknowledge is replayed,
+	// so an element that acknowledged nothing and sent nothing loses
+	// nothing: the new one gets the stream from its start.
+	used := s.acked > 0 || s.exchanged
+	stream := failover.StreamState{Unacked: len(s.unacked), Lost: used, Used: used}
 	s.mu.Unlock()
 	log := s.cfg.Logger.With("pool", string(s.handle), "pe", fmt.Sprintf("%08x", uint32(old.ID)))
 	log.Info("session: element lost", "err", cause)

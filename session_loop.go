@@ -33,6 +33,7 @@ func (s *Session) loop() {
 		if s.connErr != nil {
 			err := s.connErr
 			s.connErr = nil
+			s.handledGen = s.gen
 			s.mu.Unlock()
 			if !s.connFailed(err) {
 				return
@@ -66,7 +67,7 @@ func (s *Session) loop() {
 			}
 			if err != nil {
 				s.mu.Lock()
-				if s.gen == gen && s.connErr == nil {
+				if s.gen == gen && s.connErr == nil && gen != s.handledGen {
 					s.connErr = err
 				}
 				s.mu.Unlock()
@@ -100,7 +101,10 @@ func (s *Session) collect(batch []mapping.Msg, now time.Time) []mapping.Msg {
 		}
 		s.cardTx = nil
 	}
-	if p := s.recv.pbase; p > s.ackSent && (s.ackNow || s.closing || (!s.ackDue.IsZero() && !now.Before(s.ackDue))) {
+	// The acknowledgement goes when asked for, when due, or with data that
+	// goes anyway (a reply carries the acknowledgement of its request).
+	sending := len(batch) > 0 || (len(s.unacked) > 0 && s.sent < s.nextSeq-1)
+	if p := s.recv.pbase; p > s.ackSent && (s.ackNow || s.closing || sending || (!s.ackDue.IsZero() && !now.Before(s.ackDue))) {
 		batch = append(batch, mapping.Msg{Buf: ulpack.AppendAck(nil, p), PPID: ulpack.PPID})
 		s.ackSent = p
 		s.ackNow = false
@@ -213,7 +217,7 @@ func (s *Session) readLoop(c *mapping.TCPConn, gen int) {
 		}
 		if err != nil {
 			s.mu.Lock()
-			if s.gen == gen && s.connErr == nil {
+			if s.gen == gen && s.connErr == nil && gen != s.handledGen {
 				if errors.Is(err, io.EOF) && s.peerEOF {
 					err = io.EOF
 				}

@@ -56,6 +56,20 @@ func (p *Proxy) Restore() {
 	p.mu.Unlock()
 }
 
+// Reset ends every connection through the proxy with a TCP reset, on both
+// sides, as a host that died does; new connections are forwarded.
+func (p *Proxy) Reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
+		c.Close()
+		delete(p.conns, c)
+	}
+}
+
 // Close stops the proxy and closes its connections.
 func (p *Proxy) Close() {
 	p.l.Close()
