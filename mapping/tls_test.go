@@ -273,3 +273,31 @@ func TestTLSConfigRefusesSCTP(t *testing.T) {
 		t.Errorf("listen sctp with a TLS config: %v, want ErrTLSOverSCTP", err)
 	}
 }
+
+// TestTLSCloseDoesNotWaitForPeer: closing a TLS connection whose peer
+// reads nothing returns at once; it does not wait to send TLS's
+// close_notify into a full send buffer.
+func TestTLSCloseDoesNotWaitForPeer(t *testing.T) {
+	ca := testpki.New(t, "test CA")
+	lc := &ListenConfig{TLSConfig: testpki.ServerConfig(ca.MustIssue(t, "registrar", "127.0.0.1"), nil), Config: Config{HeartbeatInterval: -1}}
+	d := &Dialer{TLSConfig: testpki.ClientConfig(ca.Pool()), Config: Config{HeartbeatInterval: -1}}
+	s, c, err := tlsPair(t, lc, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c // reads nothing
+	// Fill the socket buffers until a write runs out of time.
+	big := make([]byte, 1<<20)
+	s.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	for {
+		if err := s.WriteMsg(big, PPIDASAP); err != nil {
+			break
+		}
+	}
+	s.SetWriteDeadline(time.Time{})
+	start := time.Now()
+	s.Close()
+	if el := time.Since(start); el > time.Second {
+		t.Fatalf("Close took %v with a peer that does not read", el)
+	}
+}
