@@ -24,6 +24,8 @@
 //   - [Config.HeartbeatMisses] [HeartbeatMiss] events in a row (any
 //     [HeartbeatAck], which the session feeds for every sign of life from the
 //     element, starts the count again);
+//   - a [GoAway] from the element (it is leaving: it is not reported
+//     unreachable);
 //   - a [FailoverRequest] from the application.
 //
 // A failover then runs these steps, each an action:
@@ -51,7 +53,8 @@
 //     [Config.Callback] says there is one). It may send resync messages; it
 //     answers [CallbackDone]. A callback that refuses (a non-nil Err) makes
 //     the machine disconnect that element (it is alive, so it is not reported)
-//     and go on with the next candidate.
+//     and go on with the next candidate; a refusal that wraps [ErrRefused]
+//     ends the session instead ([Fail] with ErrRefused).
 //  7. [Replay] the messages the old element did not acknowledge (only in
 //     [ModeReplay]); the session answers [ReplayDone] with their number.
 //  8. [Indicate] the failover: old element, new element, messages replayed.
@@ -59,7 +62,8 @@
 // A failover ends by a [Fail] with an [*Error] when its deadline
 // ([Config.FailoverTimeout] from the detection) passes ([ErrTimeout]), when
 // [Config.MaxAttempts] connect attempts have failed ([ErrAttemptsExhausted]),
-// or when data is in doubt ([ErrDataInDoubt]). The initial connect follows
+// when data is in doubt ([ErrDataInDoubt]), or when the callback ends it
+// ([ErrRefused]). The initial connect follows
 // the same rules (its deadline is also capped by [Event.Deadline] of Open),
 // except that it has no lost element, no data, no echo, no callback and no
 // replay. Failing or failing over disconnects what the machine connected or
@@ -87,8 +91,9 @@
 //   - [DoubtLost]: messages from the old element are known to be missing and
 //     cannot be requested again, since each element numbers its own
 //     messages. A cookie echo that the new element accepts
-//     ([CookieEchoResult] with Accepted) settles it, for that element has
-//     taken up the old one's state; so does the callback. The machine waits
+//     ([CookieEchoResult] with Accepted: in rsp's session protocol, a
+//     HELLO_ACK with Resumed set after the echo) settles it, for that
+//     element has taken up the old one's state; so does the callback. The machine waits
 //     for the echo's answer (up to [Config.ConnectTimeout]) before calling
 //     the callback, and takes no answer as a refusal of the cookie.
 //   - [DoubtStream]: in [ModeStream], bytes have flowed ([StreamState.Used])

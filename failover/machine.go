@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"errors"
 	"slices"
 	"time"
 
@@ -117,6 +118,10 @@ func (m *Machine) Handle(now time.Time, ev Event) []Action {
 		if m.state == StateConnected {
 			m.lost(now, ev.Stream, ErrRequested)
 		}
+	case GoAway:
+		if m.liveIs(ev.PE) {
+			m.lost(now, ev.Stream, ErrGoAway)
+		}
 	case Resolved:
 		if m.state == StateResolving {
 			m.onResolved(now, ev)
@@ -138,7 +143,10 @@ func (m *Machine) Handle(now time.Time, ev Event) []Action {
 		}
 	case CallbackDone:
 		if m.state == StateCalling {
-			if ev.Err != nil {
+			if errors.Is(ev.Err, ErrRefused) {
+				m.lastCause = ev.Err
+				m.fail(ErrRefused)
+			} else if ev.Err != nil {
 				m.refused(now, ev.Err)
 			} else {
 				m.doubt &^= ev.Settled
@@ -215,7 +223,9 @@ func (m *Machine) lost(now time.Time, st StreamState, cause error) {
 	m.old = old
 	m.tried = append(m.tried, old)
 	m.emit(Action{Kind: Disconnect, PE: old})
-	m.emit(Action{Kind: ReportUnreachable, PE: old, Err: cause})
+	if cause != ErrGoAway {
+		m.emit(Action{Kind: ReportUnreachable, PE: old, Err: cause})
+	}
 	m.live, m.up, m.misses = 0, false, 0
 	m.lastCause = cause
 	m.doubt = m.doubtOf(st)
@@ -318,7 +328,9 @@ func (m *Machine) elementFailed(now time.Time, pe asap.PEID, cause error, discon
 	if disconnect {
 		m.emit(Action{Kind: Disconnect, PE: pe})
 	}
-	m.emit(Action{Kind: ReportUnreachable, PE: pe, Err: cause})
+	if cause != ErrGoAway {
+		m.emit(Action{Kind: ReportUnreachable, PE: pe, Err: cause})
+	}
 	m.live, m.up, m.target, m.dialing, m.misses = 0, false, 0, false, 0
 	m.lastCause = cause
 	m.retry(now)

@@ -2,6 +2,7 @@ package failover
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -277,6 +278,18 @@ func TestMachine(t *testing.T) {
 			step{sec, Event{Kind: Connected, PE: 2}, []Action{{Kind: Callback, Old: 1, New: 2}}, 31 * sec, StateCalling},
 			step{sec, Event{Kind: CallbackDone, Err: errNo}, []Action{disconnect(2), failWith(ErrAttemptsExhausted)}, none, StateFailed},
 		), check: wantErr(ErrAttemptsExhausted, errNo)},
+		{name: "a refusal wrapping ErrRefused ends the session", cfg: Config{Callback: true}, steps: append(openTo1(Config{}),
+			step{sec, Event{Kind: BusinessCardReceived, Candidates: cands(2, 3)}, nil, none, StateConnected},
+			step{sec, Event{Kind: TransportError, PE: 1, Err: errReset}, []Action{
+				disconnect(1), unreachable(1, errReset), connect(2, 6*sec)}, 6 * sec, StateConnecting},
+			step{sec, Event{Kind: Connected, PE: 2}, []Action{{Kind: Callback, Old: 1, New: 2}}, 31 * sec, StateCalling},
+			step{sec, Event{Kind: CallbackDone, Err: fmt.Errorf("stale state: %w", ErrRefused)}, []Action{disconnect(2), failWith(ErrRefused)}, none, StateFailed},
+		), check: wantErr(ErrRefused)},
+		{name: "GOAWAY fails over without reporting the element", cfg: small, steps: append(openTo1(small),
+			step{sec, Event{Kind: GoAway, PE: 3}, nil, none, StateConnected}, // not the connected element
+			step{sec, Event{Kind: GoAway, PE: 1}, []Action{disconnect(1), {Kind: Resolve}}, 4 * sec, StateResolving},
+			step{sec, Event{Kind: Resolved, Candidates: cands(1, 2)}, []Action{connect(2, 2*sec)}, 2 * sec, StateConnecting},
+		)},
 		{name: "a callback that never returns fails at the deadline and its element is disconnected",
 			cfg: with(small, func(c *Config) { c.Callback = true }), steps: append(openTo1(small),
 				step{sec, Event{Kind: FailoverRequest}, []Action{disconnect(1), unreachable(1, ErrRequested), {Kind: Resolve}}, 4 * sec, StateResolving},
@@ -429,4 +442,42 @@ func TestMachineDataInDoubt(t *testing.T) {
 				step{sec, Event{Kind: TransportError, PE: 2, Err: errReset, Stream: StreamState{PartialRead: true}}, []Action{
 					disconnect(2), unreachable(2, errReset), failWith(ErrDataInDoubt)}, none, StateFailed})},
 	})
+}
+
+func TestConfigDefaults(t *testing.T) {
+	want := Config{HeartbeatMisses: 3, ConnectTimeout: 5 * sec, MaxAttempts: 16,
+		RetryDelay: 250 * ms, MaxRetryDelay: 4 * sec, FailoverTimeout: 30 * sec}
+	if diff := cmp.Diff(want, New(Config{}).Config()); diff != "" {
+		t.Errorf("zero Config (-want +got):\n%s", diff)
+	}
+	got := New(Config{Mode: ModeStream, Callback: true, HeartbeatMisses: -1, RetryDelay: 10 * sec, MaxRetryDelay: sec}).Config()
+	want = Config{Mode: ModeStream, Callback: true, HeartbeatMisses: 3, ConnectTimeout: 5 * sec, MaxAttempts: 16,
+		RetryDelay: 10 * sec, MaxRetryDelay: 10 * sec, FailoverTimeout: 30 * sec}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("set Config (-want +got):\n%s", diff)
+	}
+}
+
+func TestStrings(t *testing.T) {
+	for _, tt := range []struct{ got, want string }{
+		{Action{Kind: Indicate, Old: 0x1a, New: 0xbeef, Replayed: 3}.String(), "Indicate(0x0000001a -> 0x0000beef, 3 replayed)"},
+		{Action{Kind: Callback, Old: 1, New: 2, Doubt: DoubtPartialRead | DoubtLost}.String(), "Callback(0x00000001 -> 0x00000002, in doubt: partial-read|lost)"},
+		{Event{Kind: Resolved, Candidates: cands(1, 2)}.String(), "Resolved(0x00000001 0x00000002)"},
+		{Event{Kind: CallbackDone, Settled: DoubtUnacked}.String(), "CallbackDone(err=<nil> settled=unacked)"},
+		{Doubt(0).String(), "none"},
+		{(DoubtStream | 0x80).String(), "stream|0x80"},
+		{EventKind(99).String(), "EventKind(99)"},
+		{StateEchoing.String(), "Echoing"},
+		{ModeNoReplay.String(), "no-replay"},
+		{(&Error{Err: ErrDataInDoubt, Lost: 0x10, Doubt: DoubtLost, Cause: errReset}).Error(),
+			"failover: data in doubt, not spliced onto another pool element (lost pool element 0x00000010) (in doubt: lost): connection reset by peer"},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("got %q, want %q", tt.got, tt.want)
+		}
+	}
+	var ne interface{ Timeout() bool }
+	if !errors.As(&Error{Err: ErrTimeout}, &ne) || !ne.Timeout() || (&Error{Err: ErrRefused}).Timeout() {
+		t.Error("Timeout() wrong")
+	}
 }

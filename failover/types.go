@@ -171,18 +171,19 @@ const (
 	Resolved                       // answer to Resolve: Candidates in the pool's order, or Err
 	CookieReceived                 // an ASAP_COOKIE arrived: Cookie
 	BusinessCardReceived           // an ASAP_BUSINESS_CARD arrived: Candidates in the card's order
-	CookieEchoResult               // the new PE PE answered the cookie echo: Accepted
+	CookieEchoResult               // the new PE answered the resume: Accepted if it took up the session's state (HELLO_ACK with Resumed)
 	CallbackDone                   // the failover callback returned: Err (refusal) or Settled
 	ReplayDone                     // the replay is sent: Replayed
 	Timer                          // the timer set to Deadline fired
 	Close                          // the application closed the session
+	GoAway                         // PE announced it is leaving (GOAWAY): fail over without reporting it: Stream
 )
 
 var eventNames = [...]string{Open: "Open", Connected: "Connected", ConnectFailed: "ConnectFailed",
 	TransportError: "TransportError", HeartbeatMiss: "HeartbeatMiss", HeartbeatAck: "HeartbeatAck",
 	FailoverRequest: "FailoverRequest", Resolved: "Resolved", CookieReceived: "CookieReceived",
 	BusinessCardReceived: "BusinessCardReceived", CookieEchoResult: "CookieEchoResult",
-	CallbackDone: "CallbackDone", ReplayDone: "ReplayDone", Timer: "Timer", Close: "Close"}
+	CallbackDone: "CallbackDone", ReplayDone: "ReplayDone", Timer: "Timer", Close: "Close", GoAway: "GoAway"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) && eventNames[k] != "" {
@@ -199,7 +200,7 @@ type Event struct {
 	Candidates []Candidate // Open, Resolved, BusinessCardReceived
 	Cookie     []byte      // CookieReceived (copied)
 	Err        error       // ConnectFailed, TransportError, Resolved, CallbackDone (non-nil: refused)
-	Stream     StreamState // TransportError, HeartbeatMiss, FailoverRequest
+	Stream     StreamState // TransportError, HeartbeatMiss, FailoverRequest, GoAway
 	Settled    Doubt       // CallbackDone: the doubt the callback settled
 	Accepted   bool        // CookieEchoResult
 	Replayed   int         // ReplayDone
@@ -287,6 +288,10 @@ var (
 	ErrTimeout error = timeoutError{}
 	// ErrAttemptsExhausted: Config.MaxAttempts connect attempts failed.
 	ErrAttemptsExhausted = errors.New("failover: connect attempts exhausted")
+	// ErrRefused: the failover callback refused with an error that wraps
+	// ErrRefused, which ends the session; any other error refuses only the
+	// element at hand.
+	ErrRefused = errors.New("failover: refused by the application")
 )
 
 // Causes the machine records itself (in [Error.Cause] and in the Err of
@@ -296,6 +301,7 @@ var (
 	ErrConnectTimeout   = errors.New("failover: connect attempt timed out")
 	ErrHeartbeatsMissed = errors.New("failover: heartbeats missed")
 	ErrRequested        = errors.New("failover: requested by the application")
+	ErrGoAway           = errors.New("failover: pool element is going away")
 )
 
 type timeoutError struct{}
@@ -305,7 +311,7 @@ func (timeoutError) Timeout() bool { return true }
 
 // Error is the error of a [Fail] action.
 type Error struct {
-	Err   error     // ErrDataInDoubt, ErrTimeout or ErrAttemptsExhausted
+	Err   error     // ErrDataInDoubt, ErrTimeout, ErrAttemptsExhausted or ErrRefused
 	Cause error     // what the last step met (a connect error, a refusal, ...); may be nil
 	Lost  asap.PEID // the element the session lost; 0 for the initial connect
 	Doubt Doubt     // with ErrDataInDoubt: what was in doubt
@@ -335,3 +341,53 @@ func (e *Error) Unwrap() []error {
 
 // Timeout reports whether the failover ran out of time.
 func (e *Error) Timeout() bool { return errors.Is(e.Err, ErrTimeout) }
+
+// String describes the action briefly, naming elements in hex, for logs.
+func (a Action) String() string {
+	s := a.Kind.String()
+	switch a.Kind {
+	case ReportUnreachable:
+		s += fmt.Sprintf("(%#08x: %v)", uint32(a.PE), a.Err)
+	case Disconnect, SendCookieEcho, Replay, Established:
+		s += fmt.Sprintf("(%#08x)", uint32(a.PE))
+	case Connect:
+		s += fmt.Sprintf("(%#08x by %s)", uint32(a.PE), a.Deadline.Format(time.RFC3339Nano))
+	case Callback:
+		s += fmt.Sprintf("(%#08x -> %#08x, in doubt: %v)", uint32(a.Old), uint32(a.New), a.Doubt)
+	case Indicate:
+		s += fmt.Sprintf("(%#08x -> %#08x, %d replayed)", uint32(a.Old), uint32(a.New), a.Replayed)
+	case Fail:
+		s += fmt.Sprintf("(%v)", a.Err)
+	}
+	return s
+}
+
+// String describes the event briefly, naming elements in hex, for logs.
+func (e Event) String() string {
+	s := e.Kind.String()
+	switch e.Kind {
+	case Connected, HeartbeatAck:
+		s += fmt.Sprintf("(%#08x)", uint32(e.PE))
+	case ConnectFailed, TransportError:
+		s += fmt.Sprintf("(%#08x: %v)", uint32(e.PE), e.Err)
+	case HeartbeatMiss, GoAway:
+		s += fmt.Sprintf("(%#08x)", uint32(e.PE))
+	case Open, Resolved, BusinessCardReceived:
+		ids := make([]string, len(e.Candidates))
+		for i, c := range e.Candidates {
+			ids[i] = fmt.Sprintf("%#08x", uint32(c.ID()))
+		}
+		s += "(" + strings.Join(ids, " ")
+		if e.Err != nil {
+			s += fmt.Sprint(e.Err)
+		}
+		s += ")"
+	case CookieEchoResult:
+		s += fmt.Sprintf("(%#08x accepted=%v)", uint32(e.PE), e.Accepted)
+	case CallbackDone:
+		s += fmt.Sprintf("(err=%v settled=%v)", e.Err, e.Settled)
+	case ReplayDone:
+		s += fmt.Sprintf("(%d)", e.Replayed)
+	}
+	return s
+}
