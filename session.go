@@ -75,6 +75,7 @@ type Session struct {
 	handledGen int
 	pe         Element
 	exchanged  bool // a message came from the element
+	stateless  bool // the element's messages stand alone (HELLO_ACK)
 	// peerWindow is how many messages beyond its acknowledgement the
 	// peer takes.
 	peerWindow int
@@ -603,9 +604,8 @@ func (s *Session) Cookie() []byte {
 }
 
 // EchoedCookie returns, on a pool element, the cookie a session that
-// failed over to it echoed (ASAP_COOKIE_ECHO), or nil. The echo arrives
-// before the first message of the resumed session: ask once ReadMsg or
-// Read returned one.
+// failed over to it echoed (ASAP_COOKIE_ECHO), or nil. Accept returns the
+// session with it.
 func (s *Session) EchoedCookie() []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()

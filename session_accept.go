@@ -100,19 +100,13 @@ func isTimeout(err error) bool {
 	return ok && ne.Timeout()
 }
 
-// statelessCookie is the cookie a Stateless listener hands out by itself,
-// so that its sessions may fail over (spec/session.md, section 6): an
-// element whose every message stands alone has empty state.
-var statelessCookie = []byte("rsp:stateless")
-
-// openSession reads a pool user's HELLO, answers it, and makes the
-// session. A resumed session's cookie echo arrives after the HELLO_ACK,
-// before any message.
+// openSession reads a pool user's HELLO and the cookie echo it announces,
+// answers it, and makes the session.
 func (l *Listener) openSession(pc *prefixConn) (*Session, error) {
 	cfg := l.scfg
 	c := mapping.NewTCPConn(pc, cfg.mappingConfig())
 	c.SetDeadline(time.Now().Add(cfg.SniffTimeout + cfg.HeartbeatInterval))
-	buf := make([]byte, 512)
+	buf := make([]byte, cfg.MaxMessageSize)
 	n, ppid, err := c.ReadMsg(buf)
 	if err != nil {
 		c.Close()
@@ -126,8 +120,25 @@ func (l *Listener) openSession(pc *prefixConn) (*Session, error) {
 		c.Close()
 		return nil, fmt.Errorf("%w: session opened without HELLO: %v", ErrProtocol, err)
 	}
+	var echoed []byte
+	if hello.Cookie {
+		n, ppid, err := c.ReadMsg(buf)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		m, err := asap.Unmarshal(buf[:n])
+		ce, ok := m.(*asap.CookieEcho)
+		if err != nil || ppid != mapping.PPIDASAP || !ok {
+			b, _ := ulpack.Close{Code: ulpack.CodeProtocolError, Reason: "HELLO announced a cookie echo, none came"}.AppendBinary(nil)
+			c.WriteMsg(b, ulpack.PPID)
+			c.Close()
+			return nil, fmt.Errorf("%w: HELLO announced a cookie echo, none came", ErrProtocol)
+		}
+		echoed = ce.Cookie
+	}
 	next := max(hello.Next, 1)
-	ack, _ := ulpack.HelloAck{Window: uint32(cfg.MaxUnackedMessages), ID: hello.ID, Ack: next - 1}.AppendBinary(nil)
+	ack, _ := ulpack.HelloAck{Stateless: cfg.Stateless, Window: uint32(cfg.MaxUnackedMessages), ID: hello.ID, Ack: next - 1}.AppendBinary(nil)
 	if err := c.WriteMsg(ack, ulpack.PPID); err != nil {
 		c.Close()
 		return nil, err
@@ -137,12 +148,10 @@ func (l *Listener) openSession(pc *prefixConn) (*Session, error) {
 	s := newSession(cfg, false, l.handle, hello.ID, c, self)
 	s.l = l
 	s.resumed = hello.Resume
+	s.echoed = echoed
 	s.peerWindow = int(hello.Window)
 	s.recv.start(next - 1)
 	s.ackSent = next - 1
-	if cfg.Stateless {
-		s.cookieTx = statelessCookie
-	}
 	s.start()
 	go func() {
 		if card := l.businessCard(); card != nil {

@@ -77,13 +77,14 @@ func (d *Dialer) machineConfig(cfg SessionConfig) failover.Config {
 func (d *Dialer) dialSession(ctx context.Context, network string, handle asap.PoolHandle, pe asap.PoolElement, addr string) (net.Conn, error) {
 	cfg := d.Session.withDefaults()
 	id := newSessionID()
-	c, ack, err := d.sessionHandshake(ctx, cfg, network, addr, id, 1)
+	c, ack, err := d.sessionHandshake(ctx, cfg, network, addr, id, 1, nil)
 	if err != nil {
 		return nil, err
 	}
 	s := newSession(cfg, true, handle, id, c, Element{Handle: string(handle), PoolElement: pe})
 	s.d = d
 	s.peerWindow = int(ack.Window)
+	s.stateless = ack.Stateless
 	s.fm = failover.New(d.machineConfig(cfg))
 	now := time.Now()
 	s.fm.Handle(now, failover.Event{Kind: failover.Open, Candidates: []failover.Candidate{{PE: pe}}})
@@ -94,7 +95,7 @@ func (d *Dialer) dialSession(ctx context.Context, network string, handle asap.Po
 
 // sessionHandshake connects to an element and opens (next == 1) or resumes
 // the session id there: HELLO, then the element's HELLO_ACK.
-func (d *Dialer) sessionHandshake(ctx context.Context, cfg SessionConfig, network, addr string, id [16]byte, next uint64) (*mapping.TCPConn, ulpack.HelloAck, error) {
+func (d *Dialer) sessionHandshake(ctx context.Context, cfg SessionConfig, network, addr string, id [16]byte, next uint64, cookie []byte) (*mapping.TCPConn, ulpack.HelloAck, error) {
 	nd := d.NetDialer
 	if nd == nil {
 		nd = &net.Dialer{}
@@ -121,8 +122,13 @@ func (d *Dialer) sessionHandshake(ctx context.Context, cfg SessionConfig, networ
 	c.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	hello, _ := ulpack.Hello{Resume: next > 1, Window: uint32(cfg.MaxUnackedMessages), ID: id, Next: next}.AppendBinary(nil)
-	if err := c.WriteMsg(hello, ulpack.PPID); err != nil {
+	hello, _ := ulpack.Hello{Resume: next > 1 || cookie != nil, Cookie: cookie != nil, Window: uint32(cfg.MaxUnackedMessages), ID: id, Next: next}.AppendBinary(nil)
+	batch := []mapping.Msg{{Buf: hello, PPID: ulpack.PPID}}
+	if cookie != nil {
+		echo, _ := (&asap.CookieEcho{Cookie: cookie}).AppendBinary(nil)
+		batch = append(batch, mapping.Msg{Buf: echo, PPID: mapping.PPIDASAP})
+	}
+	if _, err := c.WriteBatch(batch); err != nil {
 		return fail(err)
 	}
 	buf := make([]byte, 512)
@@ -172,20 +178,21 @@ func candidates(pes []asap.PoolElement) []failover.Candidate {
 // a fresh resolution, never the failed element; cookie echo, callback,
 // replay of what was not acknowledged, indication. The machine fails,
 // rather than splice two servers' byte streams, when the old element's
-// state cannot move: data was exchanged and the element handed out no
-// cookie (a stateless element hands out one of its own).
+// state cannot move: data was exchanged and the element neither handed
+// out a cookie nor said it is stateless.
 func (s *Session) failover(cause error) error {
 	start := time.Now()
 	s.mu.Lock()
 	old := s.pe
 	cookie := s.cookie
 	card := s.card
-	// The element's state is lost with it once it processed something
+	// The element's state is lost with it, unless it is stateless, once it
+	// processed something
 	// (acknowledged) or sent something: the new element would take up
 	// the stream in the middle. What it did not acknowledge is replayed,
 	// so an element that acknowledged nothing and sent nothing loses
 	// nothing: the new one gets the stream from its start.
-	used := s.acked > 0 || s.exchanged
+	used := (s.acked > 0 || s.exchanged) && !s.stateless
 	stream := failover.StreamState{Unacked: len(s.unacked), Lost: used, Used: used}
 	s.mu.Unlock()
 	log := s.cfg.Logger.With("pool", string(s.handle), "pe", fmt.Sprintf("%08x", uint32(old.ID)))
@@ -274,7 +281,7 @@ func (s *Session) failover(cause error) error {
 			s.mu.Lock()
 			next := s.acked + 1
 			s.mu.Unlock()
-			c, ha, err := s.d.sessionHandshake(cctx, s.cfg, "tcp", netip.AddrPortFrom(t.Addrs[0], t.Port).String(), s.id, next)
+			c, ha, err := s.d.sessionHandshake(cctx, s.cfg, "tcp", netip.AddrPortFrom(t.Addrs[0], t.Port).String(), s.id, next, cookie)
 			ccancel()
 			if err != nil {
 				if ctx.Err() != nil {
@@ -286,9 +293,9 @@ func (s *Session) failover(cause error) error {
 			conn, ack, newPE = c, ha, a.Candidate.PE
 			feed(failover.Event{Kind: failover.Connected, PE: a.PE})
 		case failover.SendCookieEcho:
-			b, _ := (&asap.CookieEcho{Cookie: a.Cookie}).AppendBinary(nil)
-			err := conn.WriteMsg(b, mapping.PPIDASAP)
-			feed(failover.Event{Kind: failover.CookieEchoResult, PE: a.PE, Accepted: err == nil})
+			// The echo went right behind the HELLO (FlagCookie), and the
+			// element took it before its HELLO_ACK.
+			feed(failover.Event{Kind: failover.CookieEchoResult, PE: a.PE, Accepted: cookie != nil})
 		case failover.Callback:
 			s.mu.Lock()
 			replay := len(s.unacked)
@@ -342,6 +349,7 @@ func (s *Session) takeOver(c *mapping.TCPConn, pe asap.PoolElement, ack ulpack.H
 	s.gen++
 	s.pe = Element{Handle: string(s.handle), PoolElement: pe}
 	s.peerWindow = int(ack.Window)
+	s.stateless = ack.Stateless
 	s.card = nil
 	s.sent = s.acked
 	s.recv = receiver{}

@@ -1,7 +1,6 @@
 package rsp
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -361,10 +360,7 @@ func (s *Session) control(b []byte) {
 		if s.client {
 			s.cookie = append([]byte(nil), m.Cookie...)
 		}
-	case *asap.CookieEcho:
-		if !s.client && !bytes.Equal(m.Cookie, statelessCookie) {
-			s.echoed = append([]byte(nil), m.Cookie...)
-		}
+
 	case *asap.BusinessCard:
 		s.card = m
 	}
