@@ -1,0 +1,378 @@
+//go:build unix
+
+package rsp_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rsp-go/rsp"
+	"github.com/rsp-go/rsp/asap/endpoint"
+	"github.com/rsp-go/rsp/internal/testutil"
+	"github.com/rsp-go/rsp/registrar"
+)
+
+// The test binary runs as a pool element process when RSP_TEST_PE names
+// its pool, registrars and delivery log: it serves stateless sessions and
+// appends "session-id seq" to the log for every message it receives, with
+// one write each, so that a killed process leaves a complete log.
+func TestMain(m *testing.M) {
+	if spec := os.Getenv("RSP_TEST_PE"); spec != "" {
+		runChildPE(spec)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func runChildPE(spec string) {
+	pool, rest, _ := strings.Cut(spec, ",")
+	reg, logPath, _ := strings.Cut(rest, ",")
+	log, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ep := endpoint.New(endpoint.Config{Registrars: []string{reg}, CacheLifetime: -1})
+	lc := rsp.ListenConfig{Endpoint: ep, LocalAddr: "127.0.0.1:0",
+		Session: rsp.SessionConfig{Stateless: true, HeartbeatInterval: chaosHeartbeat}}
+	l, err := lc.Listen(context.Background(), "tcp", "pool:"+pool)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Printf("%08x\n", uint32(l.ID()))
+	var mu sync.Mutex
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			os.Exit(0)
+		}
+		go func() {
+			defer c.Close()
+			s, ok := c.(*rsp.Session)
+			if !ok {
+				return
+			}
+			id := s.ID()
+			prefix := hex.EncodeToString(id[:]) + " "
+			for {
+				m, err := s.ReadMsg()
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				log.WriteString(prefix + strconv.FormatUint(m.Seq, 10) + "\n")
+				mu.Unlock()
+			}
+		}()
+	}
+}
+
+const chaosHeartbeat = 100 * time.Millisecond
+
+// childPE is a pool element in a process of its own.
+type childPE struct {
+	cmd     *exec.Cmd
+	log     string
+	id      string
+	stopped bool
+}
+
+func startChildPE(t testing.TB, pool, reg, dir string) *childPE {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := filepath.Join(dir, fmt.Sprintf("pe-%d-%d.log", time.Now().UnixNano(), rand.Int()))
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), "RSP_TEST_PE="+pool+","+reg+","+log)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &childPE{cmd: cmd, log: log}
+	t.Cleanup(func() { c.kill() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("pool element process: %v", err)
+	}
+	c.id = strings.TrimSpace(line)
+	return c
+}
+
+func (c *childPE) kill() {
+	if c.cmd.ProcessState != nil {
+		return
+	}
+	c.cmd.Process.Signal(syscall.SIGKILL)
+	c.cmd.Wait()
+}
+
+func (c *childPE) stop() { c.cmd.Process.Signal(syscall.SIGSTOP); c.stopped = true }
+
+// readChildLogs adds the deliveries the child processes logged.
+func readChildLogs(t testing.TB, dir string, got *deliveries) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "pe-*.log"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if line == "" {
+				continue
+			}
+			idHex, seqStr, _ := strings.Cut(line, " ")
+			var id [16]byte
+			hex.Decode(id[:], []byte(idHex))
+			seq, err := strconv.ParseUint(seqStr, 10, 64)
+			if err != nil {
+				t.Fatalf("log %s: %q", f, line)
+			}
+			got.add(id, seq)
+		}
+	}
+}
+
+func chaosRegistrar(t testing.TB) (*registrar.Registrar, []string) {
+	return testRegistrar(t)
+}
+
+// TestChaos: 50 sessions stream numbered messages with ack requests to a
+// pool of three to five elements, while elements are killed, over and
+// over, in every way an element fails: their connections reset, their
+// process killed, black-holed (connections open, nothing passes), their
+// process stopped; and new ones start. Every session finishes; every
+// message is delivered at least once, those acknowledged before a
+// failover could replay them exactly once, none more often than the
+// bound; no goroutine is left.
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos takes seconds")
+	}
+	r, regs := chaosRegistrar(t)
+	dir := t.TempDir()
+	got := new(deliveries)
+	const pool = "chaos"
+
+	// The pool: in-process elements behind proxies, and processes.
+	type element struct {
+		inproc *sessionPE
+		child  *childPE
+	}
+	var mu sync.Mutex
+	var live []element
+	start := func(i int) {
+		var e element
+		if i%2 == 0 {
+			e.inproc = startSessionPE(t, regs, pool, peOptions{stateless: true, heartbeat: chaosHeartbeat, got: got})
+		} else {
+			e.child = startChildPE(t, pool, regs[0], dir)
+		}
+		mu.Lock()
+		live = append(live, e)
+		mu.Unlock()
+	}
+	for i := range 4 {
+		start(i)
+	}
+	waitFor(t, "the pool", 5*time.Second, func() bool { return poolSize(r, pool) == 4 })
+
+	const sessions, msgs = 50, 200
+	type result struct {
+		id  [16]byte
+		fos []rsp.FailoverEvent
+		err error
+	}
+	results := make(chan result, sessions)
+	ep := newEndpoint(t, regs)
+	for range sessions {
+		go func() {
+			fch := make(chan rsp.FailoverEvent, 100)
+			d := &rsp.Dialer{Endpoint: ep, Timeout: 300 * time.Millisecond, Session: rsp.SessionConfig{
+				HeartbeatInterval: chaosHeartbeat, Failovers: fch, FailoverTimeout: 15 * time.Second}}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			c, err := d.DialContext(ctx, "tcp", "pool:"+pool)
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			s := c.(*rsp.Session)
+			defer s.Close()
+			for i := uint64(1); i <= msgs; i++ {
+				if _, err := s.WriteMsg([]byte(strconv.FormatUint(i, 10)), rsp.WriteOptions{AckRequest: true}); err != nil {
+					results <- result{id: s.ID(), err: fmt.Errorf("message %d: %w", i, err)}
+					return
+				}
+				time.Sleep(time.Duration(5+rand.IntN(20)) * time.Millisecond)
+			}
+			err = s.WaitAcked(ctx, msgs)
+			results <- result{id: s.ID(), fos: drainFailovers(fch), err: err}
+		}()
+	}
+
+	// The chaos: every 250 ms an element fails, in turn by reset, process
+	// kill, black hole and process stop, and a new one of its kind starts.
+	stopChaos := make(chan struct{})
+	chaosDone := make(chan map[string]int)
+	go func() {
+		kinds := map[string]int{}
+		for i := 0; ; i++ {
+			select {
+			case <-stopChaos:
+				chaosDone <- kinds
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+			inproc := i%2 == 0
+			mu.Lock()
+			var e element
+			for j, c := range live {
+				if (c.inproc != nil) == inproc {
+					e = c
+					live = append(live[:j], live[j+1:]...)
+					break
+				}
+			}
+			mu.Unlock()
+			switch {
+			case e.inproc != nil && i%4 == 2:
+				kinds["black hole"]++
+				e.inproc.proxy.BlackHole()
+			case e.inproc != nil:
+				kinds["reset"]++
+				e.inproc.crash()
+			case e.child != nil && i%4 == 3:
+				kinds["process stopped"]++
+				e.child.stop()
+			case e.child != nil:
+				kinds["process killed"]++
+				e.child.kill()
+			}
+			if inproc {
+				start(0)
+			} else {
+				start(1)
+			}
+		}
+	}()
+	var all []result
+	for range sessions {
+		all = append(all, <-results)
+	}
+	close(stopChaos)
+	kinds := <-chaosDone
+	t.Logf("failures: %v", kinds)
+
+	readChildLogs(t, dir, got)
+	failovers := 0
+	for _, res := range all {
+		if res.err != nil {
+			t.Errorf("session %x: %v", res.id[:4], res.err)
+			continue
+		}
+		failovers += len(res.fos)
+		checkDeliveries(t, got.of(res.id), msgs, res.fos)
+	}
+	t.Logf("%d sessions, %d failovers", len(all), failovers)
+	if failovers == 0 {
+		t.Error("no session failed over: the chaos did not reach them")
+	}
+
+	// Nothing of the sessions is left running once everything is closed.
+	mu.Lock()
+	for _, e := range live {
+		if e.inproc != nil {
+			e.inproc.crash()
+		} else {
+			e.child.kill()
+		}
+	}
+	mu.Unlock()
+	ep.Close()
+	testutil.WaitFor(t, 5*time.Second, "the sessions' goroutines to end", func() bool {
+		return sessionGoroutines() == 0
+	})
+}
+
+// sessionGoroutines counts the goroutines running code of sessions.
+func sessionGoroutines() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "rsp.(*Session)") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestSessionStoppedElement: an element process that is stopped (SIGSTOP:
+// its connections stay open, nothing answers) is noticed within three
+// heartbeats and the session fails over.
+func TestSessionStoppedElement(t *testing.T) {
+	r, regs := testRegistrar(t)
+	dir := t.TempDir()
+	a := startChildPE(t, "stopped", regs[0], dir)
+	waitFor(t, "the first element", 5*time.Second, func() bool { return poolSize(r, "stopped") == 1 })
+	fch := make(chan rsp.FailoverEvent, 1)
+	s := dialSession(t, regs, "stopped", rsp.SessionConfig{HeartbeatInterval: chaosHeartbeat, Failovers: fch})
+	if _, err := s.WriteMsg([]byte("1"), rsp.WriteOptions{AckRequest: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the acknowledgement", 2*time.Second, func() bool { return s.Acked() == 1 })
+	startChildPE(t, "stopped", regs[0], dir)
+	waitFor(t, "the second element", 5*time.Second, func() bool { return poolSize(r, "stopped") == 2 })
+	start := time.Now()
+	a.stop()
+	select {
+	case f := <-fch:
+		detect := time.Since(start) - f.Took
+		if fmt.Sprintf("%08x", uint32(f.Old.ID)) != a.id {
+			t.Errorf("failed over from %08x, want the stopped %s", uint32(f.Old.ID), a.id)
+		}
+		if detect > 3*chaosHeartbeat+chaosHeartbeat/2 {
+			t.Errorf("stopped element noticed after %v, want within three heartbeats (%v)", detect, 3*chaosHeartbeat)
+		}
+		t.Logf("noticed after %v, failed over in %v", detect, f.Took)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no failover from a stopped element")
+	}
+	if _, err := s.WriteMsg([]byte("2"), rsp.WriteOptions{AckRequest: true}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.WaitAcked(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+}
