@@ -2,6 +2,7 @@ package registrar
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -66,6 +67,20 @@ type ENRPConfig struct {
 	MaxBadMessages         int
 	MaxElementsPerResponse int
 	SendQueue              int
+
+	// TLSConfig, when set, runs ENRP over TCP with TLS 1.3 both ways: it
+	// is the server configuration of the Listen listeners (with
+	// ClientAuth tls.RequireAndVerifyClientCert and ClientCAs, peers
+	// prove who they are) and the client configuration for dialing Peers
+	// (Certificates, and RootCAs to verify them by their host). SCTP
+	// peers and listeners are refused with it (mapping.ErrTLSOverSCTP):
+	// over SCTP, ENRP stays as rsplib has it, for IPsec or a private
+	// network to protect. AuthorizePeer, when set, decides by the verified
+	// certificate (see Peer) which registrars may be peers, on connections
+	// accepted and dialed alike; PeerIdentities makes one. nil allows
+	// every peer that passed the TLS handshake (any, without TLS).
+	TLSConfig     *tls.Config
+	AuthorizePeer func(p Peer) bool
 }
 
 func (c ENRPConfig) withDefaults() ENRPConfig {
@@ -204,7 +219,7 @@ func (r *Registrar) startENRP() error {
 		if !ok {
 			return fmt.Errorf("registrar: ENRP listener %q: want network:address", spec)
 		}
-		var lc mapping.ListenConfig
+		lc := e.enrpListenConfig()
 		l, err := lc.Listen(context.Background(), network, address)
 		if err != nil {
 			return fmt.Errorf("registrar: ENRP listener: %w", err)
@@ -340,7 +355,7 @@ func serverInfo(id asap.ServerID, a net.Addr) (*asap.ServerInformation, bool) {
 func (e *enrpSide) dialLoop(network, address string) {
 	r := e.r
 	defer r.wg.Done()
-	var d mapping.Dialer
+	d := e.enrpDialer()
 	delay := e.cfg.HeartbeatInterval
 	if delay <= 0 {
 		delay = DefaultPeerHeartbeatInterval
@@ -380,7 +395,7 @@ func (e *enrpSide) run(c mapping.Conn) *link {
 	r := e.r
 	l := &link{e: e, c: c, out: make(chan []byte, e.cfg.SendQueue), done: make(chan struct{})}
 	e.lmu.Lock()
-	if r.isClosed() {
+	if r.isClosed() || !e.peerAllowed(c) {
 		e.lmu.Unlock()
 		c.Close()
 		close(l.done)

@@ -59,6 +59,9 @@
 // in which pools. A refused request is answered with cause "rejected due
 // to security considerations" (0xa) and logged with its peer. Independent
 // of TLS, a pool element belongs to the connection that registered it.
+// ENRPConfig.TLSConfig runs the registrar-to-registrar links over TLS as
+// well, and ENRPConfig.AuthorizePeer says which certificates belong to
+// registrars.
 //
 // Over SCTP the links stay as rsplib has them: no TLS (RFC 5355 would have
 // DTLS or TLS over SCTP, which neither rsplib nor crypto/tls speaks).

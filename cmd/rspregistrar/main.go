@@ -18,8 +18,12 @@
 //	rspregistrar -listen tls::3863 -tls-cert reg.pem -tls-key reg.key \
 //	    -tls-client-ca ca.pem -allow 'echo-1=echo' -allow 'web-*=web'
 //
-// SCTP listeners have no TLS: use them only on a private network or under
-// IPsec.
+// With TLS, ENRP to the peer registrars (-peer, -enrp-listen, over tcp:)
+// runs over TLS too, with the same certificate and CA, and -allow-peer
+// names the identities of the registrars that may be peers (required with
+// -allow, as any certificate of the CA could otherwise join). SCTP
+// listeners and peers have no TLS: use them only on a private network or
+// under IPsec.
 package main
 
 import (
@@ -101,6 +105,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.ENRP.TakeoverExpiry, "takeover-expiry", registrar.DefaultTakeoverExpiry, "time a takeover waits for its acknowledgements before asking again")
 	fs.IntVar(&cfg.ENRP.MaxPeers, "max-peers", registrar.DefaultMaxPeers, "most ENRP peers")
 	fs.Float64Var(&cfg.ENRP.MaxMessageRate, "max-peer-rate", 0, "ENRP messages per second per peer (0: unlimited)")
+	var peerIDs listFlag
+	fs.Var(&peerIDs, "allow-peer", "certificate identity (a name, or a prefix and *) of registrars that may be ENRP peers over TLS; repeatable, comma-separated; needed with -allow and ENRP peers")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -151,6 +157,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 	cfg.ENRP.Peers, cfg.ENRP.Listen = peers, enrpListen
+	if err := enrpTLS(&cfg, peerIDs, len(rules) > 0); err != nil {
+		return err
+	}
 	r := registrar.New(cfg)
 	errc := make(chan error, len(listen))
 	for _, spec := range listen {
@@ -175,4 +184,39 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	return r.Close()
+}
+
+// enrpTLS runs ENRP over TLS when the registrar has TLS: the same
+// certificate, the client CA verifying peers both ways, and the
+// -allow-peer identities as the peers' authorisation rule. SCTP has no
+// TLS, so with TLS the ENRP links must be TCP.
+func enrpTLS(cfg *registrar.Config, peerIDs []string, rules bool) error {
+	e := &cfg.ENRP
+	if len(e.Peers)+len(e.Listen) == 0 {
+		if len(peerIDs) > 0 {
+			return errors.New("-allow-peer without -peer or -enrp-listen")
+		}
+		return nil
+	}
+	if cfg.TLSConfig == nil || cfg.TLSConfig.ClientCAs == nil {
+		if len(peerIDs) > 0 {
+			return errors.New("-allow-peer needs mutual TLS: -tls-cert, -tls-key and -tls-client-ca")
+		}
+		return nil
+	}
+	for _, spec := range append(append([]string(nil), e.Peers...), e.Listen...) {
+		if network, _, _ := mapping.SplitAddress(spec); strings.HasPrefix(network, "sctp") {
+			return fmt.Errorf("-peer/-enrp-listen %q: SCTP has no TLS (with TLS, ENRP runs over tcp)", spec)
+		}
+	}
+	ec := cfg.TLSConfig.Clone()
+	ec.RootCAs = ec.ClientCAs
+	e.TLSConfig = ec
+	switch {
+	case len(peerIDs) > 0:
+		e.AuthorizePeer = registrar.PeerIdentities(peerIDs...)
+	case rules:
+		return errors.New("-allow with ENRP peers needs -allow-peer, the identities of the registrars: else any client certificate could join the pool of registrars")
+	}
+	return nil
 }
