@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/enrp"
 	"github.com/rsp-go/rsp/mapping"
 	"github.com/rsp-go/rsp/registrar/internal/peer"
 )
@@ -120,6 +122,13 @@ type link struct {
 	once sync.Once
 	id   asap.ServerID // the peer, once heard; guarded by e.lmu
 	bad  int           // reader only
+	// dialed is set for connections this registrar made. info, for a
+	// dialed SCTP association, is the server information its presences
+	// carry: rsplib accepts a presence only when the ENRP address in it is
+	// the association's, and a dialed association's local port is not the
+	// listener's.
+	dialed bool
+	info   *asap.ServerInformation
 }
 
 func newENRPSide(r *Registrar) *enrpSide {
@@ -175,7 +184,9 @@ func (r *Registrar) registeredLocked(h asap.PoolHandle, pe *asap.PoolElement) {
 
 // dropLocked removes a pool element this registrar is home of from the
 // handlespace and tells the peers. An element whose home is now a peer
-// (it registered there since) stays: it is the peer's to remove.
+// (it registered there since) stays: it is the peer's to remove. A
+// registrar that is closing tells nobody: its elements live on, and its
+// peers take them over as from a registrar that died.
 func (r *Registrar) dropLocked(key peKey) {
 	pe, ok := r.hs.Lookup(key.handle, key.id)
 	if !ok || pe.Home != r.id {
@@ -183,6 +194,9 @@ func (r *Registrar) dropLocked(key peKey) {
 	}
 	p := *pe
 	r.hs.Deregister(key.handle, key.id)
+	if r.closed {
+		return
+	}
 	r.enrp.core.Removed(key.handle, &p)
 	r.enrp.poke()
 }
@@ -307,7 +321,7 @@ func (e *enrpSide) accept(l mapping.Listener) error {
 			}
 			return err
 		}
-		e.run(c)
+		e.run(c, false)
 	}
 }
 
@@ -372,7 +386,7 @@ func (e *enrpSide) dialLoop(network, address string) {
 		c, err := d.DialContext(ctx, network, address)
 		cancel()
 		if err == nil {
-			l := e.run(c)
+			l := e.run(c, true)
 			select {
 			case <-l.done:
 			case <-r.done:
@@ -391,9 +405,14 @@ func (e *enrpSide) dialLoop(network, address string) {
 
 // run serves one ENRP connection in new goroutines; it starts with a
 // presence that asks the peer to answer with its own.
-func (e *enrpSide) run(c mapping.Conn) *link {
+func (e *enrpSide) run(c mapping.Conn, dialed bool) *link {
 	r := e.r
-	l := &link{e: e, c: c, out: make(chan []byte, e.cfg.SendQueue), done: make(chan struct{})}
+	l := &link{e: e, c: c, out: make(chan []byte, e.cfg.SendQueue), done: make(chan struct{}), dialed: dialed}
+	if _, sctp := c.(interface {
+		PeerAddrs() ([]netip.Addr, error)
+	}); sctp && dialed {
+		l.info, _ = serverInfo(r.id, c.LocalAddr())
+	}
 	e.lmu.Lock()
 	if r.isClosed() || !e.peerAllowed(c) {
 		e.lmu.Unlock()
@@ -407,10 +426,21 @@ func (e *enrpSide) run(c mapping.Conn) *link {
 	r.mu.Lock()
 	p := e.core.Presence(0, true)
 	r.mu.Unlock()
-	l.send(p)
+	l.send(l.own(p))
 	go l.writeLoop()
 	go l.readLoop()
 	return l
+}
+
+// own returns m as this connection sends it: a presence with the
+// connection's own server information where it has one.
+func (l *link) own(m enrp.Message) enrp.Message {
+	if p, ok := m.(*enrp.Presence); ok && l.info != nil && p.Info != nil {
+		q := *p
+		q.Info = l.info
+		return &q
+	}
+	return m
 }
 
 func (l *link) close() {
@@ -423,7 +453,7 @@ func (l *link) close() {
 	})
 }
 
-func (l *link) send(m interface{ AppendBinary([]byte) ([]byte, error) }) {
+func (l *link) send(m enrp.Message) {
 	b, err := m.AppendBinary(nil)
 	if err != nil {
 		l.e.r.cfg.Logger.Error("encoding ENRP message", "err", err)
@@ -557,44 +587,52 @@ func (e *enrpSide) timerLoop() {
 }
 
 // dispatch sends the core's messages: answers on the connection from, the
-// others to the peer they name (its most recent connection), group-casts
-// once to every peer and to every connection whose peer is not yet known.
+// others to the peer they name, group-casts once to every peer and to
+// every connection whose peer is not yet known. Of several connections to
+// one peer, the one the peer made (accepted here) is preferred: rsplib
+// takes presences only on associations from the ENRP port it knows.
 func (e *enrpSide) dispatch(from *link, out []peer.Out) {
 	if len(out) == 0 {
 		return
 	}
+	type dest struct {
+		l  *link
+		id asap.ServerID
+	}
 	e.lmu.Lock()
-	links := make([]*link, 0, len(e.links))
-	ids := make([]asap.ServerID, 0, len(e.links))
+	links := make([]dest, 0, len(e.links))
 	for l := range e.links {
-		links = append(links, l)
-		ids = append(ids, l.id)
+		links = append(links, dest{l, l.id})
 	}
 	e.lmu.Unlock()
-	for _, o := range out {
-		b, err := o.Msg.AppendBinary(nil)
-		if err != nil {
-			e.r.cfg.Logger.Error("encoding ENRP message", "type", o.Msg.Type(), "err", err)
-			continue
+	slices.SortFunc(links, func(a, b dest) int {
+		switch {
+		case a.l.dialed == b.l.dialed:
+			return 0
+		case !a.l.dialed:
+			return -1
 		}
+		return 1
+	})
+	for _, o := range out {
 		switch {
 		case o.Reply && from != nil:
-			from.sendBytes(b)
+			from.send(from.own(o.Msg))
 		case o.To != 0:
-			for i, l := range links {
-				if ids[i] == o.To {
-					l.sendBytes(b)
+			for _, d := range links {
+				if d.id == o.To {
+					d.l.send(d.l.own(o.Msg))
 					break
 				}
 			}
 		default:
 			seen := make(map[asap.ServerID]bool, len(links))
-			for i, l := range links {
-				if ids[i] != 0 && seen[ids[i]] {
+			for _, d := range links {
+				if d.id != 0 && seen[d.id] {
 					continue
 				}
-				seen[ids[i]] = true
-				l.sendBytes(b)
+				seen[d.id] = true
+				d.l.send(d.l.own(o.Msg))
 			}
 		}
 	}
