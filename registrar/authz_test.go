@@ -288,3 +288,21 @@ func TestParseRule(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseRule: any text either fails to parse or parses into a rule
+// that String writes back as the same rule.
+func FuzzParseRule(f *testing.F) {
+	for _, s := range []string{"pe-1=echo", "spiffe://example/a=b=web-*", "admin=*:deregister", "x=p:register,reregister", "=", "a=b:", "a==b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseRule(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseRule(r.String())
+		if err != nil || !cmp.Equal(again, r) {
+			t.Fatalf("ParseRule(%q) = %+v, whose String %q parses as %+v, %v", s, r, r.String(), again, err)
+		}
+	})
+}

@@ -129,9 +129,11 @@ type Config struct {
 	// over TLS 1.3 with it: RootCAs to verify the registrar, and
 	// Certificates for the registrar to know this endpoint by (mutual
 	// TLS). Registrars named "tls:HOST:PORT" get TLS anyway, with the
-	// system's roots when TLSConfig is nil. A certificate that does not
-	// verify fails the connection, and the hunt goes on to the next
-	// registrar. SCTP has no TLS: with TLSConfig set, "sctp:" registrars
+	// system's roots when TLSConfig is nil. The registrar's certificate
+	// must be valid for the host dialed (HOST of its address, or the IP
+	// address of its announce), unless TLSConfig.ServerName names another.
+	// A certificate that does not verify fails the connection, and the
+	// hunt goes on to the next registrar. SCTP has no TLS: with TLSConfig set, "sctp:" registrars
 	// are not dialed (mapping.ErrTLSOverSCTP), so that nothing meant for
 	// TLS goes out in the clear. Ignored with Dialer set.
 	TLSConfig *tls.Config
