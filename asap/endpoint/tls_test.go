@@ -95,3 +95,16 @@ func TestTLSSkipsSCTPRegistrars(t *testing.T) {
 		t.Fatalf("resolution through an SCTP registrar with TLS configured: %v, want mapping.ErrTLSOverSCTP", err)
 	}
 }
+
+// TestTLSRegistrarFromEnvironment: RSP_REGISTRARS takes the tls: form.
+func TestTLSRegistrarFromEnvironment(t *testing.T) {
+	ca := testpki.New(t, "test CA")
+	_, addr := testutil.StartRegistrar(t, registrar.Config{
+		TLSConfig: testpki.ServerConfig(ca.MustIssue(t, "registrar", "127.0.0.1"), nil),
+	})
+	t.Setenv(endpoint.EnvRegistrars, "tcp:127.0.0.1:1,"+addr)
+	ep := newEndpoint(t, endpoint.Config{TLSConfig: testpki.ClientConfig(ca.Pool()), ConnectTimeout: time.Second})
+	if _, err := ep.Resolve(ctxTimeout(t, waitLong), "nothing"); !errors.Is(err, endpoint.ErrUnknownPool) {
+		t.Fatalf("resolution through $%s=%s: %v, want the registrar's answer ErrUnknownPool", endpoint.EnvRegistrars, addr, err)
+	}
+}
