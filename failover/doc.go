@@ -3,7 +3,7 @@
 //
 // It is a pure core in the shape of quic-go's ackhandler and x/net/http2's
 // serve loop: it imports neither net nor os and reads no clock. The goroutine
-// that owns a session feeds it [Event]s with the time they happened,
+// that owns a session feeds it [Event]s with the time they happened
 // ([Machine.Handle]), carries out the [Action]s it returns, and sets one timer
 // to [Machine.Deadline], feeding a [Timer] event when it fires. Any event with
 // a time at or past the deadline first runs what the timer would have, so a
@@ -91,9 +91,10 @@
 //   - [DoubtLost]: messages from the old element are known to be missing and
 //     cannot be requested again, since each element numbers its own
 //     messages. A cookie echo that the new element accepts
-//     ([CookieEchoResult] with Accepted: in rsp's session protocol, a
-//     HELLO_ACK with Resumed set after the echo) settles it, for that
-//     element has taken up the old one's state; so does the callback. The machine waits
+//     ([CookieEchoResult] with Accepted: the session tells so from the
+//     element's answer to its resuming HELLO, see spec/session.md) settles
+//     it, for that element has taken up the old one's state; so does the
+//     callback. The machine waits
 //     for the echo's answer (up to [Config.ConnectTimeout]) before calling
 //     the callback, and takes no answer as a refusal of the cookie.
 //   - [DoubtStream]: in [ModeStream], bytes have flowed ([StreamState.Used])

@@ -171,7 +171,7 @@ const (
 	Resolved                       // answer to Resolve: Candidates in the pool's order, or Err
 	CookieReceived                 // an ASAP_COOKIE arrived: Cookie
 	BusinessCardReceived           // an ASAP_BUSINESS_CARD arrived: Candidates in the card's order
-	CookieEchoResult               // the new PE answered the resume: Accepted if it took up the session's state (HELLO_ACK with Resumed)
+	CookieEchoResult               // the new PE answered the resume: Accepted if it took up the state the cookie carries
 	CallbackDone                   // the failover callback returned: Err (refusal) or Settled
 	ReplayDone                     // the replay is sent: Replayed
 	Timer                          // the timer set to Deadline fired
