@@ -19,6 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
 	"github.com/rsp-go/rsp"
 	"github.com/rsp-go/rsp/asap/endpoint"
 	"github.com/rsp-go/rsp/internal/testutil"
@@ -40,6 +44,10 @@ func TestMain(m *testing.M) {
 func runChildPE(spec string) {
 	pool, rest, _ := strings.Cut(spec, ",")
 	reg, logPath, _ := strings.Cut(rest, ",")
+	if logPath == "grpc" {
+		runChildGRPC(pool, reg)
+		return
+	}
 	log, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -83,6 +91,23 @@ func runChildPE(spec string) {
 
 const chaosHeartbeat = 100 * time.Millisecond
 
+// runChildGRPC serves gRPC's health service on a pooled session listener
+// (a byte stream whose state cannot move: not stateless, no cookie).
+func runChildGRPC(pool, reg string) {
+	ep := endpoint.New(endpoint.Config{Registrars: []string{reg}, CacheLifetime: -1})
+	lc := rsp.ListenConfig{Endpoint: ep, LocalAddr: "127.0.0.1:0", Session: rsp.SessionConfig{HeartbeatInterval: chaosHeartbeat}}
+	l, err := lc.Listen(context.Background(), "tcp", "pool:"+pool)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Printf("%08x\n", uint32(l.ID()))
+	g := grpc.NewServer()
+	healthpb.RegisterHealthServer(g, health.NewServer())
+	g.Serve(l)
+	os.Exit(0)
+}
+
 // childPE is a pool element in a process of its own.
 type childPE struct {
 	cmd     *exec.Cmd
@@ -93,11 +118,18 @@ type childPE struct {
 
 func startChildPE(t testing.TB, pool, reg, dir string) *childPE {
 	t.Helper()
+	return startChild(t, pool, reg, filepath.Join(dir, fmt.Sprintf("pe-%d-%d.log", time.Now().UnixNano(), rand.Int())))
+}
+
+// startChild starts the test binary as a pool element process; mode is
+// the path of its delivery log, or "grpc".
+func startChild(t testing.TB, pool, reg, mode string) *childPE {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := filepath.Join(dir, fmt.Sprintf("pe-%d-%d.log", time.Now().UnixNano(), rand.Int()))
+	log := mode
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), "RSP_TEST_PE="+pool+","+reg+","+log)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -66,6 +66,7 @@ type peOptions struct {
 	echoed    chan []byte // receives each resumed session's echoed cookie
 	got       *deliveries
 	msgs      chan rsp.Message // receives each message, if set
+	serve     func(net.Conn)   // serves each connection instead, if set
 }
 
 func startSessionPE(t testing.TB, regs []string, pool string, o peOptions) *sessionPE {
@@ -100,6 +101,10 @@ func startSessionPE(t testing.TB, regs []string, pool string, o peOptions) *sess
 			go func() {
 				defer p.wg.Done()
 				defer c.Close()
+				if o.serve != nil {
+					o.serve(c)
+					return
+				}
 				s, ok := c.(*rsp.Session)
 				if !ok {
 					io.Copy(c, c)
