@@ -44,8 +44,12 @@ type Config struct {
 	// HeartbeatInterval is how long the connection may be silent before it
 	// sends a heartbeat; a negative value turns heartbeats off.
 	// HeartbeatTimeout is how much longer it waits for anything from the
-	// peer before it fails with ErrPeerTimeout. Heartbeats are answered by
-	// ReadMsg, so liveness needs a reader, as with http.Transport.
+	// peer before it fails with ErrPeerTimeout, and how long a heartbeat
+	// or its acknowledgement may take to write. Heartbeats are answered by
+	// ReadMsg, so liveness needs a reader, as with http.Transport. The
+	// write deadline (SetWriteDeadline) bounds messages only, never
+	// heartbeats: a deadline that has passed fails later WriteMsg calls
+	// but leaves an idle connection up.
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration
 	// SCTPLiveness sets the SCTP heartbeat interval, retransmission
@@ -92,6 +96,20 @@ type TCPConn struct {
 	batchHdrs []byte      // WriteBatch's frame headers
 	batchBufs net.Buffers // WriteBatch's vector
 	joined    []byte      // frames joined for a connection without writev (TLS)
+
+	// The connection is the one owner of the socket's write deadline, so
+	// that two writers never trip over each other's: wdl is the user's
+	// (SetWriteDeadline), which bounds data frames; a control frame
+	// (heartbeat, heartbeat acknowledgement) is bounded by
+	// HeartbeatTimeout instead. wset is the deadline set on the socket;
+	// ctl is set while a control frame is written. Guarded by dmu; the
+	// socket's deadline changes only under dmu.
+	dmu  sync.Mutex
+	wdl  time.Time
+	wset time.Time
+	ctl  bool
+
+	ack atomic.Pointer[control] // a heartbeat acknowledgement to send
 
 	lastRecv atomic.Int64 // unix nanoseconds
 	failed   atomic.Pointer[error]
@@ -199,7 +217,7 @@ func (c *TCPConn) WriteBatch(ms []Msg) (int, error) {
 		}
 	}
 	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	defer c.unlockWrites()
 	if c.wbroken != nil {
 		return 0, c.opError("write", c.wbroken)
 	}
@@ -213,6 +231,7 @@ func (c *TCPConn) WriteBatch(ms []Msg) (int, error) {
 		bufs = append(bufs, hdrs[i*FrameHeaderLen:(i+1)*FrameHeaderLen], m.Buf)
 	}
 	c.batchBufs = bufs[:0]
+	c.userWriteDeadline()
 	written, err := writeBuffers(c.c, bufs, &c.joined)
 	clear(c.batchBufs[:cap(c.batchBufs)])
 	if err != nil {
@@ -300,8 +319,13 @@ func (c *TCPConn) readFrame() ([]byte, uint32, error) {
 		case FrameData:
 			return payload, c.fh.Tag, nil
 		case FrameHeartbeat:
-			if err := c.writeFrame(FrameHeartbeatAck, c.fh.Tag, payload); err != nil {
-				return nil, 0, err
+			// The reader never waits for the write lock: a writer
+			// that holds it may itself wait for the peer to read,
+			// and the peer for this reader. The acknowledgement
+			// waits in ack, and whoever holds the lock sends it.
+			c.ack.Store(&control{typ: FrameHeartbeatAck, tag: c.fh.Tag, payload: bytes.Clone(payload)})
+			if c.wmu.TryLock() {
+				c.unlockWrites()
 			}
 		}
 	}
@@ -315,9 +339,73 @@ func (c *TCPConn) WriteMsg(b []byte, ppid uint32) error {
 	return c.writeFrame(FrameData, ppid, b)
 }
 
+// writeFrame sends one data frame within the user's write deadline.
 func (c *TCPConn) writeFrame(typ uint8, tag uint32, payload []byte) error {
 	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	defer c.unlockWrites()
+	c.userWriteDeadline()
+	return c.writeLocked(typ, tag, payload)
+}
+
+// control is a control frame waiting to be sent.
+type control struct {
+	typ     uint8
+	tag     uint32
+	payload []byte
+}
+
+// unlockWrites sends the heartbeat acknowledgement that waits, if any,
+// and releases wmu. It checks again after releasing it: an
+// acknowledgement stored while the lock was held, whose reader failed to
+// take the lock, is sent by the holder. A failed acknowledgement ends the
+// connection.
+func (c *TCPConn) unlockWrites() {
+	for {
+		if a := c.ack.Swap(nil); a != nil {
+			if err := c.writeControl(a.typ, a.tag, a.payload); err != nil {
+				c.wmu.Unlock()
+				c.fail(err)
+				return
+			}
+		}
+		c.wmu.Unlock()
+		if c.ack.Load() == nil || !c.wmu.TryLock() {
+			return
+		}
+	}
+}
+
+// writeControl sends one control frame (a heartbeat or its
+// acknowledgement) within HeartbeatTimeout, whatever the user's write
+// deadline: a deadline set for data frames, which may have passed long
+// ago, never fails a heartbeat, and a heartbeat never waits longer than
+// the peer is given to answer it. wmu is held.
+func (c *TCPConn) writeControl(typ uint8, tag uint32, payload []byte) error {
+	c.dmu.Lock()
+	c.ctl = true
+	c.wset = time.Now().Add(c.cfg.HeartbeatTimeout)
+	c.c.SetWriteDeadline(c.wset)
+	c.dmu.Unlock()
+	err := c.writeLocked(typ, tag, payload)
+	c.dmu.Lock()
+	c.ctl = false
+	c.dmu.Unlock()
+	return err
+}
+
+// userWriteDeadline puts the user's write deadline on the socket, unless
+// it is there already. wmu is held.
+func (c *TCPConn) userWriteDeadline() {
+	c.dmu.Lock()
+	if !c.wset.Equal(c.wdl) {
+		c.wset = c.wdl
+		c.c.SetWriteDeadline(c.wdl)
+	}
+	c.dmu.Unlock()
+}
+
+// writeLocked writes one frame with wmu held.
+func (c *TCPConn) writeLocked(typ uint8, tag uint32, payload []byte) error {
 	if c.wbroken != nil {
 		return c.opError("write", c.wbroken)
 	}
@@ -359,7 +447,16 @@ func (c *TCPConn) heartbeat() {
 				c.fail(ErrPeerTimeout)
 				return
 			case silent >= iv:
-				if err := c.writeFrame(FrameHeartbeat, rand.Uint32(), nil); err != nil {
+				// A frame being written (data, or the reader's
+				// acknowledgement) holds the lock: the peer's
+				// silence is measured all the same, and the next
+				// tick tries again.
+				if !c.wmu.TryLock() {
+					continue
+				}
+				err := c.writeControl(FrameHeartbeat, rand.Uint32(), nil)
+				c.unlockWrites()
+				if err != nil {
 					c.fail(err)
 					return
 				}
@@ -388,13 +485,29 @@ func (c *TCPConn) LocalAddr() net.Addr { return c.c.LocalAddr() }
 func (c *TCPConn) RemoteAddr() net.Addr { return c.c.RemoteAddr() }
 
 // SetDeadline sets the read and write deadlines, as net.Conn does.
-func (c *TCPConn) SetDeadline(t time.Time) error { return c.c.SetDeadline(t) }
+func (c *TCPConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
 
 // SetReadDeadline sets the read deadline, as net.Conn does.
 func (c *TCPConn) SetReadDeadline(t time.Time) error { return c.c.SetReadDeadline(t) }
 
-// SetWriteDeadline sets the write deadline, as net.Conn does.
-func (c *TCPConn) SetWriteDeadline(t time.Time) error { return c.c.SetWriteDeadline(t) }
+// SetWriteDeadline sets the write deadline, as net.Conn does: for future
+// writes of messages and any that is blocked now. It does not bound the
+// connection's heartbeats, which have their own (HeartbeatTimeout).
+func (c *TCPConn) SetWriteDeadline(t time.Time) error {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	c.wdl = t
+	if c.ctl {
+		return nil // applied by the next data write
+	}
+	c.wset = t
+	return c.c.SetWriteDeadline(t)
+}
 
 // Dialer dials message connections. The zero value uses Config's defaults.
 type Dialer struct {

@@ -1,0 +1,121 @@
+package mapping
+
+import (
+	"errors"
+	"net"
+	"os"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// pipePair returns two ends of an in-memory message connection with cfg's
+// heartbeats, for tests on fake time.
+func pipePair(t *testing.T, cfg Config) (*TCPConn, *TCPConn) {
+	t.Helper()
+	x, y := net.Pipe()
+	a, b := NewTCPConn(x, cfg), NewTCPConn(y, cfg)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+// readAll reads messages from c until it fails and sends the error.
+func readAll(c *TCPConn, msgs chan<- []byte, errs chan<- error) {
+	buf := make([]byte, 64)
+	for {
+		n, _, err := c.ReadMsg(buf)
+		if err != nil {
+			errs <- err
+			return
+		}
+		if msgs != nil {
+			msgs <- append([]byte(nil), buf[:n]...)
+		}
+	}
+}
+
+// A writer's deadline that has passed fails its own later writes only, never
+// the heartbeats, which the connection bounds itself: an idle connection
+// whose peer answers every heartbeat stays up for as long as it is idle.
+func TestStaleWriteDeadlineSparesHeartbeats(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := Config{HeartbeatInterval: 5 * time.Second, HeartbeatTimeout: 5 * time.Second}
+		a, b := pipePair(t, cfg)
+		errs := make(chan error, 2)
+		msgs := make(chan []byte, 4)
+		go readAll(a, nil, errs)
+		go readAll(b, msgs, errs)
+
+		// The registrar's pattern: a deadline a few seconds ahead for
+		// each answer, then silence.
+		a.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		if err := a.WriteMsg([]byte("answer"), PPIDASAP); err != nil {
+			t.Fatal(err)
+		}
+		<-msgs
+		time.Sleep(10 * time.Minute)
+		select {
+		case err := <-errs:
+			t.Fatalf("idle connection failed: %v", err)
+		default:
+		}
+
+		// The stale deadline still fails the writer's own writes ...
+		err := a.WriteMsg([]byte("late"), PPIDASAP)
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("write after its deadline: %v, want os.ErrDeadlineExceeded", err)
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("write after its deadline: %v is not a net.Error timeout", err)
+		}
+		// ... which leaves the stream intact: a new deadline lets them
+		// through.
+		a.SetWriteDeadline(time.Time{})
+		if err := a.WriteMsg([]byte("again"), PPIDASAP); err != nil {
+			t.Fatalf("write after clearing the deadline: %v", err)
+		}
+		if got := string(<-msgs); got != "again" {
+			t.Fatalf("got %q, want %q", got, "again")
+		}
+	})
+}
+
+// A deadline set while a write is blocked applies to that write at once, as
+// with net.Conn.
+func TestWriteDeadlineInterruptsBlockedWrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, _ := pipePair(t, Config{HeartbeatInterval: -1})
+		done := make(chan error, 1)
+		go func() { done <- a.WriteMsg([]byte("nobody reads"), PPIDASAP) }()
+		synctest.Wait()
+		a.SetWriteDeadline(time.Now().Add(time.Second))
+		start := time.Now()
+		err := <-done
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("blocked write: %v, want os.ErrDeadlineExceeded", err)
+		}
+		if took := time.Since(start); took != time.Second {
+			t.Fatalf("blocked write failed after %v, want 1s", took)
+		}
+	})
+}
+
+// A peer that stops reading fails a heartbeat within the heartbeat's own
+// bound, whatever the writer's deadline, and ends the connection.
+func TestHeartbeatWriteBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := Config{HeartbeatInterval: 5 * time.Second, HeartbeatTimeout: 5 * time.Second}
+		a, _ := pipePair(t, cfg) // the other end never reads
+		errs := make(chan error, 1)
+		go readAll(a, nil, errs)
+		start := time.Now()
+		err := <-errs
+		if took := time.Since(start); took > 11*time.Second {
+			t.Fatalf("connection to a peer that does not read failed after %v", took)
+		}
+		if err == nil {
+			t.Fatal("no error")
+		}
+	})
+}

@@ -1,0 +1,139 @@
+package registrar
+
+import (
+	"net"
+	"slices"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/mapping"
+)
+
+// addrConn is one end of an in-memory stream that claims a loopback TCP
+// peer address, so that the registrar takes it for a TCP connection.
+type addrConn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (c addrConn) RemoteAddr() net.Addr { return c.remote }
+
+// pipeClient connects a client to r over an in-memory stream framed by the
+// TCP mapping with its default heartbeats, on both ends: the registrar's
+// end serves as a TCP connection from 127.0.0.1:port. For tests on fake
+// time (testing/synctest), where loopback sockets cannot be used.
+func pipeClient(t *testing.T, r *Registrar, port int) *client {
+	t.Helper()
+	x, y := net.Pipe()
+	r.ServeConn(mapping.NewTCPConn(addrConn{x, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}}, mapping.Config{}))
+	c := mapping.NewTCPConn(addrConn{y, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 3863}}, mapping.Config{})
+	t.Cleanup(func() { c.Close() })
+	return &client{t: t, c: c, buf: make([]byte, 65536)}
+}
+
+// answerKeepAlives reads c's messages in a goroutine until the connection
+// ends, as an endpoint's reader does (which also answers the mapping's
+// heartbeats): it answers keep-alives, counts every message by type and
+// passes on those that are not keep-alives. The second channel yields the
+// counts and the error that ended the connection.
+func answerKeepAlives(c *client) (<-chan asap.Message, <-chan peResult) {
+	res := make(chan peResult, 1)
+	msgs := make(chan asap.Message, 16)
+	go func() {
+		counts := map[asap.MessageType]int{}
+		buf := make([]byte, 65536)
+		for {
+			c.c.SetReadDeadline(time.Time{})
+			n, _, err := c.c.ReadMsg(buf)
+			if err != nil {
+				res <- peResult{counts, err}
+				return
+			}
+			m, err := asap.Unmarshal(slices.Clone(buf[:n]))
+			if err != nil {
+				continue
+			}
+			counts[m.Type()]++
+			ka, ok := m.(*asap.EndpointKeepAlive)
+			if !ok {
+				select {
+				case msgs <- m:
+				default:
+				}
+				continue
+			}
+			{
+				b, _ := (&asap.EndpointKeepAliveAck{Handle: ka.Handle, ID: ka.ID}).AppendBinary(nil)
+				if err := c.c.WriteMsg(b, mapping.PPIDASAP); err != nil {
+					res <- peResult{counts, err}
+					return
+				}
+			}
+		}
+	}()
+	return msgs, res
+}
+
+type peResult struct {
+	counts map[asap.MessageType]int
+	err    error
+}
+
+// A pool element over TCP with a keep-alive interval of 30 s, longer than
+// the registrar's write timeout and the mapping's heartbeat interval, stays
+// registered for ten minutes, on one connection and one registration; an
+// idle pool user's connection lasts as long.
+func TestLongKeepAliveIntervalOverTCP(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := New(Config{KeepAliveInterval: 30 * time.Second, MaxRegistrationLife: time.Hour})
+		defer r.Close()
+		pe := pipeClient(t, r, 5001)
+		pu := pipeClient(t, r, 5002)
+		pel := loopbackPE(0x30, 7, rr)
+		pel.Life = time.Hour
+		if resp := pe.register("echo", pel); resp.Reject {
+			t.Fatalf("registration refused: %+v", resp)
+		}
+		_, peDone := answerKeepAlives(pe)
+		puMsgs, puDone := answerKeepAlives(pu)
+		resolve := func(when string) {
+			t.Helper()
+			pu.send(&asap.HandleResolution{Handle: "echo"})
+			select {
+			case m := <-puMsgs:
+				if hr, ok := m.(*asap.HandleResolutionResponse); !ok || len(hr.PEs) != 1 {
+					t.Fatalf("%s: got %T %+v, want a resolution with one element", when, m, m)
+				}
+			case res := <-puDone:
+				t.Fatalf("%s: pool user's connection ended: %v", when, res.err)
+			}
+		}
+		resolve("first resolution")
+
+		time.Sleep(10 * time.Minute)
+
+		if got := ids(r, "echo"); len(got) != 1 || got[0] != 0x30 {
+			t.Fatalf("after ten minutes pool echo holds %v, want [0x30]", got)
+		}
+		select {
+		case res := <-peDone:
+			t.Fatalf("pool element's connection ended: %v (%v)", res.err, res.counts)
+		default:
+		}
+		// The pool user's connection, idle for ten minutes, still
+		// answers.
+		resolve("resolution after ten idle minutes")
+		pe.c.Close()
+		res := <-peDone
+		// About 20 keep-alives in ten minutes, all on the first
+		// connection, and no expiry notice.
+		if n := res.counts[asap.TypeEndpointKeepAlive]; n < 15 || n > 27 {
+			t.Fatalf("%d keep-alives in ten minutes at a 30 s interval (±25 %%)", n)
+		}
+		if n := res.counts[asap.TypeDeregistrationResponse]; n != 0 {
+			t.Fatalf("%d deregistration notices", n)
+		}
+	})
+}
