@@ -1,0 +1,331 @@
+package interop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/asap/endpoint"
+	"github.com/rsp-go/rsp/internal/pingpong"
+	"github.com/rsp-go/rsp/internal/rsplibtest"
+	"github.com/rsp-go/rsp/mapping"
+	"github.com/rsp-go/rsp/policy"
+)
+
+const pingPongPool = "PingPongPool"
+
+// pingPongUser is a PingPong pool user over rsp's SCTP mapping and its
+// ASAP control channel intake: it keeps the last cookie and, when its
+// element fails, reports it unreachable, connects to another and echoes
+// the cookie before its next Ping, as rsplib's pool users do.
+type pingPongUser struct {
+	t      *testing.T
+	ep     *endpoint.Endpoint
+	c      *mapping.ControlConn
+	pe     asap.PEID
+	failed []asap.PEID
+	state  pingpong.Client
+	cookie []byte
+	buf    []byte
+}
+
+// connect connects to an element of the pool that has not failed, and
+// echoes the last cookie to it.
+func (u *pingPongUser) connect(ctx context.Context) {
+	u.t.Helper()
+	for ctx.Err() == nil {
+		res, err := u.ep.Resolve(ctx, pingPongPool)
+		if err == nil {
+			for _, pe := range res.PEs {
+				if slices.Contains(u.failed, pe.ID) {
+					continue
+				}
+				t := pe.UserTransport
+				d := mapping.Dialer{Config: mapping.Config{SCTPLiveness: mapping.SCTPLiveness{HeartbeatInterval: 200 * time.Millisecond,
+					PathMaxRetrans: 2, AssocMaxRetrans: 2, RTOMin: 50 * time.Millisecond, RTOMax: 200 * time.Millisecond, RTOInitial: 200 * time.Millisecond}}}
+				dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				mc, err := d.DialContext(dctx, "sctp", netip.AddrPortFrom(t.Addrs[0], t.Port).String())
+				cancel()
+				if err != nil {
+					u.t.Logf("PE %08x: %v", uint32(pe.ID), err)
+					continue
+				}
+				u.c, u.pe = mapping.NewControlConn(mc), pe.ID
+				if u.cookie != nil {
+					if err := u.c.WriteControl(&asap.CookieEcho{Cookie: u.cookie}); err != nil {
+						u.t.Fatalf("echoing the cookie to PE %08x: %v", uint32(pe.ID), err)
+					}
+				}
+				return
+			}
+		}
+		u.ep.Invalidate(pingPongPool)
+		time.Sleep(200 * time.Millisecond)
+	}
+	u.t.Fatalf("no PingPong element to fail over to (failed: %08x)", u.failed)
+}
+
+// ping sends ping and waits up to wait for its Pong. An error means the
+// element failed.
+func (u *pingPongUser) ping(p pingpong.Ping, wait time.Duration) (pingpong.Pong, error) {
+	b, err := p.AppendBinary(nil)
+	if err != nil {
+		return pingpong.Pong{}, err
+	}
+	u.c.SetDeadline(time.Now().Add(wait))
+	if err := u.c.WriteMsg(b, pingpong.PPID); err != nil {
+		return pingpong.Pong{}, err
+	}
+	n, ppid, err := u.c.ReadMsg(u.buf)
+	if err != nil {
+		return pingpong.Pong{}, err
+	}
+	if ppid != pingpong.PPID {
+		return pingpong.Pong{}, fmt.Errorf("a data message with PPID %d", ppid)
+	}
+	return pingpong.ParsePong(u.buf[:n])
+}
+
+// run sends count Pings, each answered in order, failing over when the
+// element fails; it returns how many failovers it took.
+func (u *pingPongUser) run(ctx context.Context, count int) (failovers int) {
+	u.t.Helper()
+	for range count {
+		p := u.state.NextPing([]byte("ping from rsp"))
+		for {
+			pong, err := u.ping(p, time.Second)
+			if err == nil {
+				if pong.MessageNo != p.MessageNo || !u.state.Pong(pong) {
+					u.t.Fatalf("PE %08x answered ping #%d with %+v after reply #%d", uint32(u.pe), p.MessageNo, pong, u.state.LastReplyNo()-1)
+				}
+				// The element sends a cookie after each Pong: the one
+				// read so far names this reply.
+				if b := u.c.Cookie(); b != nil {
+					if ck, err := pingpong.ParseCookie(b); err != nil || ck.ReplyNo != pong.ReplyNo {
+						u.t.Fatalf("PE %08x's cookie before reply #%d: %+v, %v", uint32(u.pe), pong.ReplyNo, ck, err)
+					}
+				}
+				break
+			}
+			// The cookie after the last Pong came before the failure.
+			ck, cerr := pingpong.ParseCookie(u.c.Cookie())
+			if cerr != nil || ck.ReplyNo != u.state.LastReplyNo()+1 {
+				u.t.Fatalf("PE %08x failed at ping #%d (%v) with cookie %+v (%v), want the one after reply #%d", uint32(u.pe), p.MessageNo, err, ck, cerr, u.state.LastReplyNo())
+			}
+			u.cookie = u.c.Cookie()
+			u.t.Logf("PE %08x failed at ping #%d: %v", uint32(u.pe), p.MessageNo, err)
+			u.c.Close()
+			u.failed = append(u.failed, u.pe)
+			u.ep.ReportUnreachable(ctx, pingPongPool, u.pe)
+			u.connect(ctx)
+			failovers++
+		}
+	}
+	return failovers
+}
+
+// startRsplibPingPong starts rspserver -pingpong and waits until the
+// registrar resolves it; it returns the process and its PE identifier.
+func startRsplibPingPong(t *testing.T, ep *endpoint.Endpoint, registrar string) (*rsplibtest.Process, asap.PEID) {
+	t.Helper()
+	before := map[asap.PEID]bool{}
+	if res, err := ep.Resolve(context.Background(), pingPongPool); err == nil {
+		for _, pe := range res.PEs {
+			before[pe.ID] = true
+		}
+	}
+	p := rsplibtest.StartProcess(t, nil, "rspserver", "-pingpong", "-registrar="+registrar, "-asapannounce=off")
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		ep.Invalidate(pingPongPool)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		res, err := ep.Resolve(ctx, pingPongPool)
+		cancel()
+		if err == nil {
+			for _, pe := range res.PEs {
+				if !before[pe.ID] {
+					return p, pe.ID
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("rspserver -pingpong did not register:\n%s", p.Out.String())
+	return nil, 0
+}
+
+// TestPingPongRSPUserWithRsplibServers: an rsp pool user speaks rsplib's
+// PingPong protocol to rsplib's rspserver -pingpong elements over SCTP,
+// taking each ASAP cookie from PPID 11. The element it uses is killed
+// (SIGKILL), then the next is stopped (SIGSTOP): each time the user fails
+// over, echoes the last cookie to the next element, and the reply numbers
+// go on without a gap, the ping numbering carried on.
+func TestPingPongRSPUserWithRsplibServers(t *testing.T) {
+	rsplibtest.Require(t)
+	registrar := fmt.Sprintf("%s:3883", hostAddr)
+	rsplibtest.StartRegistrar(t, 3883, 9911)
+	ep := endpoint.New(endpoint.Config{Registrars: []string{"sctp:" + registrar}})
+	defer ep.Close()
+	procs := map[asap.PEID]*rsplibtest.Process{}
+	for range 3 {
+		p, id := startRsplibPingPong(t, ep, registrar)
+		procs[id] = p
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	u := &pingPongUser{t: t, ep: ep, buf: make([]byte, 65536)}
+	u.connect(ctx)
+	defer func() { u.c.Close() }()
+	if n := u.run(ctx, 5); n != 0 {
+		t.Fatalf("%d failovers before any element failed", n)
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGSTOP} {
+		victim := u.pe
+		// The element dies between requests: after the cookie that
+		// follows its last Pong, which the user reads before it sees
+		// the failure. (Killed between the two, the echoed cookie is the
+		// one before, and the next element repeats a reply number, as
+		// with rsplib's own users.)
+		time.Sleep(300 * time.Millisecond)
+		t.Logf("%v to PE %08x after reply #%d", sig, uint32(victim), u.state.LastReplyNo())
+		if err := syscall.Kill(procs[victim].Pid, sig); err != nil {
+			t.Fatal(err)
+		}
+		if sig == syscall.SIGSTOP {
+			defer syscall.Kill(procs[victim].Pid, syscall.SIGCONT)
+		}
+		if n := u.run(ctx, 5); n != 1 || u.pe == victim {
+			t.Fatalf("after %v to PE %08x: %d failovers, now on PE %08x; want one, to another element", sig, uint32(victim), n, uint32(u.pe))
+		}
+	}
+	if u.state.Gaps != 0 || u.state.LastReplyNo() != 15 {
+		t.Errorf("after 15 pings: last reply #%d, %d gaps; want #15 and none", u.state.LastReplyNo(), u.state.Gaps)
+	}
+}
+
+// pingPongElement is an rsp pool element serving PingPong over SCTP with
+// cookies, registered in rsplib's registrar; kill ends it as a crash does
+// (its associations end, its registration stays).
+type pingPongElement struct {
+	reg *endpoint.Registration
+	l   mapping.Listener
+	mu  sync.Mutex
+	cs  []mapping.Conn
+}
+
+func startPingPongElement(t *testing.T, ep *endpoint.Endpoint) *pingPongElement {
+	t.Helper()
+	var lc mapping.ListenConfig
+	l, err := lc.Listen(context.Background(), "sctp", hostAddr+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &pingPongElement{l: l}
+	_, ps, _ := net.SplitHostPort(l.Addr().String())
+	pn, _ := strconv.Atoi(ps)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e.reg, err = ep.Register(ctx, pingPongPool, asap.PoolElement{
+		UserTransport: asap.Transport{Kind: asap.ParamSCTPTransport, Port: uint16(pn), Use: asap.DataPlusControl, Addrs: []netip.Addr{netip.MustParseAddr(hostAddr)}},
+		Policy:        policy.Policy{Type: policy.RoundRobin},
+	})
+	if err != nil {
+		l.Close()
+		t.Fatalf("registering a PingPong element with rsplib's registrar: %v", err)
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			e.mu.Lock()
+			e.cs = append(e.cs, c)
+			e.mu.Unlock()
+			go func() {
+				if err := pingpong.Serve(mapping.NewControlConn(c)); err != nil && !errors.Is(err, net.ErrClosed) {
+					t.Logf("PE %08x: %v", uint32(e.reg.ID()), err)
+				}
+			}()
+		}
+	}()
+	t.Cleanup(e.kill)
+	return e
+}
+
+// kill ends the element's associations and its listener, without
+// deregistering.
+func (e *pingPongElement) kill() {
+	e.l.Close()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, c := range e.cs {
+		c.Close()
+	}
+}
+
+var ackLine = regexp.MustCompile(`Ack #(\d+) from PE \$([0-9a-f]{8}) \(reply #(\d+)\)`)
+
+// TestRsplibPingPongClientWithRSPElements: rsplib's pingpongclient uses a
+// pool of rsp PingPong elements; the element it uses dies in the middle;
+// the client fails over to the other, echoes the cookie, and its reply
+// numbers go on without a gap.
+func TestRsplibPingPongClientWithRSPElements(t *testing.T) {
+	rsplibtest.Require(t)
+	registrar := fmt.Sprintf("%s:3893", hostAddr)
+	rsplibtest.StartRegistrar(t, 3893, 9921)
+	ep := endpoint.New(endpoint.Config{Registrars: []string{"sctp:" + registrar}})
+	defer ep.Close()
+	pes := map[string]*pingPongElement{}
+	for range 2 {
+		e := startPingPongElement(t, ep)
+		pes[fmt.Sprintf("%08x", uint32(e.reg.ID()))] = e
+	}
+	out := rsplibtest.Start(t, nil, "pingpongclient", "-registrar="+registrar, "-poolhandle="+pingPongPool, "-interval=100", "-asapannounce=off")
+	acks := func() [][]string { return ackLine.FindAllStringSubmatch(out.String(), -1) }
+	wait := func(what string, cond func([][]string) bool) {
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond(acks()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("pingpongclient: %s; its output:\n%s", what, out.String())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	wait("no 5 acks", func(a [][]string) bool { return len(a) >= 5 })
+	first := acks()
+	victim := first[len(first)-1][2]
+	if pes[victim] == nil {
+		t.Fatalf("acks from PE %s, not an rsp element", victim)
+	}
+	pes[victim].kill()
+	t.Logf("killed PE %s after %q", victim, first[len(first)-1][0])
+	wait("no 5 acks from another element after the kill", func(a [][]string) bool {
+		n := 0
+		for _, m := range a {
+			if m[2] != victim {
+				n++
+			}
+		}
+		return n >= 5
+	})
+	all := acks()
+	for i, m := range all {
+		if reply, _ := strconv.Atoi(m[3]); reply != i+1 {
+			t.Errorf("ack %d %q: reply #%d, want #%d (the cookie carries the reply numbers across failover)", i, m[0], reply, i+1)
+		}
+	}
+	if regexp.MustCompile(`Detected gap`).MatchString(out.String()) {
+		t.Errorf("pingpongclient detected a gap:\n%s", out.String())
+	}
+}
