@@ -151,6 +151,16 @@ func (pc *peerConn) register(m *asap.Registration) {
 	// clock read per registration.
 	start := r.coarseNow().Add(clockGranularity)
 	r.mu.Lock()
+	// A pool element identifier belongs to the connection (association)
+	// that registered it until that registration ends: another may
+	// neither re-register nor deregister it.
+	if st := r.owned[key]; st != nil && st.conn != pc {
+		r.mu.Unlock()
+		r.cfg.Logger.Warn("refused registration of a pool element registered over another connection", "pool", m.Handle, "pe", pe.ID, "peer", pc.c.RemoteAddr(), "owner", st.conn.c.RemoteAddr())
+		resp.Reject, resp.Causes = true, rejectedSecurity
+		pc.reply(resp)
+		return
+	}
 	_, err := r.hs.Register(m.Handle, pe, start)
 	if err == nil {
 		st := r.owned[key]
@@ -158,9 +168,6 @@ func (pc *peerConn) register(m *asap.Registration) {
 			st = &peState{conn: pc}
 			r.owned[key] = st
 			st.timer = time.AfterFunc(r.keepAliveDelay(), func() { r.keepAliveDue(key, st) })
-		} else if st.conn != pc {
-			delete(st.conn.pes, key)
-			st.conn = pc
 		}
 		pc.pes[key] = struct{}{}
 		r.registeredLocked(m.Handle, &pe)

@@ -30,7 +30,7 @@ func expectDeregistration(t *testing.T, c *client, h asap.PoolHandle, id asap.PE
 	}
 }
 
-func TestDeregistrationByStrangerRefused(t *testing.T) {
+func TestIdentityBelongsToRegisteringConnection(t *testing.T) {
 	r, addr := startRegistrar(t, noKeepAlives())
 	owner := dialClient(t, addr)
 	stranger := dialClient(t, addr)
@@ -55,19 +55,41 @@ func TestDeregistrationByStrangerRefused(t *testing.T) {
 		t.Fatalf("pool holds %v, want [1 2]", got)
 	}
 
-	// A re-registration over another connection moves the element there:
-	// the first connection can no longer remove it, and its closing takes
-	// only the elements it still holds.
-	moved := dialClient(t, addr)
-	if resp := moved.register("sec", loopbackPE(2, 7, rr)); resp.Reject {
-		t.Fatalf("re-registration over a new connection refused: %+v", resp)
+	// A pool element identifier belongs to the connection that
+	// registered it: a registration of it over another connection is
+	// refused, whatever it says, and changes nothing.
+	intruder := dialClient(t, addr)
+	before, _ = element(r, "sec", 2)
+	resp := intruder.register("sec", loopbackPE(2, 9, rr))
+	if !resp.Reject || len(resp.Causes) != 1 || resp.Causes[0].Code != asap.CauseRejectedSecurity || resp.Handle != "sec" || resp.ID != 2 {
+		t.Fatalf("registration of a live element over another connection: %+v, want a refusal with cause %v", resp, asap.CauseRejectedSecurity)
 	}
-	owner.send(&asap.Deregistration{Handle: "sec", ID: 2})
-	expectDeregistration(t, owner, "sec", 2, asap.CauseRejectedSecurity)
+	if e, ok := element(r, "sec", 2); !ok || !samePE(before, e) {
+		t.Fatalf("element after the intruder's registration: %+v (%v), want %+v", e, ok, before)
+	}
+	// Resolutions still hand out the owner's transport.
+	intruder.send(&asap.HandleResolution{Handle: "sec", Items: 10})
+	for _, e := range expect[*asap.HandleResolutionResponse](intruder, 5*time.Second).PEs {
+		if e.UserTransport.Port != 7 {
+			t.Fatalf("resolution hands out %+v, not the owner's transport", e)
+		}
+	}
+	// Nor can the intruder remove it afterwards, and the owner still can
+	// re-register it.
+	intruder.send(&asap.Deregistration{Handle: "sec", ID: 2})
+	expectDeregistration(t, intruder, "sec", 2, asap.CauseRejectedSecurity)
+	if resp := owner.register("sec", loopbackPE(2, 8, rr)); resp.Reject {
+		t.Fatalf("owner's re-registration refused: %+v", resp)
+	}
+	// Once the owner's connection ends, its elements go, and the
+	// identifier is free for another connection.
 	owner.c.Close()
-	waitFor(t, 2*time.Second, "element 1 outlived its connection", func() bool { return slices.Equal(ids(r, "sec"), []asap.PEID{2}) })
-	moved.send(&asap.Deregistration{Handle: "sec", ID: 2})
-	expectDeregistration(t, moved, "sec", 2, 0)
+	waitFor(t, 2*time.Second, "elements outlived their connection", func() bool { _, ok := r.Pool("sec"); return !ok })
+	if resp := intruder.register("sec", loopbackPE(2, 9, rr)); resp.Reject {
+		t.Fatalf("registration of a free identifier refused: %+v", resp)
+	}
+	intruder.send(&asap.Deregistration{Handle: "sec", ID: 2})
+	expectDeregistration(t, intruder, "sec", 2, 0)
 	if _, ok := r.Pool("sec"); ok || ownedCount(r) != 0 {
 		t.Fatalf("pool sec after its last deregistration: %+v", r.Pools())
 	}
