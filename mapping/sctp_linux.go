@@ -17,7 +17,7 @@ func init() {
 		if err != nil {
 			return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 		}
-		c, err := sctp.Config{Liveness: cfg.SCTPLiveness}.Dial(ctx, network, raddr, nil)
+		c, err := sctp.Config{Liveness: cfg.SCTPLiveness, Adaptation: cfg.SCTPAdaptation}.Dial(ctx, network, raddr, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -28,7 +28,7 @@ func init() {
 		if err != nil {
 			return nil, &net.OpError{Op: "listen", Net: network, Err: err}
 		}
-		l, err := sctp.Config{Liveness: cfg.SCTPLiveness}.Listen(network, laddr)
+		l, err := sctp.Config{Liveness: cfg.SCTPLiveness, Adaptation: cfg.SCTPAdaptation}.Listen(network, laddr)
 		if err != nil {
 			return nil, err
 		}

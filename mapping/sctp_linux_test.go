@@ -51,7 +51,10 @@ func sctpPair(t *testing.T, cfg Config) (*SCTPConn, *SCTPConn) {
 // mapping's SCTP connections, and Info reports the path.
 func TestSCTPMsgInfo(t *testing.T) {
 	requireSCTP(t)
-	a, b := sctpPair(t, Config{})
+	a, b := sctpPair(t, Config{SCTPAdaptation: 0x52535031})
+	if ind, ok := a.PeerAdaptation(); !ok || ind != 0x52535031 {
+		t.Errorf("PeerAdaptation: %#x %v, want the listener's 0x52535031", ind, ok)
+	}
 	sent := []MsgInfo{{PPID: 11}, {PPID: 0x52535031, Stream: 2, Unordered: true}, {PPID: 3, Stream: 1}}
 	for i, info := range sent {
 		if err := WriteMsgInfo(a, []byte{byte(i)}, info); err != nil {

@@ -57,6 +57,10 @@ type Config struct {
 	// that a silent peer is detected within about AssocMaxRetrans+1
 	// heartbeats; its zero value keeps the kernel's defaults (minutes).
 	SCTPLiveness SCTPLiveness
+	// SCTPAdaptation, if not zero, is the adaptation layer indication
+	// (RFC 5061) SCTP associations send when they are set up; a dialed
+	// SCTPConn's PeerAdaptation tells the peer's.
+	SCTPAdaptation uint32
 }
 
 func (c Config) withDefaults() Config {

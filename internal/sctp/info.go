@@ -174,6 +174,25 @@ type Config struct {
 	// Liveness applies from the association's start: its first
 	// heartbeat and its first retransmission timeout already follow it.
 	Liveness Liveness
+	// Adaptation, if not zero, is the adaptation layer indication (RFC
+	// 5061) this end sends when an association is set up: a 32-bit code
+	// that tells the peer which upper layer speaks here, read with
+	// Conn.PeerAdaptation on the dialing side. Applications that do not
+	// ask for it never see it.
+	Adaptation uint32
+}
+
+// snAdaptationIndication is the type of an SCTP_ADAPTATION_INDICATION
+// notification.
+const snAdaptationIndication = 0x8007
+
+// parseAdaptation reads an SCTP_ADAPTATION_INDICATION notification (struct
+// sctp_adaptation_event): the peer's indication.
+func parseAdaptation(b []byte) (uint32, bool) {
+	if len(b) < 12 || binary.NativeEndian.Uint16(b) != snAdaptationIndication {
+		return 0, false
+	}
+	return binary.NativeEndian.Uint32(b[8:]), true
 }
 
 // Flags of struct sctp_paddrparams.

@@ -14,7 +14,22 @@ const (
 	sctpAssocInfo       = 1
 	sctpPeerAddrParams  = 9
 	sctpGetPeerAddrInfo = 15
+	sctpAdaptationLayer = 7
 )
+
+// apply sets c's options on a socket before it connects or listens.
+func (cfg Config) apply(fd int) error {
+	if err := setLiveness(fd, cfg.Liveness); err != nil {
+		return err
+	}
+	if cfg.Adaptation != 0 {
+		b := binary.NativeEndian.AppendUint32(nil, cfg.Adaptation)
+		if err := setsockoptBytes(fd, solSCTP, sctpAdaptationLayer, b); err != nil {
+			return os.NewSyscallError("setsockopt SCTP_ADAPTATION_LAYER", err)
+		}
+	}
+	return nil
+}
 
 // Info returns what the kernel knows of the association: its state, its
 // send side and each path's round-trip time, retransmission timeout and

@@ -119,3 +119,20 @@ func TestLivenessEncoding(t *testing.T) {
 		}
 	}
 }
+
+func TestParseAdaptation(t *testing.T) {
+	b := make([]byte, 16)
+	binary.NativeEndian.PutUint16(b, snAdaptationIndication)
+	binary.NativeEndian.PutUint32(b[4:], 16)
+	binary.NativeEndian.PutUint32(b[8:], 0x52535031)
+	if ind, ok := parseAdaptation(b); !ok || ind != 0x52535031 {
+		t.Errorf("parseAdaptation: %#x %v", ind, ok)
+	}
+	binary.NativeEndian.PutUint16(b, 0x8001)
+	if _, ok := parseAdaptation(b); ok {
+		t.Error("an association change read as an adaptation indication")
+	}
+	if _, ok := parseAdaptation(b[:11]); ok {
+		t.Error("a short notification read as an adaptation indication")
+	}
+}

@@ -2,6 +2,7 @@ package sctp
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"net"
@@ -196,4 +197,43 @@ func testSilentPeer(t *testing.T, a *Conn, l Liveness) {
 // an RTO, rounded up.
 func livenessBound(l Liveness) time.Duration {
 	return time.Duration(l.AssocMaxRetrans+2) * (l.HeartbeatInterval + 2*l.RTOMax)
+}
+
+// TestAdaptationIndication: a dialer learns the adaptation layer
+// indication of a listener that sends one, and that a listener without one
+// sent none; data the peer sends at once is not lost.
+func TestAdaptationIndication(t *testing.T) {
+	requireSCTP(t)
+	for _, tc := range []struct {
+		listen, dial uint32
+	}{{0x52535031, 0}, {0x52535031, 7}, {0, 7}, {0, 0}} {
+		laddr := &Addr{IPs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}
+		l, err := Config{Adaptation: tc.listen}.Listen("sctp", laddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			c, err := l.Accept()
+			if err == nil {
+				c.WriteMsg([]byte("first"), SndInfo{PPID: 9})
+				time.Sleep(100 * time.Millisecond)
+				c.Close()
+			}
+		}()
+		c, err := Config{Adaptation: tc.dial}.Dial(context.Background(), "sctp", &Addr{IPs: laddr.IPs, Port: l.Addr().(*Addr).Port}, nil)
+		defer l.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ind, ok := c.PeerAdaptation()
+		if ok != (tc.listen != 0) || ind != tc.listen {
+			t.Errorf("listener %#x, dialer %#x: PeerAdaptation %#x %v", tc.listen, tc.dial, ind, ok)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 10)
+		if n, info, err := c.ReadMsg(buf); err != nil || string(buf[:n]) != "first" || info.PPID != 9 {
+			t.Errorf("first message: %q %+v %v", buf[:n], info, err)
+		}
+		c.Close()
+	}
 }

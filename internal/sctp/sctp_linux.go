@@ -209,6 +209,17 @@ type Conn struct {
 	wb     batchScratch // WriteBatch's; guarded by wmu
 	closed sync.Once
 	isDone atomic.Bool // Close was called
+	// The adaptation layer indication the peer sent when the association
+	// was set up (dialed associations).
+	peerAdaptation    uint32
+	hasPeerAdaptation bool
+}
+
+// PeerAdaptation returns the adaptation layer indication (RFC 5061) the
+// peer sent when the association was set up, on an association this end
+// dialed; ok is false when the peer sent none.
+func (c *Conn) PeerAdaptation() (ind uint32, ok bool) {
+	return c.peerAdaptation, c.hasPeerAdaptation
 }
 
 func newConn(fd int, laddr, raddr *Addr) (*Conn, error) {
@@ -471,7 +482,7 @@ func (cfg Config) Dial(ctx context.Context, network string, raddr, laddr *Addr) 
 		unix.Close(fd)
 		return nil, &net.OpError{Op: "dial", Net: network, Addr: raddr, Err: err}
 	}
-	if err := setLiveness(fd, cfg.Liveness); err != nil {
+	if err := cfg.apply(fd); err != nil {
 		unix.Close(fd)
 		return nil, &net.OpError{Op: "dial", Net: network, Addr: raddr, Err: err}
 	}
@@ -480,7 +491,7 @@ func (cfg Config) Dial(ctx context.Context, network string, raddr, laddr *Addr) 
 	// association aborted while it is set up (as by a peer whose accept
 	// backlog is full) sets no socket error and wakes no poller. The
 	// notification is the only signal of either.
-	if err := setsockoptBytes(fd, solSCTP, sctpEvents, []byte{0, 1}); err != nil {
+	if err := setsockoptBytes(fd, solSCTP, sctpEvents, []byte{0, 1, 0, 0, 0, 0, 0, 1}); err != nil {
 		unix.Close(fd)
 		return nil, &net.OpError{Op: "dial", Net: network, Addr: raddr, Err: os.NewSyscallError("setsockopt", err)}
 	}
@@ -497,7 +508,7 @@ func (cfg Config) Dial(ctx context.Context, network string, raddr, laddr *Addr) 
 	err = c.awaitEstablished()
 	stop()
 	if err == nil && ctx.Err() == nil {
-		err = setsockoptBytes(fd, solSCTP, sctpEvents, []byte{0, 0})
+		err = setsockoptBytes(fd, solSCTP, sctpEvents, []byte{0, 0, 0, 0, 0, 0, 0, 0})
 		if err != nil {
 			err = os.NewSyscallError("setsockopt", err)
 		}
@@ -519,8 +530,12 @@ func (cfg Config) Dial(ctx context.Context, network string, raddr, laddr *Addr) 
 // subscribed to association events: nil once the association is up, an
 // error when it could not be set up. Data from the peer, which it can only
 // send on an established association, stays queued for the reader.
+//
+// The peer's adaptation layer indication, if it sent one, comes as a
+// notification right after the association's: it is read too.
 func (c *Conn) awaitEstablished() error {
 	var result error
+	up := false
 	peek := make([]byte, 16)
 	note := make([]byte, 256)
 	err := c.rc.Read(func(fd uintptr) bool {
@@ -529,6 +544,9 @@ func (c *Conn) awaitEstablished() error {
 			switch {
 			case rerr == unix.EINTR:
 				continue
+			case rerr == unix.EAGAIN && up:
+				// Up, and no adaptation indication follows.
+				return true
 			case rerr == unix.EAGAIN:
 				// Nothing yet; a socket error (such as an ICMP
 				// report) ends the wait too.
@@ -541,7 +559,7 @@ func (c *Conn) awaitEstablished() error {
 				result = os.NewSyscallError("connect", rerr)
 				return true
 			case flags&msgNotification == 0:
-				if n == 0 && flags&unix.MSG_EOR == 0 {
+				if !up && n == 0 && flags&unix.MSG_EOR == 0 {
 					result = os.NewSyscallError("connect", unix.ECONNREFUSED)
 				}
 				return true
@@ -562,11 +580,17 @@ func (c *Conn) awaitEstablished() error {
 					break
 				}
 			}
-			if up, errno, ok := parseAssocChange(note[:min(m, len(note))]); ok {
-				if !up {
-					result = os.NewSyscallError("connect", errno)
-				}
+			nb := note[:min(m, len(note))]
+			if ind, ok := parseAdaptation(nb); ok {
+				c.peerAdaptation, c.hasPeerAdaptation = ind, true
 				return true
+			}
+			if isUp, errno, ok := parseAssocChange(nb); ok && !up {
+				if !isUp {
+					result = os.NewSyscallError("connect", errno)
+					return true
+				}
+				up = true
 			}
 			// Some other notification: keep waiting.
 		}
@@ -638,7 +662,7 @@ func (cfg Config) Listen(network string, laddr *Addr) (*Listener, error) {
 		unix.Close(fd)
 		return nil, &net.OpError{Op: "listen", Net: network, Addr: laddr, Err: err}
 	}
-	if err := setLiveness(fd, cfg.Liveness); err != nil {
+	if err := cfg.apply(fd); err != nil {
 		unix.Close(fd)
 		return nil, &net.OpError{Op: "listen", Net: network, Addr: laddr, Err: err}
 	}
