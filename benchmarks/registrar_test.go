@@ -33,6 +33,11 @@ var depths = []int{1, 16}
 // pools.
 const keepAliveInterval = 10 * time.Minute
 
+// unlimited turns a registrar's rate limits off: the benchmarks measure
+// what it can do (rsplib's registrar has no such limits), from a few
+// connections on one address.
+const unlimited = -1
+
 // EnvRegistrarBinary names the environment variable that points the
 // benchmarks at a built cmd/rspregistrar. With it, rsp's registrar runs in
 // a process of its own, as rsplib's does, so that the load generator does
@@ -46,7 +51,8 @@ func startRSPRegistrar(b *testing.B, network, addr string) Target {
 			addr = testutil.FreeAddr(b) // a port for the registrar
 		}
 		p := rsplibtest.StartProcess(b, nil, bin, "-listen", network+":"+addr,
-			"-keepalive-interval", keepAliveInterval.String(), "-max-pes-per-pool", "1048576", "-log-level", "info")
+			"-keepalive-interval", keepAliveInterval.String(), "-max-pes-per-pool", "1048576", "-log-level", "info",
+			"-max-hr-rate", "-1", "-max-eu-rate", "-1", "-max-conns", "-1", "-max-conns-per-addr", "-1")
 		deadline := time.After(20 * time.Second)
 		for !strings.Contains(p.Out.String(), "serving ASAP") {
 			select {
@@ -61,6 +67,7 @@ func startRSPRegistrar(b *testing.B, network, addr string) Target {
 	}
 	r := registrar.New(registrar.Config{
 		KeepAliveInterval: keepAliveInterval, MaxPEsPerPool: 1 << 20,
+		HandleResolutionRate: unlimited, UnreachableRate: unlimited, MaxConns: -1, MaxConnsPerAddr: -1,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	l, err := registrar.Listen(context.Background(), network, addr)

@@ -27,6 +27,7 @@ func startTLSTarget(b *testing.B, ca *testpki.CA, on bool) Target {
 	b.Helper()
 	cfg := registrar.Config{
 		KeepAliveInterval: keepAliveInterval, MaxPEsPerPool: 1 << 20,
+		HandleResolutionRate: unlimited, UnreachableRate: unlimited, MaxConns: -1, MaxConnsPerAddr: -1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	var client *tls.Config

@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"iter"
 	"math/rand/v2"
+	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/rsp-go/rsp/asap"
@@ -71,8 +73,14 @@ type entry struct {
 	expires time.Time // zero: never
 	heapIdx int
 	member  *policy.Member[*entry]
-	reports int
+	// reporters are the distinct peers that reported the element
+	// unreachable since it (re-)registered, up to maxReporters.
+	reporters []netip.Addr
 }
+
+// maxReporters bounds the reporters remembered per element: more than any
+// sensible MAX-BAD-PE-REPORT.
+const maxReporters = 16
 
 // New returns an empty handlespace.
 func New(cfg Config) *Handlespace {
@@ -141,7 +149,7 @@ func (h *Handlespace) Register(handle asap.PoolHandle, pe asap.PoolElement, now 
 	if e != nil {
 		h.setOwner(e, pe.Home)
 		e.pe = pe
-		e.reports = 0
+		e.reporters = nil
 		p.set.Update(e.member, pe.Policy)
 		h.setExpiry(e, pe.Life, now)
 		return true, nil
@@ -265,16 +273,23 @@ func (h *Handlespace) Select(handle asap.PoolHandle, n int, dst []*asap.PoolElem
 	return dst, policy.Policy{Type: p.policy}, nil
 }
 
-// ReportUnreachable counts an unreachable report against a pool element and
-// returns its count since it (re-)registered, or 0 for an unknown element.
-func (h *Handlespace) ReportUnreachable(handle asap.PoolHandle, id asap.PEID) int {
-	if p := h.pools[handle]; p != nil {
-		if e := p.members[id]; e != nil {
-			e.reports++
-			return e.reports
-		}
+// ReportUnreachable counts an unreachable report by reporter against a pool
+// element and returns how many distinct reporters reported it since it
+// (re-)registered (at most 16), or 0 for an unknown element. Reports of one
+// reporter count once, so that no single peer can reach a threshold alone.
+func (h *Handlespace) ReportUnreachable(handle asap.PoolHandle, id asap.PEID, reporter netip.Addr) int {
+	p := h.pools[handle]
+	if p == nil {
+		return 0
 	}
-	return 0
+	e := p.members[id]
+	if e == nil {
+		return 0
+	}
+	if !slices.Contains(e.reporters, reporter) && len(e.reporters) < maxReporters {
+		e.reporters = append(e.reporters, reporter)
+	}
+	return len(e.reporters)
 }
 
 // Expire removes the pool elements whose registration life ended by now,

@@ -85,7 +85,8 @@ func TestReregistrationReplaces(t *testing.T) {
 	h := newHS()
 	e := elem(1, 1, policy.LeastUsed)
 	h.Register("p", e, t0)
-	h.ReportUnreachable("p", 1)
+	h.ReportUnreachable("p", 1, reporterA)
+	h.ReportUnreachable("p", 1, reporterB)
 	e.Policy.Load = 77
 	e.Home = 9
 	updated, err := h.Register("p", e, t0)
@@ -96,7 +97,7 @@ func TestReregistrationReplaces(t *testing.T) {
 	if got.Policy.Load != 77 || got.Home != 9 || h.Len() != 1 {
 		t.Fatalf("after re-registration %+v", got)
 	}
-	if n := h.ReportUnreachable("p", 1); n != 1 {
+	if n := h.ReportUnreachable("p", 1, reporterA); n != 1 {
 		t.Fatalf("reports after re-registration %d, want a fresh count of 1", n)
 	}
 	if h.Checksum(1) != 0xffff || h.Checksum(9) == 0xffff {
@@ -283,5 +284,32 @@ func BenchmarkDeregister(b *testing.B) {
 				id++
 			}
 		})
+	}
+}
+
+var (
+	reporterA = netip.MustParseAddr("192.0.2.1")
+	reporterB = netip.MustParseAddr("192.0.2.2")
+)
+
+func TestUnreachableReportsCountPerReporter(t *testing.T) {
+	h := newHS()
+	h.Register("p", elem(1, 1, policy.RoundRobin), t0)
+	for i := range 10 {
+		if n := h.ReportUnreachable("p", 1, reporterA); n != 1 {
+			t.Fatalf("report %d of one reporter: count %d, want 1", i+1, n)
+		}
+	}
+	if n := h.ReportUnreachable("p", 1, reporterB); n != 2 {
+		t.Fatalf("second reporter: count %d, want 2", n)
+	}
+	for i := range 40 {
+		a := netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})
+		if n := h.ReportUnreachable("p", 1, a); n > maxReporters {
+			t.Fatalf("count %d over the bound %d", n, maxReporters)
+		}
+	}
+	if n := h.ReportUnreachable("p", 2, reporterA); n != 0 {
+		t.Fatalf("unknown element: count %d", n)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -116,6 +117,87 @@ func TestHeartbeatWriteBounded(t *testing.T) {
 		}
 		if err == nil {
 			t.Fatal("no error")
+		}
+	})
+}
+
+// trickle writes a data frame of n payload bytes to w, the header at once
+// and then one byte every gap; it stops at the first failed write.
+func trickle(w net.Conn, n int, gap time.Duration) {
+	hdr := AppendFrameHeader(nil, FrameHeader{Type: FrameData, Length: uint32(n), Tag: PPIDASAP})
+	if _, err := w.Write(hdr[:5]); err != nil {
+		return
+	}
+	rest := append(hdr[5:], make([]byte, n)...)
+	for i := range rest {
+		time.Sleep(gap)
+		if _, err := w.Write(rest[i : i+1]); err != nil {
+			return
+		}
+	}
+}
+
+// A frame must arrive whole within FrameTimeout of its first byte: a peer
+// that trickles one byte a second fails the connection with
+// ErrFrameTimeout, although it is never silent for a heartbeat's time.
+func TestFrameTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		x, y := net.Pipe()
+		c := NewTCPConn(x, Config{FrameTimeout: 10 * time.Second})
+		defer c.Close()
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		defer y.Close()
+		wg.Go(func() { trickle(y, 100, time.Second) })
+		start := time.Now()
+		_, _, err := c.ReadMsg(make([]byte, 200))
+		if !errors.Is(err, ErrFrameTimeout) {
+			t.Fatalf("trickled frame: %v, want ErrFrameTimeout", err)
+		}
+		var oe *net.OpError
+		if !errors.As(err, &oe) || oe.Op != "read" {
+			t.Fatalf("trickled frame: %v is not a read *net.OpError", err)
+		}
+		if took := time.Since(start); took != 10*time.Second {
+			t.Fatalf("trickled frame failed after %v, want 10s", took)
+		}
+		if _, _, err := c.ReadMsg(make([]byte, 200)); err == nil {
+			t.Fatal("connection usable after a frame timeout")
+		}
+	})
+}
+
+// The frame timeout leaves the read deadline its meaning: a deadline in
+// the middle of a frame fails that read only, and the frame completes
+// later; a frame that arrives within its bound is read; waiting for the
+// first byte of a frame is not bounded by it; SetFrameTimeout changes it.
+func TestFrameTimeoutAndReadDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		x, y := net.Pipe()
+		c := NewTCPConn(x, Config{FrameTimeout: 15 * time.Second, HeartbeatInterval: -1})
+		defer c.Close()
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		defer y.Close()
+		wg.Go(func() {
+			time.Sleep(time.Minute) // idle before the frame: not bounded
+			trickle(y, 5, time.Second)
+		})
+		buf := make([]byte, 10)
+		c.SetReadDeadline(time.Now().Add(time.Minute + 2*time.Second))
+		if _, _, err := c.ReadMsg(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read deadline mid-frame: %v, want os.ErrDeadlineExceeded", err)
+		}
+		c.SetReadDeadline(time.Time{})
+		n, ppid, err := c.ReadMsg(buf)
+		if err != nil || n != 5 || ppid != PPIDASAP {
+			t.Fatalf("frame of 12 s: %d %d %v", n, ppid, err)
+		}
+
+		c.SetFrameTimeout(2 * time.Second)
+		wg.Go(func() { trickle(y, 5, time.Second) })
+		if _, _, err := c.ReadMsg(buf); !errors.Is(err, ErrFrameTimeout) {
+			t.Fatalf("after SetFrameTimeout(2s): %v, want ErrFrameTimeout", err)
 		}
 	})
 }

@@ -24,6 +24,10 @@ var (
 	// ErrPeerTimeout: the peer sent nothing, not even a heartbeat
 	// acknowledgement, for HeartbeatInterval + HeartbeatTimeout.
 	ErrPeerTimeout = errors.New("mapping: peer timed out")
+	// ErrFrameTimeout: a frame began but did not arrive whole within
+	// FrameTimeout; the connection is closed, as the peer trickles or
+	// stalls in the middle of a message.
+	ErrFrameTimeout = errors.New("mapping: frame not completed within the frame timeout")
 	// ErrUnsupportedNetwork: the network is not one this package maps.
 	ErrUnsupportedNetwork = errors.New("mapping: unsupported network")
 )
@@ -33,6 +37,7 @@ const (
 	DefaultMaxMessageSize    = 1 << 20
 	DefaultHeartbeatInterval = 5 * time.Second
 	DefaultHeartbeatTimeout  = 5 * time.Second
+	DefaultFrameTimeout      = 30 * time.Second
 )
 
 // Config configures message connections: TCP's framing and heartbeats,
@@ -52,6 +57,13 @@ type Config struct {
 	// but leaves an idle connection up.
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration
+	// FrameTimeout bounds the time from a frame's first byte to its last
+	// (counted from when the reader first waits for the rest): a peer
+	// that sends part of a message and then trickles or stalls fails the
+	// connection with ErrFrameTimeout instead of holding it. Zero means
+	// DefaultFrameTimeout, negative no bound. The read deadline
+	// (SetReadDeadline) applies as well; it keeps its net.Conn meaning.
+	FrameTimeout time.Duration
 	// SCTPLiveness sets the SCTP heartbeat interval, retransmission
 	// limits and RTO bounds of SCTP associations from their start, so
 	// that a silent peer is detected within about AssocMaxRetrans+1
@@ -72,6 +84,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HeartbeatTimeout <= 0 {
 		c.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
+	if c.FrameTimeout == 0 {
+		c.FrameTimeout = DefaultFrameTimeout
 	}
 	return c
 }
@@ -113,6 +128,17 @@ type TCPConn struct {
 	wset time.Time
 	ctl  bool
 
+	// Likewise for reads: rdl is the user's read deadline, rset the one
+	// on the socket, frameDL the bound of the frame under way (while
+	// framing, which the reader alone changes, is set) and frameTimeout
+	// FrameTimeout. The socket's read deadline is the earlier of rdl and
+	// frameDL. Guarded by dmu.
+	rdl          time.Time
+	rset         time.Time
+	frameDL      time.Time
+	framing      bool
+	frameTimeout time.Duration
+
 	ack atomic.Pointer[control] // a heartbeat acknowledgement to send
 
 	lastRecv atomic.Int64 // unix nanoseconds
@@ -125,7 +151,7 @@ type TCPConn struct {
 // and starts its heartbeats.
 func NewTCPConn(c net.Conn, cfg Config) *TCPConn {
 	cfg = cfg.withDefaults()
-	tc := &TCPConn{c: c, cfg: cfg, r: bufio.NewReaderSize(c, 16<<10), done: make(chan struct{})}
+	tc := &TCPConn{c: c, cfg: cfg, r: bufio.NewReaderSize(c, 16<<10), done: make(chan struct{}), frameTimeout: cfg.FrameTimeout}
 	tc.lastRecv.Store(time.Now().UnixNano())
 	if cfg.HeartbeatInterval > 0 {
 		go tc.heartbeat()
@@ -278,11 +304,8 @@ func (c *TCPConn) readFrame() ([]byte, uint32, error) {
 	for {
 		if !c.inBody {
 			for c.hdrN < FrameHeaderLen {
-				n, err := c.r.Read(c.hdr[c.hdrN:])
+				n, err := c.readSome(c.hdr[c.hdrN:])
 				c.hdrN += n
-				if n > 0 {
-					c.lastRecv.Store(time.Now().UnixNano())
-				}
 				if err != nil {
 					if err == io.EOF && c.hdrN > 0 {
 						err = io.ErrUnexpectedEOF
@@ -302,11 +325,8 @@ func (c *TCPConn) readFrame() ([]byte, uint32, error) {
 			c.body = c.body[:fh.Length]
 		}
 		for c.bodyN < len(c.body) {
-			n, err := c.r.Read(c.body[c.bodyN:])
+			n, err := c.readSome(c.body[c.bodyN:])
 			c.bodyN += n
-			if n > 0 {
-				c.lastRecv.Store(time.Now().UnixNano())
-			}
 			if err != nil {
 				if err == io.EOF {
 					err = io.ErrUnexpectedEOF
@@ -315,6 +335,11 @@ func (c *TCPConn) readFrame() ([]byte, uint32, error) {
 			}
 		}
 		c.inBody, c.hdrN = false, 0
+		if c.framing {
+			c.dmu.Lock()
+			c.framing, c.frameDL = false, time.Time{}
+			c.dmu.Unlock()
+		}
 		payload := c.body
 		if cap(c.body) > 64<<10 {
 			c.body = nil // do not keep a large buffer for small messages
@@ -333,6 +358,65 @@ func (c *TCPConn) readFrame() ([]byte, uint32, error) {
 			}
 		}
 	}
+}
+
+// readSome reads into p, from the buffer or else from the socket within
+// the deadline the frame under way asks for. rmu is held.
+func (c *TCPConn) readSome(p []byte) (int, error) {
+	mid := c.inBody || c.hdrN > 0
+	if c.r.Buffered() == 0 {
+		c.readDeadline(mid)
+	}
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.lastRecv.Store(time.Now().UnixNano())
+	}
+	if err != nil && mid && errors.Is(err, os.ErrDeadlineExceeded) && c.frameExpired() {
+		c.fail(ErrFrameTimeout)
+		err = ErrFrameTimeout
+	}
+	return n, err
+}
+
+// readDeadline puts the earlier of the user's read deadline and the bound
+// of the frame under way (started now if mid is set and it has none yet)
+// on the socket, unless it is there. rmu is held.
+func (c *TCPConn) readDeadline(mid bool) {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	if mid && !c.framing && c.frameTimeout > 0 {
+		c.framing, c.frameDL = true, time.Now().Add(c.frameTimeout)
+	}
+	want := c.readDeadlineLocked()
+	if !want.Equal(c.rset) {
+		c.rset = want
+		c.c.SetReadDeadline(want)
+	}
+}
+
+// readDeadlineLocked is the read deadline the socket should have. dmu is
+// held.
+func (c *TCPConn) readDeadlineLocked() time.Time {
+	if c.framing && (c.rdl.IsZero() || c.frameDL.Before(c.rdl)) {
+		return c.frameDL
+	}
+	return c.rdl
+}
+
+// frameExpired reports whether a deadline that ran out was the frame's.
+func (c *TCPConn) frameExpired() bool {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	return c.framing && !c.frameDL.After(time.Now()) && (c.rdl.IsZero() || !c.rdl.Before(c.frameDL))
+}
+
+// SetFrameTimeout changes the connection's FrameTimeout (negative: no
+// bound) from the next frame on, as a server does for the connections it
+// serves.
+func (c *TCPConn) SetFrameTimeout(d time.Duration) {
+	c.dmu.Lock()
+	c.frameTimeout = d
+	c.dmu.Unlock()
 }
 
 // WriteMsg sends b as one message with the given PPID.
@@ -496,8 +580,16 @@ func (c *TCPConn) SetDeadline(t time.Time) error {
 	return c.SetWriteDeadline(t)
 }
 
-// SetReadDeadline sets the read deadline, as net.Conn does.
-func (c *TCPConn) SetReadDeadline(t time.Time) error { return c.c.SetReadDeadline(t) }
+// SetReadDeadline sets the read deadline, as net.Conn does: for future
+// reads and any that is blocked now. A frame under way is bounded by
+// FrameTimeout as well.
+func (c *TCPConn) SetReadDeadline(t time.Time) error {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	c.rdl = t
+	c.rset = c.readDeadlineLocked()
+	return c.c.SetReadDeadline(c.rset)
+}
 
 // SetWriteDeadline sets the write deadline, as net.Conn does: for future
 // writes of messages and any that is blocked now. It does not bound the

@@ -173,12 +173,11 @@ func (l *assocListener) peer(r *Registrar, id sctp.AssocID) *peerConn {
 	}
 	pc = newPeerConn(r, ac)
 	r.mu.Lock()
-	if r.closed {
+	if r.closed || !r.admitLocked(pc) {
 		r.mu.Unlock()
 		ac.Close()
 		return nil
 	}
-	r.conns[pc] = struct{}{}
 	r.wg.Add(1)
 	r.mu.Unlock()
 	l.mu.Lock()

@@ -24,6 +24,17 @@ const (
 	DefaultAnnounceTimeout          = 5 * time.Second
 	DefaultWriteTimeout             = 5 * time.Second
 	DefaultSendQueue                = 256
+
+	// Limits against peers that misbehave (see Config). A resolution
+	// rate of 1000 per second and connection is far above what a pool
+	// user with a resolution cache asks for (rsp's endpoint caches for a
+	// second), and ten unreachable reports a second above what a pool
+	// user meets; a frame of 64 KiB arriving over 10 s is 52 kbit/s.
+	DefaultHandleResolutionRate = 1000
+	DefaultUnreachableRate      = 10
+	DefaultFrameTimeout         = 10 * time.Second
+	DefaultMaxConns             = 4096
+	DefaultMaxConnsPerAddr      = 256
 )
 
 // Config configures a Registrar. The zero value is a working registrar with
@@ -65,11 +76,26 @@ type Config struct {
 	MaxRegistrationLife time.Duration
 
 	// HandleResolutionRate and UnreachableRate limit each peer connection's
-	// handle resolutions and unreachable reports per second (zero: no
-	// limit). Requests over the limit are answered with "lack of resources"
-	// (resolutions) or ignored (reports).
+	// handle resolutions and unreachable reports per second, with bursts
+	// of as many (zero: DefaultHandleResolutionRate and
+	// DefaultUnreachableRate; negative: no limit). Requests over the
+	// limit are answered with "lack of resources" (resolutions) or
+	// ignored (reports).
 	HandleResolutionRate float64
 	UnreachableRate      float64
+
+	// FrameTimeout bounds, over TCP, the time from a frame's first byte
+	// to its last: a peer that trickles a message in is disconnected
+	// (zero: DefaultFrameTimeout; negative: no bound). It applies to the
+	// connections of listeners made by Registrar.Listen and to
+	// *mapping.TCPConn connections given to ServeConn.
+	FrameTimeout time.Duration
+	// MaxConns and MaxConnsPerAddr bound the peer connections (and SCTP
+	// associations) served at once, in all and from one peer address;
+	// a connection over either limit is closed at once (zero:
+	// DefaultMaxConns and DefaultMaxConnsPerAddr; negative: no limit).
+	MaxConns        int
+	MaxConnsPerAddr int
 
 	// WriteTimeout bounds each send to a peer (a send may take up to about
 	// twice it before the peer is dropped). SendQueue is how many messages
@@ -149,6 +175,20 @@ func (c Config) withDefaults() Config {
 	defInt(&c.MaxPools, DefaultMaxPools)
 	defInt(&c.MaxPEsPerPool, DefaultMaxPEsPerPool)
 	defInt(&c.SendQueue, DefaultSendQueue)
+	def(&c.FrameTimeout, DefaultFrameTimeout)
+	defLimit := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defLimit(&c.MaxConns, DefaultMaxConns)
+	defLimit(&c.MaxConnsPerAddr, DefaultMaxConnsPerAddr)
+	if c.HandleResolutionRate == 0 {
+		c.HandleResolutionRate = DefaultHandleResolutionRate
+	}
+	if c.UnreachableRate == 0 {
+		c.UnreachableRate = DefaultUnreachableRate
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

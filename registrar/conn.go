@@ -36,7 +36,8 @@ type peerConn struct {
 	pending  atomic.Int64
 	deadline time.Time
 
-	pes map[peKey]struct{} // registered over this connection; guarded by r.mu
+	pes  map[peKey]struct{} // registered over this connection; guarded by r.mu
+	addr netip.Addr         // the peer's address for the connection limits
 
 	// Reader goroutine only.
 	hrLimit  tokenBucket
@@ -70,6 +71,7 @@ func newPeerConn(r *Registrar, c mapping.Conn) *peerConn {
 		out:     make(chan []byte, r.cfg.SendQueue),
 		done:    make(chan struct{}),
 		pes:     make(map[peKey]struct{}),
+		addr:    connAddr(c),
 		hrLimit: newTokenBucket(r.cfg.HandleResolutionRate),
 		euLimit: newTokenBucket(r.cfg.UnreachableRate),
 	}
@@ -295,7 +297,7 @@ func (pc *peerConn) cleanup() {
 	pc.close()
 	r := pc.r
 	r.mu.Lock()
-	delete(r.conns, pc)
+	r.forgetLocked(pc)
 	removed := 0
 	for k := range pc.pes {
 		if st, ok := r.owned[k]; ok && st.conn == pc {

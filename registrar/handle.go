@@ -330,33 +330,35 @@ func (pc *peerConn) resolve(m *asap.HandleResolution) {
 	pc.replyBytes(b)
 }
 
-// unreachable handles ASAP_ENDPOINT_UNREACHABLE: the element is probed with
-// a keep-alive at once (RFC 5352 §3.5) and removed after MaxBadPEReports
-// reports.
+// unreachable handles ASAP_ENDPOINT_UNREACHABLE. An element this registrar
+// is home for is probed with a keep-alive at once (RFC 5352 §3.5), and the
+// probe decides: an element that answers it stays, one that does not is
+// removed when KeepAliveTimeout runs out. The registrar cannot probe an
+// element of another home registrar; such an element is removed once
+// MaxBadPEReports distinct peers (by address) reported it, so that no
+// single peer can empty a pool.
 func (pc *peerConn) unreachable(m *asap.EndpointUnreachable) {
 	r := pc.r
 	if !pc.euLimit.allow() {
 		r.cfg.Logger.Debug("unreachable report over the rate limit", "peer", pc.c.RemoteAddr())
 		return
 	}
+	var reporter netip.Addr
+	if a := pc.peerAddrs(false); len(a) > 0 {
+		reporter = a[0]
+	}
 	key := peKey{m.Handle, m.ID}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	reports := r.hs.ReportUnreachable(m.Handle, m.ID)
-	if reports == 0 {
-		return
-	}
-	st := r.owned[key]
-	if reports >= r.cfg.MaxBadPEReports {
-		r.cfg.Logger.Info("removed pool element reported unreachable", "pool", m.Handle, "pe", m.ID, "reports", reports)
-		if st != nil {
-			r.removeLocked(key, st)
-		} else {
-			r.dropLocked(key)
+	if st := r.owned[key]; st != nil {
+		if !st.awaiting {
+			r.sendKeepAliveLocked(key, st)
 		}
 		return
 	}
-	if st != nil && !st.awaiting {
-		r.sendKeepAliveLocked(key, st)
+	reports := r.hs.ReportUnreachable(m.Handle, m.ID, reporter)
+	if reports >= r.cfg.MaxBadPEReports {
+		r.cfg.Logger.Info("removed pool element reported unreachable", "pool", m.Handle, "pe", m.ID, "reporters", reports)
+		r.dropLocked(key)
 	}
 }

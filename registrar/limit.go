@@ -2,8 +2,8 @@ package registrar
 
 import "time"
 
-// tokenBucket limits a rate of events. The zero value (rate 0) allows
-// everything. It is not goroutine-safe; each peer connection owns its own.
+// tokenBucket limits a rate of events. The zero value (rate 0), or a
+// negative rate, allows everything. It is not goroutine-safe; each peer connection owns its own.
 type tokenBucket struct {
 	rate   float64 // tokens per second; 0 = unlimited
 	burst  float64

@@ -198,45 +198,97 @@ func TestMaxPEsPerPool(t *testing.T) {
 }
 
 func TestUnreachableRate(t *testing.T) {
-	// One report per connection every two seconds; three reports remove an
-	// element. The probe keep-alive goes unanswered but its timeout is far.
-	cfg := Config{KeepAliveInterval: -1, KeepAliveTimeout: time.Minute, UnreachableRate: 0.5, MaxBadPEReports: 3}
+	// One report per connection every two seconds (a burst of one); each
+	// report counted makes the registrar probe the element reported.
+	cfg := Config{KeepAliveInterval: -1, KeepAliveTimeout: time.Minute, UnreachableRate: 0.5}
 	r, addr := startRegistrar(t, cfg)
 	pe := dialClient(t, addr)
-	pe.register("eu", loopbackPE(1, 7, rr))
-
+	for id := range asap.PEID(20) {
+		pe.register("eu", loopbackPE(id+1, 7, rr))
+	}
 	flood := dialClient(t, addr)
-	for range 50 {
-		flood.send(&asap.EndpointUnreachable{Handle: "eu", ID: 1})
+	for id := range asap.PEID(20) {
+		flood.send(&asap.EndpointUnreachable{Handle: "eu", ID: id + 1})
 	}
 	flood.expectSilence("unreachable reports")
-	if got := ids(r, "eu"); !slices.Equal(got, []asap.PEID{1}) {
-		t.Fatalf("a flood of reports from one connection removed the element (pool %v)", got)
-	}
-	// The first report of the flood counted: the element was probed.
 	if got := pe.sync(); len(got) != 1 {
-		t.Fatalf("element got %d messages after the flood, want one probe", len(got))
+		t.Fatalf("elements got %d messages after a flood of reports, want one probe", len(got))
 	} else if ka, ok := got[0].(*asap.EndpointKeepAlive); !ok || ka.Handle != "eu" || ka.ID != 1 {
 		t.Fatalf("element got %T %+v, want a keep-alive probe for eu/1", got[0], got[0])
 	}
-
-	// A report from a second connection is within its own limit: two
-	// counted so far, the element stays.
+	// Another connection has a limit of its own.
 	second := dialClient(t, addr)
-	second.send(&asap.EndpointUnreachable{Handle: "eu", ID: 1})
+	second.send(&asap.EndpointUnreachable{Handle: "eu", ID: 2})
 	second.expectSilence("unreachable report")
-	if got := ids(r, "eu"); !slices.Equal(got, []asap.PEID{1}) {
-		t.Fatalf("element removed after two counted reports (pool %v), want it kept until %d", got, cfg.MaxBadPEReports)
+	if got := pe.sync(); len(got) != 1 {
+		t.Fatalf("elements got %d messages after another connection's report, want one probe", len(got))
 	}
-	// A third connection's report makes three.
-	third := dialClient(t, addr)
-	third.send(&asap.EndpointUnreachable{Handle: "eu", ID: 1})
-	third.expectSilence("unreachable report")
-	if _, ok := r.Pool("eu"); ok {
-		t.Fatalf("element still registered after %d counted reports", cfg.MaxBadPEReports)
+	if n := len(ids(r, "eu")); n != 20 {
+		t.Fatalf("%d elements left, want 20", n)
 	}
-	if n := ownedCount(r); n != 0 {
-		t.Fatalf("registrar still watches %d elements", n)
+}
+
+// The rates of resolutions and reports are limited unless the
+// configuration says otherwise.
+func TestDefaultRateLimits(t *testing.T) {
+	c := Config{}.withDefaults()
+	if c.HandleResolutionRate != DefaultHandleResolutionRate || c.UnreachableRate != DefaultUnreachableRate {
+		t.Fatalf("default rates %v, %v", c.HandleResolutionRate, c.UnreachableRate)
+	}
+	if DefaultHandleResolutionRate <= 0 || DefaultUnreachableRate <= 0 {
+		t.Fatal("a default rate is unlimited")
+	}
+	c = Config{HandleResolutionRate: -1, UnreachableRate: -1}.withDefaults()
+	b := newTokenBucket(c.HandleResolutionRate)
+	for i := range 10000 {
+		if !b.allow() {
+			t.Fatalf("a negative rate limits at event %d", i+1)
+		}
+	}
+	// With the defaults, a flood of reports from one connection probes
+	// no more elements than its burst.
+	r, addr := startRegistrar(t, Config{KeepAliveInterval: -1, KeepAliveTimeout: time.Minute})
+	pe := dialClient(t, addr)
+	const n = 3 * DefaultUnreachableRate
+	for id := range asap.PEID(n) {
+		pe.register("eu", loopbackPE(id+1, 7, rr))
+	}
+	flood := dialClient(t, addr)
+	for id := range asap.PEID(n) {
+		flood.send(&asap.EndpointUnreachable{Handle: "eu", ID: id + 1})
+	}
+	flood.expectSilence("unreachable reports")
+	if got := len(pe.sync()); got < DefaultUnreachableRate || got > DefaultUnreachableRate+2 {
+		t.Fatalf("%d probes for %d reports at once, want about %d", got, n, DefaultUnreachableRate)
+	}
+	if got := len(ids(r, "eu")); got != n {
+		t.Fatalf("%d elements left, want %d", got, n)
+	}
+}
+
+// An element this registrar cannot probe (its home is elsewhere, or it
+// lost its connection in a takeover) is removed when reports from
+// MaxBadPEReports distinct peer addresses name it; reports of one peer
+// count once.
+func TestUnreachableReportsCountPerPeer(t *testing.T) {
+	r, addr := startRegistrar(t, Config{KeepAliveInterval: -1})
+	pe := loopbackPE(9, 7, rr)
+	pe.Home = r.ID()
+	r.mu.Lock()
+	if _, err := r.hs.Register("orphan", pe, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Unlock()
+	for i, src := range []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"} {
+		pu := dialClientFrom(t, addr, src)
+		for range 5 {
+			pu.send(&asap.EndpointUnreachable{Handle: "orphan", ID: 9})
+		}
+		pu.expectSilence("unreachable reports")
+		_, ok := r.Pool("orphan")
+		if last := i == DefaultMaxBadPEReports-1; ok == last {
+			t.Fatalf("after reports from %d peers the element is there: %v", i+1, ok)
+		}
 	}
 }
 

@@ -75,6 +75,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,14 +94,17 @@ type Registrar struct {
 	cfg Config
 	id  asap.ServerID
 
-	mu        sync.Mutex
-	hs        *handlespace.Handlespace
-	owned     map[peKey]*peState // pool elements registered here over a live connection
-	conns     map[*peerConn]struct{}
-	listeners map[mapping.Listener]struct{}
-	ann       *announcer
-	enrp      *enrpSide
-	closed    bool
+	mu      sync.Mutex
+	hs      *handlespace.Handlespace
+	owned   map[peKey]*peState // pool elements registered here over a live connection
+	conns   map[*peerConn]struct{}
+	perAddr map[netip.Addr]int // connections in conns by connAddr
+	// refusedLog limits the logs of connections refused by the limits.
+	refusedLog tokenBucket
+	listeners  map[mapping.Listener]struct{}
+	ann        *announcer
+	enrp       *enrpSide
+	closed     bool
 
 	clock atomic.Int64 // coarseNow, in Unix nanoseconds
 
@@ -135,10 +139,12 @@ func New(cfg Config) *Registrar {
 			MaxPools:      cfg.MaxPools,
 			MaxPEsPerPool: cfg.MaxPEsPerPool,
 		}),
-		owned:     make(map[peKey]*peState),
-		conns:     make(map[*peerConn]struct{}),
-		listeners: make(map[mapping.Listener]struct{}),
-		done:      make(chan struct{}),
+		owned:      make(map[peKey]*peState),
+		conns:      make(map[*peerConn]struct{}),
+		perAddr:    make(map[netip.Addr]int),
+		refusedLog: newTokenBucket(1),
+		listeners:  make(map[mapping.Listener]struct{}),
+		done:       make(chan struct{}),
 	}
 	r.enrp = newENRPSide(r)
 	r.clock.Store(time.Now().UnixNano())
@@ -239,14 +245,16 @@ func isTemporary(err error) bool {
 // ServeConn serves ASAP on one connection in new goroutines and returns at
 // once. The registrar closes c when the peer goes away or on Close.
 func (r *Registrar) ServeConn(c mapping.Conn) {
+	if ft, ok := c.(interface{ SetFrameTimeout(time.Duration) }); ok {
+		ft.SetFrameTimeout(r.cfg.FrameTimeout)
+	}
 	pc := newPeerConn(r, c)
 	r.mu.Lock()
-	if r.closed {
+	if r.closed || !r.admitLocked(pc) {
 		r.mu.Unlock()
 		c.Close()
 		return
 	}
-	r.conns[pc] = struct{}{}
 	r.wg.Add(2)
 	r.mu.Unlock()
 	go pc.writeLoop()

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -44,7 +46,18 @@ func dialClient(t *testing.T, addr string) *client {
 // dialClientOver is dialClient over network ("tcp" or "sctp").
 func dialClientOver(t *testing.T, network, addr string) *client {
 	t.Helper()
-	var d mapping.Dialer
+	return dialClientWith(t, network, addr, mapping.Dialer{})
+}
+
+// dialClientFrom is dialClient from local address src (a loopback address
+// such as 127.0.0.2), so that the registrar sees another peer address.
+func dialClientFrom(t *testing.T, addr, src string) *client {
+	t.Helper()
+	return dialClientWith(t, "tcp", addr, mapping.Dialer{NetDialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}})
+}
+
+func dialClientWith(t *testing.T, network, addr string, d mapping.Dialer) *client {
+	t.Helper()
 	c, err := d.DialContext(context.Background(), network, addr)
 	if err != nil {
 		t.Fatal(err)
@@ -361,28 +374,41 @@ func TestRegistrationLifeExpires(t *testing.T) {
 }
 
 func TestUnreachableReports(t *testing.T) {
-	r, addr := startRegistrar(t, Config{KeepAliveInterval: -1, KeepAliveTimeout: 5 * time.Second})
+	r, addr := startRegistrar(t, Config{KeepAliveInterval: -1, KeepAliveTimeout: 300 * time.Millisecond, UnreachableRate: -1})
 	pe := dialClient(t, addr)
 	pe.register("eu", loopbackPE(1, 7, rr))
 	pu := dialClient(t, addr)
 
-	// The first report makes the registrar probe the element at once.
-	pu.send(&asap.EndpointUnreachable{Handle: "eu", ID: 1})
-	ka := expect[*asap.EndpointKeepAlive](pe, 2*time.Second)
-	if ka.Handle != "eu" {
-		t.Fatalf("probe %+v", ka)
+	// Each report makes the registrar probe the element at once; an
+	// element that answers stays, however many reports one pool user
+	// sends.
+	for round := range 3 {
+		for range 2 * DefaultMaxBadPEReports {
+			pu.send(&asap.EndpointUnreachable{Handle: "eu", ID: 1})
+		}
+		ka := expect[*asap.EndpointKeepAlive](pe, 2*time.Second)
+		if ka.Handle != "eu" || ka.ID != 1 {
+			t.Fatalf("round %d: probe %+v", round, ka)
+		}
+		pe.send(&asap.EndpointKeepAliveAck{Handle: "eu", ID: 1})
+		pe.expectSilence("one probe for a burst of reports")
+		if got := ids(r, "eu"); !slices.Equal(got, []asap.PEID{1}) {
+			t.Fatalf("round %d: element that answers its probe removed (pool %v)", round, got)
+		}
 	}
+	time.Sleep(time.Second) // three probe timeouts: no probe was left to time out
+	if got := ids(r, "eu"); !slices.Equal(got, []asap.PEID{1}) {
+		t.Fatalf("element that answered its probes removed later (pool %v)", got)
+	}
+
+	// An element that does not answer the probe is removed when the
+	// keep-alive timeout runs out.
 	pu.send(&asap.EndpointUnreachable{Handle: "eu", ID: 1})
-	pu.send(&asap.EndpointUnreachable{Handle: "eu", ID: 1})
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		if _, ok := r.Pool("eu"); !ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("element still registered after %d reports", DefaultMaxBadPEReports)
-		}
-		time.Sleep(10 * time.Millisecond)
+	start := time.Now()
+	expect[*asap.EndpointKeepAlive](pe, 2*time.Second)
+	waitFor(t, 2*time.Second, "silent element still registered", func() bool { _, ok := r.Pool("eu"); return !ok })
+	if took := time.Since(start); took < 250*time.Millisecond {
+		t.Fatalf("silent element removed after %v, before its probe's timeout", took)
 	}
 }
 
