@@ -351,7 +351,7 @@ func TestRegistrationLifeClamped(t *testing.T) {
 // WriteTimeout, and meanwhile serves another peer as usual.
 func TestSlowPeerDropped(t *testing.T) {
 	const writeTimeout = 300 * time.Millisecond
-	r := New(Config{KeepAliveInterval: -1, SendQueue: 4, WriteTimeout: writeTimeout})
+	r := New(Config{KeepAliveInterval: -1, SendQueue: 4, WriteTimeout: writeTimeout, HandleResolutionRate: -1})
 	t.Cleanup(func() { r.Close() })
 	nl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -442,7 +442,7 @@ func (l smallBufListener) Accept() (mapping.Conn, error) {
 // never dropped, however small its send queue.
 func TestPipelinedRequestsAnswered(t *testing.T) {
 	const requests = 3000
-	r, addr := startRegistrar(t, Config{KeepAliveInterval: -1, SendQueue: 2})
+	r, addr := startRegistrar(t, Config{KeepAliveInterval: -1, SendQueue: 2, HandleResolutionRate: -1})
 	c := dialClient(t, addr)
 	c.register("p", loopbackPE(1, 7, rr))
 	answered := make(chan error, 1)
