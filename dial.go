@@ -164,13 +164,23 @@ func (d *Dialer) dialElement(ctx context.Context, network string, handle asap.Po
 	}
 	session := !d.Plain && d.TLSConfig == nil && speaksSessions(pe.UserTransport)
 	if t.Kind == asap.ParamSCTPTransport {
-		// Sessions over SCTP come with the SCTP mapping of the session
-		// protocol; until then an SCTP element gets a plain connection
-		// whose ASAP control messages are kept out of the data.
-		md := mapping.Dialer{}
-		mc, err := md.DialContext(ctx, "sctp", sctpAddress(t))
+		// An element that indicates rsp's session protocol on the
+		// association gets a session; any other (rsplib's) a plain
+		// connection whose ASAP control messages are kept out of the
+		// data.
+		var mc mapping.Conn
+		var err error
+		if session {
+			mc, session, err = d.dialSessionConn(ctx, d.Session.withDefaults(), "sctp", sctpAddress(t))
+		} else {
+			var md mapping.Dialer
+			mc, err = md.DialContext(ctx, "sctp", sctpAddress(t))
+		}
 		if err != nil {
 			return nil, err
+		}
+		if session {
+			return d.openSession(ctx, handle, pe, mc.(mapping.BatchConn))
 		}
 		c := newMsgStream(mc)
 		notePoolElement(c, handle, pe)
@@ -202,11 +212,13 @@ func (d *Dialer) dialElement(ctx context.Context, network string, handle asap.Po
 	return c, nil
 }
 
-// speaksSessions reports whether a pool element registered as speaking
-// rsp's session protocol: transport use "data plus control" (1), over TCP
-// as rsplib writes it (see spec/session.md).
+// speaksSessions reports whether a pool element registered as perhaps
+// speaking rsp's session protocol: transport use "data plus control" (1),
+// over TCP as rsplib writes it, or over SCTP, where the association's
+// adaptation indication tells rsp's elements from rsplib's (see
+// spec/session.md).
 func speaksSessions(t asap.Transport) bool {
-	return t.Kind == asap.ParamTCPTransport && t.Use == asap.DataPlusControl
+	return (t.Kind == asap.ParamTCPTransport || t.Kind == asap.ParamSCTPTransport) && t.Use == asap.DataPlusControl
 }
 
 // sctpAddress writes an SCTP transport as "host1,host2:port".

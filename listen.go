@@ -16,6 +16,7 @@ import (
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/asap/endpoint"
 	"github.com/rsp-go/rsp/internal/sctp"
+	"github.com/rsp-go/rsp/mapping"
 	"github.com/rsp-go/rsp/policy"
 )
 
@@ -78,10 +79,11 @@ type ListenConfig struct {
 
 	// Plain registers the listener as an element that does not speak
 	// sessions (transport use 0, "data only"): every connection is a
-	// plain one, as with a TLSConfig. Without either a TCP listener registers as speaking sessions
-	// (see the package documentation) and Accept returns a *Session for
-	// each pool user that opens one, and a plain connection for any other
-	// client.
+	// plain one, as with a TLSConfig. Without either a listener registers
+	// as speaking sessions (see the package documentation; over SCTP each
+	// association says so too, spec/session.md section 6) and Accept
+	// returns a *Session for each pool user that opens one, and a plain
+	// connection for any other client.
 	Plain bool
 	// Session configures the sessions accepted.
 	Session SessionConfig
@@ -114,9 +116,13 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (*L
 		local = ":0"
 	}
 	var inner net.Listener
-	sessions := !lc.Plain && lc.TLSConfig == nil && network != "sctp"
+	sessions := !lc.Plain && lc.TLSConfig == nil
 	if network == "sctp" {
-		inner, err = listenSCTP(ctx, local)
+		var cfg mapping.Config
+		if sessions {
+			cfg = lc.Session.withDefaults().sctpConfig()
+		}
+		inner, err = listenSCTP(ctx, local, cfg)
 	} else {
 		var nlc net.ListenConfig
 		inner, err = nlc.Listen(ctx, network, local)

@@ -25,8 +25,8 @@ type sctpListener struct {
 	l mapping.Listener
 }
 
-func listenSCTP(ctx context.Context, local string) (net.Listener, error) {
-	var lc mapping.ListenConfig
+func listenSCTP(ctx context.Context, local string, cfg mapping.Config) (net.Listener, error) {
+	lc := mapping.ListenConfig{Config: cfg}
 	l, err := lc.Listen(ctx, "sctp", local)
 	if err != nil {
 		return nil, err

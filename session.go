@@ -67,7 +67,7 @@ type Session struct {
 	mu sync.Mutex
 	// The connection: generation counts connections, so that a late
 	// report of an old one's failure is told apart.
-	conn    *mapping.TCPConn
+	conn    mapping.BatchConn
 	gen     int
 	connErr error // the present connection failed
 	// handledGen is the generation whose failure the loop took up: later
@@ -193,7 +193,7 @@ func (s *Session) opError(op string, err error) error {
 
 // newSession makes a session on its first connection and starts its
 // loop.
-func newSession(cfg SessionConfig, client bool, handle asap.PoolHandle, id [16]byte, c *mapping.TCPConn, pe Element) *Session {
+func newSession(cfg SessionConfig, client bool, handle asap.PoolHandle, id [16]byte, c mapping.BatchConn, pe Element) *Session {
 	s := &Session{
 		cfg:        cfg,
 		client:     client,

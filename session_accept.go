@@ -48,6 +48,14 @@ func helloPrefix() []byte {
 // bytes are a session HELLO. Anything else, or nothing within
 // SniffTimeout, makes it a plain connection.
 func (l *Listener) sniff(c net.Conn) {
+	if ms, ok := c.(*msgStream); ok {
+		if l.sessions {
+			l.sniffSCTP(ms)
+		} else {
+			l.handPlain(ms)
+		}
+		return
+	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
@@ -81,7 +89,7 @@ func (l *Listener) sniff(c net.Conn) {
 		l.handPlain(pc)
 		return
 	}
-	s, err := l.openSession(pc)
+	s, err := l.openSession(mapping.NewTCPConn(pc, l.scfg.mappingConfig()), nil)
 	if err != nil {
 		l.log.Debug("session: refused", "remote", c.RemoteAddr(), "err", err)
 		return
@@ -100,17 +108,20 @@ func isTimeout(err error) bool {
 	return ok && ne.Timeout()
 }
 
-// openSession reads a pool user's HELLO and the cookie echo it announces,
+// openSession reads a pool user's HELLO (unless first holds it, read
+// already on the session channel) and the cookie echo it announces,
 // answers it, and makes the session.
-func (l *Listener) openSession(pc *prefixConn) (*Session, error) {
+func (l *Listener) openSession(c mapping.BatchConn, first []byte) (*Session, error) {
 	cfg := l.scfg
-	c := mapping.NewTCPConn(pc, cfg.mappingConfig())
 	c.SetDeadline(time.Now().Add(cfg.SniffTimeout + cfg.HeartbeatInterval))
 	buf := make([]byte, cfg.MaxMessageSize)
-	n, ppid, err := c.ReadMsg(buf)
-	if err != nil {
-		c.Close()
-		return nil, err
+	n, ppid := copy(buf, first), ulpack.PPID
+	var err error
+	if first == nil {
+		if n, ppid, err = c.ReadMsg(buf); err != nil {
+			c.Close()
+			return nil, err
+		}
 	}
 	f, err := ulpack.ParseFrame(buf[:n])
 	hello, ok := f.(*ulpack.Hello)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"time"
 
 	"github.com/rsp-go/rsp/asap"
@@ -29,7 +28,7 @@ type Failover struct {
 	// Replay is how many messages will be replayed after the callback.
 	Replay int
 
-	conn *mapping.TCPConn
+	conn mapping.BatchConn
 }
 
 // Send sends a resynchronisation message to the new element, before the
@@ -75,9 +74,18 @@ func (d *Dialer) machineConfig(cfg SessionConfig) failover.Config {
 
 // dialSession opens a session to one element.
 func (d *Dialer) dialSession(ctx context.Context, network string, handle asap.PoolHandle, pe asap.PoolElement, addr string) (net.Conn, error) {
+	c, _, err := d.dialSessionConn(ctx, d.Session.withDefaults(), network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return d.openSession(ctx, handle, pe, c)
+}
+
+// openSession opens a session to element pe on c, closing c on failure.
+func (d *Dialer) openSession(ctx context.Context, handle asap.PoolHandle, pe asap.PoolElement, c mapping.BatchConn) (net.Conn, error) {
 	cfg := d.Session.withDefaults()
 	id := newSessionID()
-	c, ack, err := d.sessionHandshake(ctx, cfg, network, addr, id, 1, nil)
+	c, ack, err := d.hello(ctx, cfg, c, id, 1, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -95,20 +103,22 @@ func (d *Dialer) dialSession(ctx context.Context, network string, handle asap.Po
 
 // sessionHandshake connects to an element and opens (next == 1) or resumes
 // the session id there: HELLO, then the element's HELLO_ACK.
-func (d *Dialer) sessionHandshake(ctx context.Context, cfg SessionConfig, network, addr string, id [16]byte, next uint64, cookie []byte) (*mapping.TCPConn, ulpack.HelloAck, error) {
-	nd := d.NetDialer
-	if nd == nil {
-		nd = &net.Dialer{}
-	}
-	nc, err := nd.DialContext(ctx, tcpNetwork(network), addr)
+func (d *Dialer) sessionHandshake(ctx context.Context, cfg SessionConfig, network, addr string, id [16]byte, next uint64, cookie []byte) (mapping.BatchConn, ulpack.HelloAck, error) {
+	c, session, err := d.dialSessionConn(ctx, cfg, network, addr)
 	if err != nil {
 		return nil, ulpack.HelloAck{}, err
 	}
-	if tc, ok := nc.(*net.TCPConn); ok {
-		tc.SetNoDelay(true)
+	if !session {
+		c.Close()
+		return nil, ulpack.HelloAck{}, errNotSessionElement
 	}
-	c := mapping.NewTCPConn(nc, cfg.mappingConfig())
-	fail := func(err error) (*mapping.TCPConn, ulpack.HelloAck, error) {
+	return d.hello(ctx, cfg, c, id, next, cookie)
+}
+
+// hello opens (next == 1) or resumes the session id on c: HELLO (and the
+// cookie echo), then the element's HELLO_ACK. It closes c on failure.
+func (d *Dialer) hello(ctx context.Context, cfg SessionConfig, c mapping.BatchConn, id [16]byte, next uint64, cookie []byte) (mapping.BatchConn, ulpack.HelloAck, error) {
+	fail := func(err error) (mapping.BatchConn, ulpack.HelloAck, error) {
 		c.Close()
 		if ctx.Err() != nil {
 			err = ctx.Err()
@@ -222,7 +232,7 @@ func (s *Session) failover(cause error) error {
 		}
 	}()
 	var (
-		conn      *mapping.TCPConn
+		conn      mapping.BatchConn
 		ack       ulpack.HelloAck
 		newPE     asap.PoolElement
 		installed bool
@@ -277,11 +287,12 @@ func (s *Session) failover(cause error) error {
 			feed(failover.Event{Kind: failover.Resolved, Candidates: candidates(res.PEs), Err: err})
 		case failover.Connect:
 			t, _ := usableTransport("tcp", a.Candidate.PE.UserTransport)
+			netw, addr := sessionAddress("tcp", t)
 			cctx, ccancel := context.WithDeadline(ctx, a.Deadline)
 			s.mu.Lock()
 			next := s.acked + 1
 			s.mu.Unlock()
-			c, ha, err := s.d.sessionHandshake(cctx, s.cfg, "tcp", netip.AddrPortFrom(t.Addrs[0], t.Port).String(), s.id, next, cookie)
+			c, ha, err := s.d.sessionHandshake(cctx, s.cfg, netw, addr, s.id, next, cookie)
 			ccancel()
 			if err != nil {
 				if ctx.Err() != nil {
@@ -341,7 +352,7 @@ func (s *Session) failover(cause error) error {
 // messages not acknowledged go again from the first, and pe numbers its
 // own messages from 1. It returns the first sequence number replayed and
 // how many are.
-func (s *Session) takeOver(c *mapping.TCPConn, pe asap.PoolElement, ack ulpack.HelloAck) (uint64, int) {
+func (s *Session) takeOver(c mapping.BatchConn, pe asap.PoolElement, ack ulpack.HelloAck) (uint64, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ackedLocked(ack.Ack, true)

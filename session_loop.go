@@ -122,8 +122,14 @@ func (s *Session) collect(batch []mapping.Msg, now time.Time) []mapping.Msg {
 // drain ends a closed session's connection gracefully: it shuts down the
 // sending side and waits, a bounded time, for the peer to close its own,
 // so that what was sent is not lost to a reset.
-func (s *Session) drain(c *mapping.TCPConn) {
-	if cw, ok := c.NetConn().(interface{ CloseWrite() error }); !ok || cw.CloseWrite() != nil {
+func (s *Session) drain(c mapping.BatchConn) {
+	// Over SCTP there is no half-close: closing the association is
+	// graceful, and delivers what was sent before it ends.
+	tc, ok := c.(*mapping.TCPConn)
+	if !ok {
+		return
+	}
+	if cw, ok := tc.NetConn().(interface{ CloseWrite() error }); !ok || cw.CloseWrite() != nil {
 		return
 	}
 	timer := time.NewTimer(closeFlushTimeout)
@@ -197,7 +203,7 @@ func (s *Session) end(err error) {
 
 // readLoop reads the messages of one connection of the session until it
 // fails.
-func (s *Session) readLoop(c *mapping.TCPConn, gen int) {
+func (s *Session) readLoop(c mapping.BatchConn, gen int) {
 	ms := make([]mapping.Msg, 16)
 	for i := range ms {
 		ms[i].Buf = make([]byte, 2048)
@@ -320,7 +326,7 @@ func (s *Session) received(p *ulpack.Parser, ms []mapping.Msg, gen int) error {
 }
 
 // protocolError tells the peer why the connection ends.
-func (s *Session) protocolError(c *mapping.TCPConn, err error) {
+func (s *Session) protocolError(c mapping.BatchConn, err error) {
 	b, _ := ulpack.Close{Code: ulpack.CodeProtocolError, Reason: err.Error()}.AppendBinary(nil)
 	c.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 	c.WriteMsg(b, ulpack.PPID)

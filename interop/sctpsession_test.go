@@ -1,0 +1,131 @@
+package interop
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rsp-go/rsp"
+	"github.com/rsp-go/rsp/internal/rsplibtest"
+	"github.com/rsp-go/rsp/internal/testutil"
+	"github.com/rsp-go/rsp/registrar"
+)
+
+// helperPEEnv, when set to a registrar's address, makes
+// TestHelperSCTPSessionPE a pool element process: an rsp session echo
+// element over SCTP in pool sctpecho, for the tests to kill.
+const helperPEEnv = "RSP_TEST_SCTP_SESSION_PE"
+
+// TestHelperSCTPSessionPE is not a test: run as a child process, it serves
+// sessions over SCTP until it is killed.
+func TestHelperSCTPSessionPE(t *testing.T) {
+	reg := os.Getenv(helperPEEnv)
+	if reg == "" {
+		t.Skip("a helper process of TestSessionOverSCTP")
+	}
+	// An echo's messages stand alone: a session may move to another
+	// element with what the dead one did not acknowledge.
+	lc := rsp.ListenConfig{Registrars: []string{"sctp:" + reg}, LocalAddr: hostAddr + ":0",
+		Session: rsp.SessionConfig{HeartbeatInterval: 200 * time.Millisecond, Stateless: true}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	l, err := lc.Listen(ctx, "sctp", "pool:sctpecho")
+	cancel()
+	if err != nil {
+		fmt.Println("listen:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("PE %08x ready\n", uint32(l.ID()))
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			os.Exit(1)
+		}
+		go func() {
+			defer c.Close()
+			if _, ok := c.(*rsp.Session); !ok {
+				fmt.Printf("a plain connection (%T)\n", c)
+			}
+			io.Copy(c, c)
+		}()
+	}
+}
+
+var readyLine = regexp.MustCompile(`PE ([0-9a-f]{8}) ready`)
+
+// TestSessionOverSCTP: an rsp pool user's session to rsp elements over
+// SCTP (each association says it speaks sessions with its adaptation
+// indication) echoes messages; the element in use is killed (SIGKILL) in
+// the middle, and the session fails over to another and goes on reading
+// the echoes with no error.
+func TestSessionOverSCTP(t *testing.T) {
+	rsplibtest.Require(t)
+	r := registrar.New(registrar.Config{})
+	defer r.Close()
+	regAddr := fmt.Sprintf("%s:3923", hostAddr)
+	l, err := registrar.Listen(context.Background(), "sctp", regAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go r.Serve(l)
+	procs := map[uint32]*rsplibtest.Process{}
+	for range 2 {
+		p := startHelperPE(t, regAddr)
+		testutil.WaitFor(t, 10*time.Second, "the helper element's word that it serves", func() bool { return readyLine.MatchString(p.Out.String()) })
+		id, _ := strconv.ParseUint(readyLine.FindStringSubmatch(p.Out.String())[1], 16, 32)
+		procs[uint32(id)] = p
+	}
+	d := rsp.Dialer{Registrars: []string{"sctp:" + regAddr}, Timeout: 2 * time.Second,
+		Session: rsp.SessionConfig{HeartbeatInterval: 200 * time.Millisecond}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := d.DialContext(ctx, "tcp", "pool:sctpecho")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, ok := c.(*rsp.Session)
+	if !ok {
+		t.Fatalf("dialing an rsp element over SCTP gave a %T, want a *rsp.Session", c)
+	}
+	s.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(s)
+	for i := range 20 {
+		if i == 10 {
+			victim := uint32(s.Element().ID)
+			if procs[victim] == nil {
+				t.Fatalf("the session uses PE %08x, not a helper", victim)
+			}
+			syscall.Kill(procs[victim].Pid, syscall.SIGKILL)
+		}
+		msg := fmt.Sprintf("echo %d\n", i)
+		if _, err := io.WriteString(s, msg); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		line, err := br.ReadString('\n')
+		if err != nil || line != msg {
+			t.Fatalf("echo %d: %q, %v", i, line, err)
+		}
+	}
+	if s.Failovers() != 1 {
+		t.Errorf("Failovers() = %d, want 1", s.Failovers())
+	}
+	for id, p := range procs {
+		if out := p.Out.String(); regexp.MustCompile("plain connection").MatchString(out) {
+			t.Errorf("PE %08x served a plain connection:\n%s", id, out)
+		}
+	}
+}
+
+func startHelperPE(t *testing.T, reg string) *rsplibtest.Process {
+	t.Helper()
+	os.Setenv(helperPEEnv, reg)
+	defer os.Unsetenv(helperPEEnv)
+	return rsplibtest.StartProcess(t, nil, os.Args[0], "-test.run=^TestHelperSCTPSessionPE$", "-test.timeout=5m")
+}

@@ -1,0 +1,121 @@
+package rsp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/mapping"
+	"github.com/rsp-go/rsp/ulpack"
+)
+
+// Sessions over SCTP (spec/session.md, section 6). rsp's and rsplib's
+// elements both register SCTP transport use "data plus control", so the
+// registration cannot tell a pool user whether an element speaks rsp's
+// session frames. SCTP's adaptation layer indication (RFC 5061) does,
+// without a byte an rsplib application sees: rsp's session elements and
+// pool users put ulpack.PPID ("RSP1") in their INIT and INIT-ACK. A pool
+// user that reaches an element without it has a plain connection to it,
+// and sends it nothing but the application's data and RFC 5352 messages
+// on PPID 11.
+
+// errNotSessionElement: an SCTP element that did not indicate rsp's
+// session protocol when the association was set up (an rsplib element).
+var errNotSessionElement = errors.New("rsp: the SCTP element does not speak rsp sessions")
+
+// sessionAddress returns the network and address to dial to reach
+// transport t for a session: "sctp" and "h1,h2:port" for SCTP, TCP of
+// network's family and "host:port" otherwise.
+func sessionAddress(network string, t asap.Transport) (string, string) {
+	if t.Kind == asap.ParamSCTPTransport {
+		return "sctp", sctpAddress(t)
+	}
+	return tcpNetwork(network), netip.AddrPortFrom(t.Addrs[0], t.Port).String()
+}
+
+// sctpConfig is the SCTP mapping's configuration for sessions: rsp's
+// adaptation indication, and SCTP heartbeats on the session's interval
+// with retransmission limits and RTO bounds that make a silent peer's
+// association fail after about HeartbeatMisses intervals.
+func (c SessionConfig) sctpConfig() mapping.Config {
+	iv := c.HeartbeatInterval
+	rto := max(iv/2, 10*time.Millisecond)
+	return mapping.Config{
+		MaxMessageSize: c.MaxMessageSize + ulpack.DataLen,
+		SCTPLiveness: mapping.SCTPLiveness{
+			HeartbeatInterval: iv,
+			PathMaxRetrans:    max(1, c.HeartbeatMisses-1),
+			AssocMaxRetrans:   max(1, c.HeartbeatMisses-1),
+			RTOMin:            max(rto/4, 10*time.Millisecond),
+			RTOMax:            rto,
+			RTOInitial:        rto,
+		},
+		SCTPAdaptation: ulpack.PPID,
+	}
+}
+
+// dialSessionConn connects to an element for a session: a TCP mapping
+// connection over TCP; over SCTP an association, with session reporting
+// whether the element indicated rsp's session protocol.
+func (d *Dialer) dialSessionConn(ctx context.Context, cfg SessionConfig, network, addr string) (c mapping.BatchConn, session bool, err error) {
+	if network == "sctp" {
+		md := mapping.Dialer{Config: cfg.sctpConfig()}
+		mc, err := md.DialContext(ctx, "sctp", addr)
+		if err != nil {
+			return nil, false, err
+		}
+		sc := mc.(*mapping.SCTPConn)
+		ind, ok := sc.PeerAdaptation()
+		return sc, ok && ind == ulpack.PPID, nil
+	}
+	nd := d.NetDialer
+	if nd == nil {
+		nd = &net.Dialer{}
+	}
+	nc, err := nd.DialContext(ctx, tcpNetwork(network), addr)
+	if err != nil {
+		return nil, false, err
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	return mapping.NewTCPConn(nc, cfg.mappingConfig()), true, nil
+}
+
+// sniffSCTP tells whether an accepted association opens a session: its
+// first message is a HELLO on the session channel. Anything else, or
+// nothing within SniffTimeout, makes it a plain connection, which reads
+// that first message's data before what follows.
+func (l *Listener) sniffSCTP(ms *msgStream) {
+	buf := make([]byte, l.scfg.MaxMessageSize+ulpack.DataLen)
+	ms.SetReadDeadline(time.Now().Add(l.scfg.SniffTimeout))
+	n, ppid, err := ms.Conn.ReadMsg(buf)
+	ms.SetReadDeadline(time.Time{})
+	switch {
+	case err != nil && !isTimeout(err):
+		ms.Close()
+		return
+	case err == nil && ppid == ulpack.PPID && n > 0 && buf[0] == byte(ulpack.FrameHello):
+		s, err := l.openSession(mapping.Batched(ms.Conn), buf[:n])
+		if err != nil {
+			l.log.Debug("session: refused", "remote", ms.RemoteAddr(), "err", err)
+			return
+		}
+		l.active.Add(1)
+		l.loadChanged()
+		select {
+		case l.ready <- s:
+		case <-l.done:
+			s.Close()
+		}
+		return
+	case err == nil && ppid != mapping.PPIDASAP:
+		ms.ppid.Store(ppid)
+		ms.rest = bytes.Clone(buf[:n])
+	}
+	l.handPlain(ms)
+}
