@@ -2,6 +2,7 @@ package asap
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"net/netip"
@@ -414,6 +415,40 @@ func TestNestedUnknownParameterReported(t *testing.T) {
 		}
 		if id != 0x12345678 {
 			t.Errorf("%s: decoded %+v, want pool element 12345678", name, m)
+		}
+	}
+}
+
+// The registration life is a signed 32-bit value: -1 is infinite, a value
+// below it decodes as the negative life it is (for a registrar to refuse),
+// and every life encodes as it decoded.
+func TestRegistrationLifeWireValues(t *testing.T) {
+	for _, tt := range []struct {
+		wire uint32
+		life time.Duration
+	}{
+		{0xffffffff, LifeInfinite},
+		{0xfffffffe, -2 * time.Millisecond},
+		{0x80000000, -0x80000000 * time.Millisecond},
+		{0, 0},
+		{30000, 30 * time.Second},
+	} {
+		pe := PoolElement{ID: 1, Life: tt.life, Policy: policy.Policy{Type: policy.RoundRobin}, UserTransport: Transport{Kind: ParamTCPTransport, Port: 7, Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}}
+		b, err := Registration{Handle: "p", PE: pe}.AppendBinary(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The life follows the 8-byte handle parameter, the PE
+		// parameter's header, identifier and home.
+		if got := binary.BigEndian.Uint32(b[4+8+4+8:]); got != tt.wire {
+			t.Errorf("life %v encodes as %#x, want %#x", tt.life, got, tt.wire)
+		}
+		m, err := Unmarshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.(*Registration).PE.Life; got != tt.life {
+			t.Errorf("wire life %#x decodes as %v, want %v", tt.wire, got, tt.life)
 		}
 	}
 }

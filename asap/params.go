@@ -200,15 +200,17 @@ func parseHandle(p tlv) (PoolHandle, error) {
 }
 
 // lifeMillis converts a registration life to its wire form.
+// LifeInfinite is -1; any other negative life (which a registrar refuses)
+// keeps its value, so that it decodes as it was sent.
 func lifeMillis(d time.Duration) uint32 {
-	if d < 0 {
+	if d == LifeInfinite {
 		return 0xffffffff
 	}
-	ms := d.Milliseconds()
-	if ms > 0x7fffffff {
-		ms = 0x7fffffff
+	ms := min(max(d.Milliseconds(), -0x80000000), 0x7fffffff)
+	if d < 0 && ms == -1 {
+		ms = -2 // not the infinite life
 	}
-	return uint32(ms)
+	return uint32(int32(ms))
 }
 
 func (e *encoder) poolElement(pe *PoolElement) error {
@@ -264,8 +266,10 @@ func parsePoolElement(p tlv) (PoolElement, error) {
 	}
 	pe.ID = PEID(binary.BigEndian.Uint32(p.val))
 	pe.Home = ServerID(binary.BigEndian.Uint32(p.val[4:]))
+	// -1 is the infinite life; a life below it is invalid, and kept as
+	// it is (negative) for the receiver to refuse.
 	life := int32(binary.BigEndian.Uint32(p.val[8:]))
-	if life < 0 {
+	if life == -1 {
 		pe.Life = LifeInfinite
 	} else {
 		pe.Life = time.Duration(life) * time.Millisecond

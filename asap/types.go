@@ -73,7 +73,7 @@ const LifeInfinite time.Duration = -1
 type PoolElement struct {
 	ID            PEID
 	Home          ServerID
-	Life          time.Duration // LifeInfinite (or any negative value) for infinite
+	Life          time.Duration // LifeInfinite for infinite; other negative values are invalid (a wire value below -1)
 	UserTransport Transport
 	Policy        policy.Policy
 	ASAPTransport *Transport // nil when absent

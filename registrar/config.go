@@ -70,8 +70,12 @@ type Config struct {
 	MaxPEsPerPool int
 
 	// MinRegistrationLife and MaxRegistrationLife clamp the registration
-	// life a pool element asks for (an infinite life is clamped to the
-	// maximum).
+	// life a pool element asks for. The infinite life (-1 on the wire)
+	// gets the maximum, as any life above it does: an element that asks
+	// for an infinite life lives MaxRegistrationLife unless it
+	// re-registers, and is removed earlier when its connection ends or it
+	// stops answering keep-alives. A life below -1 is refused with
+	// "invalid values".
 	MinRegistrationLife time.Duration
 	MaxRegistrationLife time.Duration
 

@@ -58,7 +58,12 @@ func (pc *peerConn) badMessage(b []byte, err error) {
 	default:
 		// A known message with bad contents. A registration is refused
 		// with "invalid values" when enough of it decoded to say whose it
-		// is; anything else gets an ASAP_ERROR.
+		// is; anything else gets an ASAP_ERROR. A registration without
+		// its pool handle or its pool element is one of those: a
+		// registration response names both (RFC 5352 §2.2.2), the
+		// element could not match one without them, and rsplib's
+		// registrar answers a message that does not parse with an
+		// ASAP_ERROR too.
 		var pe *asap.ParamError
 		info := b
 		if errors.As(err, &pe) && pe.Param != nil {
@@ -137,8 +142,12 @@ func (pc *peerConn) register(m *asap.Registration) {
 	}
 	pe.Home = r.id
 	pe.ASAPTransport = pc.asapTransport()
+	// The infinite life (-1) is given the maximum, as any longer one:
+	// the element re-registers within it, as it does anyway (RFC 5352
+	// T4-reregistration), and an element that vanishes without its
+	// connection ending is forgotten in the end.
 	switch {
-	case pe.Life < 0 || pe.Life > r.cfg.MaxRegistrationLife:
+	case pe.Life == asap.LifeInfinite || pe.Life > r.cfg.MaxRegistrationLife:
 		pe.Life = r.cfg.MaxRegistrationLife
 	case pe.Life < r.cfg.MinRegistrationLife:
 		pe.Life = r.cfg.MinRegistrationLife
@@ -197,7 +206,16 @@ func (pc *peerConn) validate(h asap.PoolHandle, pe *asap.PoolElement) (asap.Caus
 	if len(h) == 0 || len(h) > asap.MaxPoolHandleLen || pe.ID == 0 || !pe.Policy.Type.Valid() {
 		return invalid, false
 	}
+	// A life below -1 (infinite) means nothing (RFC 5354 §2.2.12: a
+	// signed 32-bit life, -1 for infinite).
+	if pe.Life < 0 && pe.Life != asap.LifeInfinite {
+		return invalid, false
+	}
 	t := pe.UserTransport
+	// Port 0 reaches nobody.
+	if t.Port == 0 {
+		return invalid, false
+	}
 	switch t.Kind {
 	case asap.ParamSCTPTransport, asap.ParamTCPTransport, asap.ParamUDPTransport,
 		asap.ParamUDPLiteTransport, asap.ParamDCCPTransport:
@@ -320,6 +338,11 @@ func (pc *peerConn) resolve(m *asap.HandleResolution) {
 	// Encode while the handlespace still holds what the elements point to.
 	bp := bufPool.Get().(*[]byte)
 	b, err := resp.AppendBinary((*bp)[:0])
+	if errors.Is(err, asap.ErrInvalidLength) && len(resp.PEs) > 1 {
+		// Too long for one message: answer with as many elements as
+		// fit, in the policy's order (the most it can say).
+		b, err = pc.fewerElements(resp, b)
+	}
 	r.mu.Unlock()
 	pc.sel = sel[:0]
 	if err != nil {
@@ -361,4 +384,24 @@ func (pc *peerConn) unreachable(m *asap.EndpointUnreachable) {
 		r.cfg.Logger.Info("removed pool element reported unreachable", "pool", m.Handle, "pe", m.ID, "reporters", reports)
 		r.dropLocked(key)
 	}
+}
+
+// fewerElements encodes resp with the longest prefix of its elements that
+// fits in one message, found by bisection, into b's room.
+func (pc *peerConn) fewerElements(resp *asap.HandleResolutionResponse, b []byte) ([]byte, error) {
+	all := resp.PEs
+	lo, hi := 0, len(all) // lo elements fit, hi do not
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		resp.PEs = all[:mid]
+		var err error
+		if b, err = resp.AppendBinary(b[:0]); err == nil {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	resp.PEs = all[:lo]
+	pc.r.cfg.Logger.Debug("handle resolution answered with fewer elements to fit a message", "pool", resp.Handle, "elements", lo, "selected", len(all))
+	return resp.AppendBinary(b[:0])
 }

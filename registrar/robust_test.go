@@ -330,6 +330,10 @@ func TestInvalidRegistrationValues(t *testing.T) {
 		{"pool handle too long", long, 14, peParam(14, life, tcpLoopback, rrPolicy)},
 		{"address not the peer's", "inv", 15, peParam(15, life, transportParam(asap.ParamTCPTransport, 0, param(asap.ParamIPv4Address, []byte{192, 0, 2, 1})), rrPolicy)},
 		{"address not the peer's, IPv6", "inv", 16, peParam(16, life, transportParam(asap.ParamSCTPTransport, 0, loopback6), rrPolicy)},
+		{"life -2", "inv", 17, peParam(17, 0xfffffffe, tcpLoopback, rrPolicy)},
+		{"life -2^31", "inv", 18, peParam(18, 0x80000000, tcpLoopback, rrPolicy)},
+		{"TCP port 0", "inv", 19, peParam(19, life, withPort(transportParam(asap.ParamTCPTransport, 0, loopback4), 0), rrPolicy)},
+		{"SCTP port 0", "inv", 20, peParam(20, life, withPort(transportParam(asap.ParamSCTPTransport, 0, loopback4), 0), rrPolicy)},
 	}
 	// The builders make a valid registration from valid parts.
 	c.sendRaw(registration("inv", peParam(100, life, tcpLoopback, rrPolicy)))
@@ -355,6 +359,16 @@ func TestInvalidRegistrationValues(t *testing.T) {
 	if got := ids(r, "inv"); !slices.Equal(got, []asap.PEID{100}) {
 		t.Fatalf("pool inv holds %v, want only the valid element 100", got)
 	}
+	// An infinite life (-1) is valid, and gets the maximum.
+	c.sendRaw(registration("inv", peParam(102, 0xffffffff, tcpLoopback, rrPolicy)))
+	if resp := expect[*asap.RegistrationResponse](c, 5*time.Second); resp.Reject {
+		t.Fatalf("registration with an infinite life refused: %+v", resp)
+	}
+	if e, ok := element(r, "inv", 102); !ok || e.Life != DefaultMaxRegistrationLife {
+		t.Fatalf("element with an infinite life: %+v, want life %v", e, DefaultMaxRegistrationLife)
+	}
+	c.send(&asap.Deregistration{Handle: "inv", ID: 102})
+	expect[*asap.DeregistrationResponse](c, 5*time.Second)
 	if len(r.Pools()) != 1 || ownedCount(r) != 1 {
 		t.Fatalf("handlespace %+v: want only pool inv", r.Pools())
 	}
@@ -364,6 +378,12 @@ func TestInvalidRegistrationValues(t *testing.T) {
 		{byte(asap.TypeDeregistration), 0, 0, 20, 0, 9, 0, 7, 'i', 'n', 'v', 0, 0, 0xe, 0, 7, 0, 0, 100, 0},
 		{byte(asap.TypeHandleResolution), 0, 0, 8, 0, 9, 0, 4},
 		{byte(asap.TypeEndpointUnreachable), 0, 0, 12, 0, 9, 0, 7, 'i', 'n', 'v', 0},
+		// A registration without its pool handle or its pool element:
+		// a registration response names both, and the element could
+		// not match one without them, so it is an ASAP_ERROR, as
+		// rsplib's registrar answers a message that does not parse.
+		withLen(append([]byte{byte(asap.TypeRegistration), 0, 0, 0}, padded(peParam(30, life, tcpLoopback, rrPolicy))...)),
+		withLen(append([]byte{byte(asap.TypeRegistration), 0, 0, 0}, padded(param(asap.ParamPoolHandle, []byte("inv")))...)),
 	} {
 		c.sendRaw(m)
 		got := c.sync()
@@ -663,4 +683,56 @@ func FuzzHandle(f *testing.F) {
 			}
 		}
 	})
+}
+
+// withPort sets the port of a transport parameter built by transportParam.
+func withPort(p []byte, port uint16) []byte {
+	binary.BigEndian.PutUint16(p[4:], port)
+	return p
+}
+
+// withLen sets message b's length to its size.
+func withLen(b []byte) []byte {
+	binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
+	return b
+}
+
+// A resolution whose answer would not fit in one ASAP message is answered
+// with as many elements as fit.
+func TestResolutionTooLargeForOneMessage(t *testing.T) {
+	const n = 2000
+	r, addr := startRegistrar(t, Config{KeepAliveInterval: -1, MaxHandleResolutionItems: n, HandleResolutionRate: -1})
+	pe := dialClient(t, addr)
+	for id := range asap.PEID(n) {
+		pe.send(&asap.Registration{Handle: "huge", PE: loopbackPE(id+1, uint16(id+1), rr)})
+	}
+	for range n {
+		if resp := expect[*asap.RegistrationResponse](pe, 5*time.Second); resp.Reject {
+			t.Fatalf("registration refused: %+v", resp)
+		}
+	}
+	if got := len(ids(r, "huge")); got != n {
+		t.Fatalf("%d elements registered, want %d", got, n)
+	}
+	pu := dialClient(t, addr)
+	pu.send(&asap.HandleResolution{Handle: "huge", Items: n})
+	pu.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	k, _, err := pu.c.ReadMsg(pu.buf)
+	if err != nil {
+		t.Fatalf("no answer to a resolution of %d elements: %v", n, err)
+	}
+	m, err := asap.Unmarshal(pu.buf[:k])
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr, ok := m.(*asap.HandleResolutionResponse)
+	if !ok || len(hr.Causes) != 0 || len(hr.PEs) == 0 || len(hr.PEs) >= n {
+		t.Fatalf("got %T with %d causes and %d elements, want some of the %d elements", m, len(hr.Causes), len(hr.PEs), n)
+	}
+	// As many as fit: one more would not.
+	one := encode(t, &asap.HandleResolutionResponse{Handle: "huge", Policy: hr.Policy, PEs: hr.PEs[:1]})
+	empty := encode(t, &asap.HandleResolutionResponse{Handle: "huge", Policy: hr.Policy})
+	if k+len(one)-len(empty) <= 0xffff {
+		t.Fatalf("answer of %d bytes with %d elements: another of %d bytes would fit", k, len(hr.PEs), len(one)-len(empty))
+	}
 }
