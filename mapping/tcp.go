@@ -110,7 +110,8 @@ type TCPConn struct {
 	bodyN  int
 
 	wmu       sync.Mutex
-	wbroken   error // a write failed mid-frame: the stream is unusable
+	wbroken   error       // a write failed mid-frame: the stream is unusable
+	wfailed   atomic.Bool // a write failed: a TLS stream can send no close_notify
 	hdrBuf    [FrameHeaderLen]byte
 	batchHdrs []byte      // WriteBatch's frame headers
 	batchBufs net.Buffers // WriteBatch's vector
@@ -275,6 +276,7 @@ func (c *TCPConn) WriteBatch(ms []Msg) (int, error) {
 			written -= l
 			sent++
 		}
+		c.wfailed.Store(true)
 		if written > 0 {
 			c.wbroken = fmt.Errorf("stream broken by an earlier partial write: %w", err)
 			if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -501,6 +503,7 @@ func (c *TCPConn) writeLocked(typ uint8, tag uint32, payload []byte) error {
 	bufs := net.Buffers{hdr, payload}
 	n, err := writeBuffers(c.c, bufs, &c.joined)
 	if err != nil {
+		c.wfailed.Store(true)
 		if n > 0 {
 			// Part of the frame went out: the peer can no longer find
 			// frame boundaries after it.
@@ -558,6 +561,13 @@ func (c *TCPConn) Close() error {
 	err := net.ErrClosed
 	c.once.Do(func() {
 		close(c.done)
+		// After a failed write, crypto/tls would still try to send its
+		// close_notify alert for up to five seconds into a full socket
+		// buffer; the stream is broken, so close the socket at once.
+		if tc, ok := c.c.(*tls.Conn); ok && c.wfailed.Load() {
+			err = tc.NetConn().Close()
+			return
+		}
 		err = c.c.Close()
 	})
 	if err == net.ErrClosed {
