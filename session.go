@@ -110,6 +110,9 @@ type Session struct {
 	ackDue      time.Time
 	rwait       chan struct{}
 	failovers   int
+	// Liveness where the mapping has no heartbeat (session_ping.go):
+	// when the peer was last heard from, and pinged.
+	lastRecv, pingAt time.Time
 }
 
 // outMsg is a message of the send side: its DATA frame, header included.

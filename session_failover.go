@@ -366,6 +366,7 @@ func (s *Session) takeOver(c mapping.BatchConn, pe asap.PoolElement, ack ulpack.
 	s.recv = receiver{}
 	s.ackSent = 0
 	s.ackNow, s.ackDue = false, time.Time{}
+	s.lastRecv, s.pingAt = time.Now(), time.Time{}
 	s.failovers++
 	gen := s.gen
 	go s.readLoop(c, gen)

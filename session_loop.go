@@ -44,9 +44,19 @@ func (s *Session) loop() {
 			s.end(nil)
 			return
 		}
-		batch = s.collect(batch[:0], time.Now())
+		now := time.Now()
+		var pingDue time.Time
+		var silent bool
+		batch, pingDue, silent = s.pingLocked(now, batch[:0])
+		if silent && !s.closing && s.gen != s.handledGen {
+			s.connErr = s.errSilentPeer()
+			s.mu.Unlock()
+			clear(batch)
+			continue
+		}
+		batch = s.collect(batch, now)
 		closing := s.closing
-		due := s.ackDue
+		due := earliest(s.ackDue, pingDue)
 		s.mu.Unlock()
 
 		if len(batch) > 0 || closing {
@@ -247,6 +257,7 @@ func (s *Session) received(p *ulpack.Parser, ms []mapping.Msg, gen int) error {
 	if s.gen != gen {
 		return nil
 	}
+	s.lastRecv = time.Now()
 	wakeReaders, wakeWriters := false, false
 	defer func() {
 		if wakeReaders {

@@ -62,8 +62,10 @@ var readyLine = regexp.MustCompile(`PE ([0-9a-f]{8}) ready`)
 // TestSessionOverSCTP: an rsp pool user's session to rsp elements over
 // SCTP (each association says it speaks sessions with its adaptation
 // indication) echoes messages; the element in use is killed (SIGKILL) in
-// the middle, and the session fails over to another and goes on reading
-// the echoes with no error.
+// the middle, then the next one stopped (SIGSTOP: its kernel still answers
+// SCTP heartbeats, the session's PINGs go unanswered), and each time the
+// session fails over to another and goes on reading the echoes with no
+// error, the stop noticed within the session's heartbeat misses.
 func TestSessionOverSCTP(t *testing.T) {
 	rsplibtest.Require(t)
 	r := registrar.New(registrar.Config{})
@@ -75,14 +77,15 @@ func TestSessionOverSCTP(t *testing.T) {
 	}
 	go r.Serve(l)
 	procs := map[uint32]*rsplibtest.Process{}
-	for range 2 {
+	for range 3 {
 		p := startHelperPE(t, regAddr)
 		testutil.WaitFor(t, 10*time.Second, "the helper element's word that it serves", func() bool { return readyLine.MatchString(p.Out.String()) })
 		id, _ := strconv.ParseUint(readyLine.FindStringSubmatch(p.Out.String())[1], 16, 32)
 		procs[uint32(id)] = p
 	}
+	const heartbeat = 200 * time.Millisecond
 	d := rsp.Dialer{Registrars: []string{"sctp:" + regAddr}, Timeout: 2 * time.Second,
-		Session: rsp.SessionConfig{HeartbeatInterval: 200 * time.Millisecond}}
+		Session: rsp.SessionConfig{HeartbeatInterval: heartbeat}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := d.DialContext(ctx, "tcp", "pool:sctpecho")
@@ -96,14 +99,25 @@ func TestSessionOverSCTP(t *testing.T) {
 	}
 	s.SetDeadline(time.Now().Add(20 * time.Second))
 	br := bufio.NewReader(s)
-	for i := range 20 {
-		if i == 10 {
+	for i := range 30 {
+		var sig syscall.Signal
+		switch i {
+		case 10:
+			sig = syscall.SIGKILL
+		case 20:
+			sig = syscall.SIGSTOP
+		}
+		if sig != 0 {
 			victim := uint32(s.Element().ID)
 			if procs[victim] == nil {
 				t.Fatalf("the session uses PE %08x, not a helper", victim)
 			}
-			syscall.Kill(procs[victim].Pid, syscall.SIGKILL)
+			syscall.Kill(procs[victim].Pid, sig)
+			if sig == syscall.SIGSTOP {
+				defer syscall.Kill(procs[victim].Pid, syscall.SIGCONT)
+			}
 		}
+		start := time.Now()
 		msg := fmt.Sprintf("echo %d\n", i)
 		if _, err := io.WriteString(s, msg); err != nil {
 			t.Fatalf("message %d: %v", i, err)
@@ -112,9 +126,17 @@ func TestSessionOverSCTP(t *testing.T) {
 		if err != nil || line != msg {
 			t.Fatalf("echo %d: %q, %v", i, line, err)
 		}
+		if sig != 0 {
+			took := time.Since(start)
+			t.Logf("%v: echo after %v", sig, took)
+			// Three heartbeats without an answer, then the failover.
+			if sig == syscall.SIGSTOP && took > 4*heartbeat+time.Second {
+				t.Errorf("a stopped element held the session up for %v, want about three heartbeats (%v)", took, 3*heartbeat)
+			}
+		}
 	}
-	if s.Failovers() != 1 {
-		t.Errorf("Failovers() = %d, want 1", s.Failovers())
+	if s.Failovers() != 2 {
+		t.Errorf("Failovers() = %d, want 2", s.Failovers())
 	}
 	for id, p := range procs {
 		if out := p.Out.String(); regexp.MustCompile("plain connection").MatchString(out) {
