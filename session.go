@@ -744,3 +744,28 @@ func isClosedChan(c chan struct{}) bool {
 		return false
 	}
 }
+
+// PathInfo is what the kernel knows of a session's present path: the
+// smoothed round-trip time, the retransmission timeout and the path MTU.
+type PathInfo struct {
+	RTT, RTO time.Duration
+	PathMTU  int
+}
+
+// PathInfo returns the kernel's RTT, RTO and path MTU of the session's
+// present connection (TCP_INFO on Linux), or an error wrapping
+// ErrNotSupported where the mapping cannot know them.
+func (s *Session) PathInfo() (PathInfo, error) {
+	s.mu.Lock()
+	c := s.conn
+	s.mu.Unlock()
+	nc := c.NetConn()
+	if p, ok := nc.(*prefixConn); ok {
+		nc = p.Conn
+	}
+	rtt, rto, pmtu, err := tcpInfo(nc)
+	if err != nil {
+		return PathInfo{}, s.opError("pathinfo", err)
+	}
+	return PathInfo{RTT: rtt, RTO: rto, PathMTU: pmtu}, nil
+}

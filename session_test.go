@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -441,5 +442,29 @@ func TestSessionFailoverCallback(t *testing.T) {
 	defer mu.Unlock()
 	if len(calls) != 2 || calls[0].New.ID == calls[1].New.ID || calls[1].Old.ID != old || calls[1].Replay != 2 {
 		t.Errorf("callback calls %+v: want two, for two new elements, with 2 to replay", calls)
+	}
+}
+
+// TestSessionPathInfo: the kernel's RTT, RTO and path MTU of the session's
+// connection, on both sides.
+func TestSessionPathInfo(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("TCP_INFO is read on Linux only")
+	}
+	accepted := make(chan *rsp.Session, 1)
+	_, regs := startSessionPool(t, 1, "path", peOptions{serve: func(c net.Conn) {
+		accepted <- c.(*rsp.Session)
+		io.Copy(io.Discard, c)
+	}})
+	s := dialSession(t, regs, "path", rsp.SessionConfig{})
+	s.Write([]byte("x"))
+	for _, s := range []*rsp.Session{s, <-accepted} {
+		pi, err := s.PathInfo()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pi.RTO <= 0 || pi.PathMTU < 576 || pi.RTT < 0 {
+			t.Errorf("path info %+v: want a positive RTO and a path MTU of at least 576", pi)
+		}
 	}
 }
