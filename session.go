@@ -759,7 +759,11 @@ func (s *Session) PathInfo() (PathInfo, error) {
 	s.mu.Lock()
 	c := s.conn
 	s.mu.Unlock()
-	nc := c.NetConn()
+	tc, ok := c.(interface{ NetConn() net.Conn })
+	if !ok {
+		return PathInfo{}, s.opError("pathinfo", fmt.Errorf("%w: path information over this mapping", ErrNotSupported))
+	}
+	nc := tc.NetConn()
 	if p, ok := nc.(*prefixConn); ok {
 		nc = p.Conn
 	}

@@ -85,7 +85,7 @@ func (d *Dialer) dialSession(ctx context.Context, network string, handle asap.Po
 func (d *Dialer) openSession(ctx context.Context, handle asap.PoolHandle, pe asap.PoolElement, c mapping.BatchConn) (net.Conn, error) {
 	cfg := d.Session.withDefaults()
 	id := newSessionID()
-	c, ack, err := d.hello(ctx, cfg, c, id, 1, nil)
+	c, ack, err := d.hello(ctx, cfg, c, id, 1, false, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -101,9 +101,10 @@ func (d *Dialer) openSession(ctx context.Context, handle asap.PoolHandle, pe asa
 	return s, nil
 }
 
-// sessionHandshake connects to an element and opens (next == 1) or resumes
-// the session id there: HELLO, then the element's HELLO_ACK.
-func (d *Dialer) sessionHandshake(ctx context.Context, cfg SessionConfig, network, addr string, id [16]byte, next uint64, cookie []byte) (mapping.BatchConn, ulpack.HelloAck, error) {
+// sessionHandshake connects to an element and opens or resumes the
+// session id there: HELLO (and the cookie echo), then the element's
+// HELLO_ACK.
+func (d *Dialer) sessionHandshake(ctx context.Context, cfg SessionConfig, network, addr string, id [16]byte, next uint64, resume bool, cookie []byte) (mapping.BatchConn, ulpack.HelloAck, error) {
 	c, session, err := d.dialSessionConn(ctx, cfg, network, addr)
 	if err != nil {
 		return nil, ulpack.HelloAck{}, err
@@ -112,12 +113,13 @@ func (d *Dialer) sessionHandshake(ctx context.Context, cfg SessionConfig, networ
 		c.Close()
 		return nil, ulpack.HelloAck{}, errNotSessionElement
 	}
-	return d.hello(ctx, cfg, c, id, next, cookie)
+	return d.hello(ctx, cfg, c, id, next, resume, cookie)
 }
 
-// hello opens (next == 1) or resumes the session id on c: HELLO (and the
-// cookie echo), then the element's HELLO_ACK. It closes c on failure.
-func (d *Dialer) hello(ctx context.Context, cfg SessionConfig, c mapping.BatchConn, id [16]byte, next uint64, cookie []byte) (mapping.BatchConn, ulpack.HelloAck, error) {
+// hello opens or resumes (after a failover) the session id on c: HELLO
+// (and the cookie echo), then the element's HELLO_ACK. It closes c on
+// failure.
+func (d *Dialer) hello(ctx context.Context, cfg SessionConfig, c mapping.BatchConn, id [16]byte, next uint64, resume bool, cookie []byte) (mapping.BatchConn, ulpack.HelloAck, error) {
 	fail := func(err error) (mapping.BatchConn, ulpack.HelloAck, error) {
 		c.Close()
 		if ctx.Err() != nil {
@@ -132,7 +134,7 @@ func (d *Dialer) hello(ctx context.Context, cfg SessionConfig, c mapping.BatchCo
 	c.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	hello, _ := ulpack.Hello{Resume: next > 1 || cookie != nil, Cookie: cookie != nil, Window: uint32(cfg.MaxUnackedMessages), ID: id, Next: next}.AppendBinary(nil)
+	hello, _ := ulpack.Hello{Resume: resume, Cookie: cookie != nil, Window: uint32(cfg.MaxUnackedMessages), ID: id, Next: next}.AppendBinary(nil)
 	batch := []mapping.Msg{{Buf: hello, PPID: ulpack.PPID}}
 	if cookie != nil {
 		echo, _ := (&asap.CookieEcho{Cookie: cookie}).AppendBinary(nil)
@@ -292,7 +294,7 @@ func (s *Session) failover(cause error) error {
 			s.mu.Lock()
 			next := s.acked + 1
 			s.mu.Unlock()
-			c, ha, err := s.d.sessionHandshake(cctx, s.cfg, netw, addr, s.id, next, cookie)
+			c, ha, err := s.d.sessionHandshake(cctx, s.cfg, netw, addr, s.id, next, true, cookie)
 			ccancel()
 			if err != nil {
 				if ctx.Err() != nil {

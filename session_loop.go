@@ -214,9 +214,11 @@ func (s *Session) end(err error) {
 // readLoop reads the messages of one connection of the session until it
 // fails.
 func (s *Session) readLoop(c mapping.BatchConn, gen int) {
-	ms := make([]mapping.Msg, 16)
+	// Room for a batch of small messages; a longer one comes in a buffer
+	// of its own. Kept small: an idle session holds it.
+	ms := make([]mapping.Msg, 8)
 	for i := range ms {
-		ms[i].Buf = make([]byte, 2048)
+		ms[i].Buf = make([]byte, 512)
 	}
 	limit := s.cfg.MaxMessageSize + ulpack.DataLen
 	var p ulpack.Parser
@@ -244,7 +246,7 @@ func (s *Session) readLoop(c mapping.BatchConn, gen int) {
 		}
 		for i := range ms[:n] {
 			if ms[i].Buf == nil || len(ms[i].Buf) > 64<<10 {
-				ms[i].Buf = make([]byte, 2048)
+				ms[i].Buf = make([]byte, 512)
 			}
 		}
 	}
@@ -296,7 +298,7 @@ func (s *Session) received(p *ulpack.Parser, ms []mapping.Msg, gen int) error {
 			}
 			s.exchanged = true
 			payload := f.Payload
-			if len(m.Buf) > 4096 && m.N == len(m.Buf) {
+			if len(m.Buf) > 512 && m.N == len(m.Buf) {
 				// A buffer of its own (ReadBatch's for a long message):
 				// keep it rather than copy.
 				m.Buf = nil
