@@ -184,6 +184,14 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (*L
 	reg, err := ep.Register(ctx, handle, pe)
 	if err != nil {
 		inner.Close()
+		var re *endpoint.RegistrationError
+		if errors.As(err, &re) && re.Has(asap.CauseInconsistentDataControl) {
+			kind := "speak sessions"
+			if !sessions {
+				kind = "are plain"
+			}
+			err = fmt.Errorf("%w (this element's connections %s and the pool's do not: see ListenConfig.Plain)", err, kind)
+		}
 		return nil, &net.OpError{Op: "listen", Net: network, Addr: inner.Addr(), Err: fmt.Errorf("registering in pool %q: %w", handle, err)}
 	}
 	l.reg = reg

@@ -88,6 +88,7 @@ type Session struct {
 	resumed    bool
 	err        error // the session ended: why (after the queued data is read)
 	closing    bool  // Close was called
+	goAway     bool  // GoAway was called
 	peerEOF    bool  // the peer sent CLOSE
 	peerErr    error // the CLOSE was not NORMAL
 	// Send side.
@@ -643,6 +644,20 @@ func (s *Session) Close() error {
 	s.mu.Unlock()
 	s.wake()
 	return nil
+}
+
+// GoAway closes a pool element's session as Close does, but tells the
+// pool user that this element stops serving it (GOAWAY, as when the
+// server shuts down), with the acknowledgement of what it processed: the
+// pool user fails over to another element rather than end the session.
+func (s *Session) GoAway() error {
+	if s.client {
+		return s.opError("close", fmt.Errorf("%w: a pool user sends no GOAWAY", ErrNotSupported))
+	}
+	s.mu.Lock()
+	s.goAway = true
+	s.mu.Unlock()
+	return s.Close()
 }
 
 // CloseWrite is not supported: a session closes as a whole.

@@ -55,13 +55,21 @@ func (s *Session) loop() {
 			continue
 		}
 		batch = s.collect(batch, now)
-		closing := s.closing
+		closing, goAway := s.closing, s.goAway
 		due := earliest(s.ackDue, pingDue)
 		s.mu.Unlock()
 
 		if len(batch) > 0 || closing {
 			if closing {
-				b, _ := ulpack.Close{Code: ulpack.CodeNormal}.AppendBinary(nil)
+				var b []byte
+				if goAway {
+					s.mu.Lock()
+					ack := s.recv.pbase
+					s.mu.Unlock()
+					b, _ = ulpack.GoAway{Code: ulpack.CodeShutdown, Ack: ack, Reason: "pool element shutting down"}.AppendBinary(nil)
+				} else {
+					b, _ = ulpack.Close{Code: ulpack.CodeNormal}.AppendBinary(nil)
+				}
 				batch = append(batch, mapping.Msg{Buf: b, PPID: ulpack.PPID})
 				c.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 			}

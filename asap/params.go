@@ -166,6 +166,19 @@ func AppendPolicy(b []byte, p *policy.Policy) ([]byte, error) {
 	return e.b, err
 }
 
+// ParsePolicy decodes a whole member selection policy parameter (header
+// included), as an "inconsistent pooling policy" cause carries the pool's.
+func ParsePolicy(b []byte) (policy.Policy, error) {
+	p, _, err := nextTLV(b)
+	if err != nil {
+		return policy.Policy{}, err
+	}
+	if p.typ != ParamPolicy {
+		return policy.Policy{}, &ParamError{Type: p.typ, Param: p.raw, Err: fmt.Errorf("%w: not a policy", ErrInvalidValue)}
+	}
+	return parsePolicy(p)
+}
+
 func parsePolicy(p tlv) (policy.Policy, error) {
 	pol, err := policy.ParsePolicy(p.val)
 	if err != nil {

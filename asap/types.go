@@ -1,6 +1,8 @@
 package asap
 
 import (
+	"fmt"
+	"log/slog"
 	"net/netip"
 	"time"
 
@@ -14,9 +16,16 @@ type PoolHandle string
 // PEID identifies a pool element. It is random and non-zero.
 type PEID uint32
 
+// LogValue logs a pool element identifier as rsp's tools print it, in
+// eight hex digits.
+func (id PEID) LogValue() slog.Value { return slog.StringValue(fmt.Sprintf("%08x", uint32(id))) }
+
 // ServerID identifies a registrar (an ENRP server). It is random and
 // non-zero; 0 means "none".
 type ServerID uint32
+
+// LogValue logs a registrar identifier in eight hex digits.
+func (id ServerID) LogValue() slog.Value { return slog.StringValue(fmt.Sprintf("%08x", uint32(id))) }
 
 // ParamType is a parameter type of RFC 5354. Its top two bits tell a
 // receiver what to do with a type it does not know.

@@ -50,6 +50,18 @@ type RegistrationError struct {
 func (e *RegistrationError) Error() string {
 	var s []string
 	for _, c := range e.Causes {
+		switch c.Code {
+		case asap.CauseInconsistentPolicy:
+			if p, err := asap.ParsePolicy(c.Info); err == nil {
+				s = append(s, fmt.Sprintf("%v (the pool's policy is %v)", c.Code, p))
+				continue
+			}
+		case asap.CauseInconsistentTransport:
+			if t, err := asap.ParseTransport(c.Info); err == nil {
+				s = append(s, fmt.Sprintf("%v (the pool's transport is %v)", c.Code, t.Kind))
+				continue
+			}
+		}
 		s = append(s, c.Code.String())
 	}
 	return fmt.Sprintf("endpoint: registration in pool %q refused: %s", e.Handle, strings.Join(s, ", "))

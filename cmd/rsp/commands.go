@@ -24,7 +24,7 @@ func runResolve(ctx context.Context, std stdio, args []string) error {
 	fs := newFlags("resolve", argsOf("resolve"), std.err, &registrars)
 	items := fs.Uint("n", 0, "how many elements to ask for (0: the registrar's choice)")
 	tf := addTLSFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := checkArgs(fs, "POOL"); err != nil {
@@ -71,19 +71,16 @@ func runEcho(ctx context.Context, std stdio, args []string) error {
 	fs := newFlags("echo", argsOf("echo"), std.err, &registrars)
 	pool := fs.String("pool", "echo", "pool handle")
 	local := fs.String("listen", ":0", "address to listen on")
-	pol := fs.String("policy", "rr", "selection policy (rr, wrr:W, rand, wrand:W, pri:P, lu, lud:D, plu:D, rlu)")
+	pol := policyFlag(fs)
 	tf := addTLSFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := checkArgs(fs); err != nil {
 		return err
 	}
-	p, err := parsePolicy(*pol)
-	if err != nil {
-		return err
-	}
-	lc := rsp.ListenConfig{Registrars: registrars, LocalAddr: *local, Policy: p}
+	lc := rsp.ListenConfig{Registrars: registrars, LocalAddr: *local, Policy: *pol, Session: rsp.SessionConfig{Stateless: true}}
+	var err error
 	if lc.RegistrarTLSConfig, err = tf.Client(); err != nil {
 		return err
 	}
@@ -118,7 +115,14 @@ func runEcho(ctx context.Context, std stdio, args []string) error {
 			defer c.Close()
 			// An interrupt ends the connections too, not only the
 			// listener: a client must not keep the server running.
-			stop := context.AfterFunc(ctx, func() { c.Close() })
+			stop := context.AfterFunc(ctx, func() {
+				// A session is told to go to another element.
+				if s, ok := c.(*rsp.Session); ok {
+					s.GoAway()
+					return
+				}
+				c.Close()
+			})
 			defer stop()
 			io.Copy(c, c)
 		}()
@@ -130,7 +134,7 @@ func runTerminal(ctx context.Context, std stdio, args []string) error {
 	fs := newFlags("terminal", argsOf("terminal"), std.err, &registrars)
 	wait := fs.Duration("wait", 2*time.Second, "how long to wait for a reply to a line")
 	tf := addTLSFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := checkArgs(fs, "POOL"); err != nil {
@@ -196,19 +200,17 @@ func runTerminal(ctx context.Context, std stdio, args []string) error {
 func runRegister(ctx context.Context, std stdio, args []string) error {
 	var registrars []string
 	fs := newFlags("register", argsOf("register"), std.err, &registrars)
-	pol := fs.String("policy", "rr", "selection policy (rr, wrr:W, rand, wrand:W, pri:P, lu, lud:D, plu:D, rlu)")
+	pol := policyFlag(fs)
 	tf := addTLSFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := checkArgs(fs, "POOL", "PROTO:HOST:PORT"); err != nil {
 		return err
 	}
-	p, err := parsePolicy(*pol)
-	if err != nil {
-		return err
-	}
+	p := *pol
 	lc := rsp.ListenConfig{Registrars: registrars}
+	var err error
 	if lc.RegistrarTLSConfig, err = tf.Client(); err != nil {
 		return err
 	}

@@ -166,7 +166,7 @@ func TestEcho(t *testing.T) {
 	}
 
 	// A client dialing the pool gets its bytes back.
-	d := rsp.Dialer{Registrars: []string{reg}, Timeout: 5 * time.Second}
+	d := rsp.Dialer{Registrars: []string{reg}, Timeout: 5 * time.Second, Session: rsp.SessionConfig{FailoverTimeout: time.Second}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := d.DialContext(ctx, "tcp", "pool:echo-test")
@@ -188,7 +188,8 @@ func TestEcho(t *testing.T) {
 	}
 
 	// Cancelling ends the server although the client stays connected,
-	// deregisters it and closes the client's connection.
+	// deregisters it and tells the client's session to go elsewhere:
+	// there is no other element, so the session fails.
 	if err := e.stop(t); err != nil {
 		t.Errorf("echo ended with %v", err)
 	}
@@ -378,5 +379,47 @@ func TestRegisterRefused(t *testing.T) {
 	var re *endpoint.RegistrationError
 	if !errors.As(err, &re) {
 		t.Errorf("err = %v, want a refused registration", err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "the pool's policy is RR") {
+		t.Errorf("err = %v, want it to name the pool's policy", err)
+	}
+}
+
+// TestTerminalFailsOver: the terminal's session moves to another echo
+// server when its own is stopped, and the next line is echoed by the
+// other, with no error.
+func TestTerminalFailsOver(t *testing.T) {
+	t.Parallel()
+	r, reg := startRegistrar(t)
+	e1, id1, _ := startEcho(t, "-registrar", reg, "-pool", "fo")
+	e2, id2, _ := startEcho(t, "-registrar", reg, "-pool", "fo")
+	if n := len(poolElements(r, "fo")); n != 2 {
+		t.Fatalf("pool has %d elements, want 2", n)
+	}
+	in, w := io.Pipe()
+	defer w.Close()
+	term := startCommand(t, runTerminal, in, "-registrar", reg, "fo")
+	io.WriteString(w, "one\n")
+	waitFor(t, "the first reply", func() bool { return strings.Contains(term.stdout.String(), "> one\n") })
+	first, other := id1, id2
+	victim := e1
+	if !strings.Contains(term.stdout.String(), "from PE "+id1+"> one") {
+		first, other, victim = id2, id1, e2
+	}
+	if err := victim.stop(t); err != nil {
+		t.Errorf("echo ended with %v", err)
+	}
+	io.WriteString(w, "two\n")
+	waitFor(t, "the reply from the other server", func() bool {
+		return strings.Contains(term.stdout.String(), "from PE "+other+"> two\n")
+	})
+	if term.ended() {
+		t.Fatalf("the terminal ended: %v\n%s", term.err, term.stderr)
+	}
+	if strings.Contains(term.stdout.String(), "from PE "+first+"> two") {
+		t.Error("the stopped server answered")
+	}
+	if err := term.stop(t); err != nil {
+		t.Errorf("terminal ended with %v", err)
 	}
 }

@@ -117,6 +117,16 @@ func newFlags(name, args string, stderr io.Writer, registrars *[]string) *flag.F
 	return fs
 }
 
+// parseFlags parses a command's flags. A bad flag or value is a usage
+// error: the flag package has printed it, with the usage, once.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return errUsage
+	}
+	return err
+}
+
 // usageError prints what is wrong with a command's arguments and the
 // command's usage, and returns errUsage.
 func usageError(fs *flag.FlagSet, format string, args ...any) error {

@@ -167,18 +167,19 @@ func TestArgumentErrors(t *testing.T) {
 	}{
 		{"resolve without pool", runResolve, nil, true, "missing POOL"},
 		{"resolve with two pools", runResolve, []string{"a", "b"}, true, `unexpected arguments ["b"]`},
-		{"resolve unknown flag", runResolve, []string{"-x", "a"}, false, "flag provided but not defined: -x"},
-		{"resolve bad -n", runResolve, []string{"-n", "many", "a"}, false, `invalid value "many" for flag -n`},
+		{"resolve unknown flag", runResolve, []string{"-x", "a"}, true, "flag provided but not defined: -x"},
+		{"resolve bad -n", runResolve, []string{"-n", "many", "a"}, true, `invalid value "many" for flag -n`},
 		{"echo with argument", runEcho, []string{"-registrar", nowhere, "extra"}, true, `unexpected arguments ["extra"]`},
-		{"echo bad policy", runEcho, []string{"-registrar", nowhere, "-policy", "best"}, false, `unknown policy "best"`},
-		{"echo policy without value", runEcho, []string{"-registrar", nowhere, "-policy", "wrr"}, false, `policy "wrr" needs a value`},
+		{"echo bad policy", runEcho, []string{"-registrar", nowhere, "-policy", "best"}, true, `invalid value "best" for flag -policy: unknown policy "best"`},
+		{"echo policy without value", runEcho, []string{"-registrar", nowhere, "-policy", "wrr"}, true, `for flag -policy: policy "wrr" needs a value`},
+		{"echo policy bad weight", runEcho, []string{"-registrar", nowhere, "-policy", "wrr:heavy"}, true, `invalid value "wrr:heavy" for flag -policy: policy "wrr:heavy": "heavy" is not a whole number`},
 		{"terminal without pool", runTerminal, nil, true, "missing POOL"},
-		{"terminal bad -wait", runTerminal, []string{"-wait", "soon", "p"}, false, `invalid value "soon" for flag -wait`},
+		{"terminal bad -wait", runTerminal, []string{"-wait", "soon", "p"}, true, `invalid value "soon" for flag -wait`},
 		{"register without address", runRegister, []string{"p"}, true, "missing PROTO:HOST:PORT"},
 		{"register without arguments", runRegister, nil, true, "missing POOL PROTO:HOST:PORT"},
 		{"register with three arguments", runRegister, []string{"p", "tcp:127.0.0.1:1", "x"}, true, `unexpected arguments ["x"]`},
 		{"register bad address", runRegister, []string{"-registrar", nowhere, "p", "tcp:nohost"}, false, `transport address "tcp:nohost"`},
-		{"register bad policy", runRegister, []string{"-registrar", nowhere, "-policy", "lud:2", "p", "tcp:127.0.0.1:1"}, false, "want a fraction between 0 and 1"},
+		{"register bad policy", runRegister, []string{"-registrar", nowhere, "-policy", "lud:2", "p", "tcp:127.0.0.1:1"}, true, `for flag -policy: policy "lud:2": want a fraction between 0 and 1`},
 		{"demo with argument", runDemo, []string{"now"}, true, `unexpected arguments ["now"]`},
 		{"demo zero -every", runDemo, []string{"-every", "0"}, true, "must be positive"},
 		{"demo negative -duration", runDemo, []string{"-duration", "-1s"}, true, "must be positive"},
@@ -194,6 +195,11 @@ func TestArgumentErrors(t *testing.T) {
 			}
 			if !strings.Contains(err.Error()+"\n"+errOut, tt.want) {
 				t.Errorf("neither the error %q nor standard error says %q:\n%s", err, tt.want, errOut)
+			}
+			// Printed once: a usage error's message is on standard error
+			// only, and there once.
+			if tt.usage && strings.Count(errOut, tt.want) != 1 {
+				t.Errorf("standard error says %q %d times, want once:\n%s", tt.want, strings.Count(errOut, tt.want), errOut)
 			}
 			if tt.usage && !strings.Contains(errOut, "usage: rsp ") {
 				t.Errorf("no usage printed:\n%s", errOut)

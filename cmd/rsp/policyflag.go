@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"strconv"
 	"strings"
@@ -19,7 +20,10 @@ func parsePolicy(s string) (policy.Policy, error) {
 			return 0, fmt.Errorf("policy %q needs a value (%s:N)", s, name)
 		}
 		v, err := strconv.ParseUint(arg, 10, 32)
-		return uint32(v), err
+		if err != nil {
+			return 0, fmt.Errorf("policy %q: %q is not a whole number from 0 to %d", s, arg, uint32(1<<32-1))
+		}
+		return uint32(v), nil
 	}
 	frac := func() (uint32, error) {
 		if !hasArg {
@@ -60,4 +64,19 @@ func parsePolicy(s string) (policy.Policy, error) {
 		return p, fmt.Errorf("unknown policy %q (rr, wrr:W, rand, wrand:W, pri:P, lu, lud:D, plu:D, rlu)", s)
 	}
 	return p, err
+}
+
+// policyFlag defines the -policy flag on fs: a bad value is reported by the
+// flag package, naming the flag.
+func policyFlag(fs *flag.FlagSet) *policy.Policy {
+	p := &policy.Policy{Type: policy.RoundRobin}
+	fs.Func("policy", "selection policy (rr, wrr:W, rand, wrand:W, pri:P, lu, lud:D, plu:D, rlu; default rr)", func(s string) error {
+		v, err := parsePolicy(s)
+		if err != nil {
+			return err
+		}
+		*p = v
+		return nil
+	})
+	return p
 }

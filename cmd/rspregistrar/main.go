@@ -49,11 +49,17 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stderr)
 	stop()
+	if errors.Is(err, errUsage) {
+		os.Exit(2)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rspregistrar:", err)
 		os.Exit(1)
 	}
 }
+
+// errUsage: the command line is wrong; what is wrong was printed.
+var errUsage = errors.New("usage")
 
 type listFlag []string
 
@@ -115,7 +121,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
-		return err
+		return errUsage // the flag package printed it, with the usage
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())

@@ -227,7 +227,13 @@ func TestArgumentErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("no error; log:\n%s", &out)
 			}
-			if !strings.Contains(err.Error(), tt.want) {
+			// A bad flag is a usage error (exit status 2), printed once,
+			// by the flag package, with the usage.
+			if errors.Is(err, errUsage) {
+				if n := strings.Count(out.String(), tt.want); n != 1 {
+					t.Errorf("output says %q %d times, want once:\n%s", tt.want, n, &out)
+				}
+			} else if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err = %q, want it to say %q", err, tt.want)
 			}
 			if strings.Contains(out.String(), "serving ASAP") {
@@ -311,11 +317,11 @@ func TestProcess(t *testing.T) {
 	})
 	t.Run("bad flag", func(t *testing.T) {
 		cmd, log, done := start(t, "-listen", "tcp:127.0.0.1:0", "-bogus")
-		if code := exitCode(t, cmd, log, done); code == 0 {
-			t.Errorf("-bogus: exit 0, want a failure")
+		if code := exitCode(t, cmd, log, done); code != 2 {
+			t.Errorf("-bogus: exit %d, want 2 (a usage error)", code)
 		}
-		if !strings.Contains(log.String(), "rspregistrar: flag provided but not defined: -bogus") {
-			t.Errorf("-bogus: no clear error:\n%s", log)
+		if n := strings.Count(log.String(), "flag provided but not defined: -bogus"); n != 1 {
+			t.Errorf("-bogus: the error printed %d times, want once:\n%s", n, log)
 		}
 	})
 	t.Run("bad listen", func(t *testing.T) {

@@ -95,8 +95,10 @@ func TestTLSFlagErrors(t *testing.T) {
 		{[]string{"-listen", "tcp:127.0.0.1:0", "-tls-cert", dir + "/registrar.pem", "-tls-key", dir + "/registrar.key", "-tls-client-ca", caFile,
 			"-enrp-listen", "tcp:127.0.0.1:0", "-allow", "pe=echo"}, "needs -allow-peer"},
 	} {
-		err := run(context.Background(), tc.args, new(strings.Builder))
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
+		var out strings.Builder
+		err := run(context.Background(), tc.args, &out)
+		// A bad flag value is a usage error, printed by the flag package.
+		if err == nil || !strings.Contains(err.Error()+out.String(), tc.want) {
 			t.Errorf("run %q: %v, want an error containing %q", tc.args, err, tc.want)
 		}
 	}
