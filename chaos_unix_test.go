@@ -159,7 +159,24 @@ func (c *childPE) kill() {
 	c.cmd.Wait()
 }
 
-func (c *childPE) stop() { c.cmd.Process.Signal(syscall.SIGSTOP); c.stopped = true }
+// stop stops the process (SIGSTOP) and waits until it is stopped: the
+// signal is delivered asynchronously.
+func (c *childPE) stop() {
+	c.cmd.Process.Signal(syscall.SIGSTOP)
+	c.stopped = true
+	stat := fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid)
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			time.Sleep(50 * time.Millisecond) // no /proc: give the signal time
+			return
+		}
+		// The state follows the command name in parentheses.
+		if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'T' {
+			return
+		}
+	}
+}
 
 // readChildLogs adds the deliveries the child processes logged.
 func readChildLogs(t testing.TB, dir string, got *deliveries) {

@@ -366,6 +366,7 @@ func (s *Session) takeOver(c mapping.BatchConn, pe asap.PoolElement, ack ulpack.
 	s.card = nil
 	s.sent = s.acked
 	s.recv = receiver{}
+	s.consumed, s.consumedAck = 0, false // the old element's to acknowledge
 	s.ackSent = 0
 	s.ackNow, s.ackDue = false, time.Time{}
 	s.lastRecv, s.pingAt = time.Now(), time.Time{}

@@ -410,9 +410,17 @@ func TestTerminalFailsOver(t *testing.T) {
 		t.Errorf("echo ended with %v", err)
 	}
 	io.WriteString(w, "two\n")
-	waitFor(t, "the reply from the other server", func() bool {
-		return strings.Contains(term.stdout.String(), "from PE "+other+"> two\n")
-	})
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(term.stdout.String(), "from PE "+other+"> two\n") {
+		if time.Now().After(deadline) {
+			var err error
+			if term.ended() {
+				err = term.err
+			}
+			t.Fatalf("no reply from the other server %s (terminal ended: %v); terminal output:\n%s\n%s", other, err, term.stdout, term.stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if term.ended() {
 		t.Fatalf("the terminal ended: %v\n%s", term.err, term.stderr)
 	}
