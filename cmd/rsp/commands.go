@@ -72,12 +72,23 @@ func runEcho(ctx context.Context, std stdio, args []string) error {
 	pool := fs.String("pool", "echo", "pool handle")
 	local := fs.String("listen", ":0", "address to listen on")
 	pol := policyFlag(fs)
+	transport := "tcp"
+	fs.Func("transport", "transport pool users reach the server over: tcp (default), or sctp where the kernel has it (rsplib's pool users speak SCTP only; a pool holds elements of one transport)", func(s string) error {
+		if s != "tcp" && s != "sctp" {
+			return fmt.Errorf("unknown transport %q: want tcp or sctp", s)
+		}
+		transport = s
+		return nil
+	})
 	tf := addTLSFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := checkArgs(fs); err != nil {
 		return err
+	}
+	if transport == "sctp" && tf.Set() {
+		return errors.New("TLS needs -transport tcp: rsp serves no TLS over SCTP")
 	}
 	lc := rsp.ListenConfig{Registrars: registrars, LocalAddr: *local, Policy: *pol, Session: rsp.SessionConfig{Stateless: true}}
 	var err error
@@ -90,7 +101,7 @@ func runEcho(ctx context.Context, std stdio, args []string) error {
 		}
 		lc.TLSConfig.ClientAuth, lc.TLSConfig.ClientCAs = tls.NoClientCert, nil
 	}
-	l, err := lc.Listen(ctx, "tcp", "pool:"+*pool)
+	l, err := lc.Listen(ctx, transport, "pool:"+*pool)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,7 @@
 // Go.
 //
 //	rsp resolve POOL                 list a pool's elements
-//	rsp echo [-pool P]               run a pooled echo server
+//	rsp echo [-pool P] [-transport tcp|sctp]  run a pooled echo server
 //	rsp terminal POOL                send standard input to a pool, print the replies
 //	rsp register POOL PROTO:HOST:PORT  put an existing service in a pool
 //	rsp demo                         an embedded registrar, three pooled HTTP servers and a client

@@ -121,7 +121,7 @@ func (r *running) ended() bool {
 func TestCommandHelp(t *testing.T) {
 	flags := map[string][]string{
 		"resolve":  {"-registrar", "-n"},
-		"echo":     {"-registrar", "-pool", "-listen", "-policy"},
+		"echo":     {"-registrar", "-pool", "-listen", "-policy", "-transport"},
 		"terminal": {"-registrar", "-wait"},
 		"register": {"-registrar", "-policy"},
 		"demo":     {"-duration", "-every"},
@@ -173,6 +173,7 @@ func TestArgumentErrors(t *testing.T) {
 		{"echo bad policy", runEcho, []string{"-registrar", nowhere, "-policy", "best"}, true, `invalid value "best" for flag -policy: unknown policy "best"`},
 		{"echo policy without value", runEcho, []string{"-registrar", nowhere, "-policy", "wrr"}, true, `for flag -policy: policy "wrr" needs a value`},
 		{"echo policy bad weight", runEcho, []string{"-registrar", nowhere, "-policy", "wrr:heavy"}, true, `invalid value "wrr:heavy" for flag -policy: policy "wrr:heavy": "heavy" is not a whole number`},
+		{"echo unknown transport", runEcho, []string{"-registrar", nowhere, "-transport", "udp"}, true, `invalid value "udp" for flag -transport: unknown transport "udp": want tcp or sctp`},
 		{"terminal without pool", runTerminal, nil, true, "missing POOL"},
 		{"terminal bad -wait", runTerminal, []string{"-wait", "soon", "p"}, true, `invalid value "soon" for flag -wait`},
 		{"register without address", runRegister, []string{"p"}, true, "missing PROTO:HOST:PORT"},
