@@ -84,7 +84,8 @@ type Config struct {
 	// of as many (zero: DefaultHandleResolutionRate and
 	// DefaultUnreachableRate; negative: no limit). Requests over the
 	// limit are answered with "lack of resources" (resolutions) or
-	// ignored (reports).
+	// ignored (reports); over TCP the connection is then read no faster
+	// than its limits allow, so that a flood waits in its own socket.
 	HandleResolutionRate float64
 	UnreachableRate      float64
 

@@ -52,6 +52,10 @@ type peerConn struct {
 	// answers collect in replies and go out together (see readBatches).
 	batching bool
 	replies  []mapping.Msg
+	// limited is set when a request of the batch was over a rate limit:
+	// a connection with a reader of its own then reads on only when the
+	// limit allows a batch again (see pause).
+	limited bool
 }
 
 // Batched reads: how many messages one read takes at most, and the room
@@ -288,6 +292,31 @@ func (pc *peerConn) readBatches(bc mapping.BatchConn) {
 			pc.r.cfg.Logger.Debug("connection ended", "peer", pc.c.RemoteAddr(), "err", err)
 			return
 		}
+		if pc.limited && !pc.pause() {
+			return
+		}
+	}
+}
+
+// pause waits, after a batch that went over a rate limit, until the limits
+// allow a batch of requests again, or the connection ends (false). A peer
+// that floods is so read no faster than its limits: the rest waits in its
+// socket, and its sends block, instead of costing the registrar a refusal
+// each. Over SCTP, where one reader serves every association, over-limit
+// requests are only refused. Reader only.
+func (pc *peerConn) pause() bool {
+	pc.limited = false
+	d := max(pc.hrLimit.until(readBatch), pc.euLimit.until(readBatch))
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-pc.done:
+		return false
 	}
 }
 

@@ -311,6 +311,7 @@ func (pc *peerConn) resolve(m *asap.HandleResolution) {
 	resp := &pc.resp
 	*resp = asap.HandleResolutionResponse{Handle: m.Handle}
 	if !pc.hrLimit.allow() {
+		pc.limited = true
 		resp.Causes = []asap.Cause{{Code: asap.CauseLackOfResources}}
 		pc.reply(resp)
 		return
@@ -363,6 +364,7 @@ func (pc *peerConn) resolve(m *asap.HandleResolution) {
 func (pc *peerConn) unreachable(m *asap.EndpointUnreachable) {
 	r := pc.r
 	if !pc.euLimit.allow() {
+		pc.limited = true
 		r.cfg.Logger.Debug("unreachable report over the rate limit", "peer", pc.c.RemoteAddr())
 		return
 	}

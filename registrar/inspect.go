@@ -37,3 +37,11 @@ func (r *Registrar) Pool(h asap.PoolHandle) (Pool, bool) {
 	}
 	return Pool{}, false
 }
+
+// Conns returns how many peer connections (and SCTP associations) the
+// registrar serves now.
+func (r *Registrar) Conns() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.conns)
+}

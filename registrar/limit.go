@@ -39,3 +39,20 @@ func (b *tokenBucket) allow() bool {
 	b.tokens--
 	return true
 }
+
+// until returns how long it takes for the bucket to hold n tokens (at
+// most its burst): zero if it does, or if it has no limit.
+func (b *tokenBucket) until(n float64) time.Duration {
+	if b.rate <= 0 {
+		return 0
+	}
+	n = min(n, b.burst)
+	have := b.tokens
+	if !b.last.IsZero() {
+		have = min(have+time.Since(b.last).Seconds()*b.rate, b.burst)
+	}
+	if have >= n {
+		return 0
+	}
+	return time.Duration((n - have) / b.rate * float64(time.Second))
+}

@@ -386,6 +386,7 @@ func TestUnreachableReports(t *testing.T) {
 		for range 2 * DefaultMaxBadPEReports {
 			pu.send(&asap.EndpointUnreachable{Handle: "eu", ID: 1})
 		}
+		pu.expectSilence("unreachable reports") // all handled
 		ka := expect[*asap.EndpointKeepAlive](pe, 2*time.Second)
 		if ka.Handle != "eu" || ka.ID != 1 {
 			t.Fatalf("round %d: probe %+v", round, ka)
@@ -479,19 +480,33 @@ func TestGarbageDoesNotStopTheRegistrar(t *testing.T) {
 }
 
 func TestHandleResolutionRateLimit(t *testing.T) {
-	_, addr := startRegistrar(t, Config{KeepAliveInterval: -1, HandleResolutionRate: 1})
+	// Two resolutions a second, in bursts of two: over the limit a
+	// resolution is refused with "lack of resources", and the connection
+	// is read no faster than the limit.
+	const rate = 2
+	_, addr := startRegistrar(t, Config{KeepAliveInterval: -1, HandleResolutionRate: rate})
 	c := dialClient(t, addr)
 	c.register("rl", loopbackPE(1, 7, rr))
-	limited := 0
-	for range 5 {
+	limited, answered := 0, 0
+	start := time.Now()
+	for range 8 {
 		c.send(&asap.HandleResolution{Handle: "rl"})
-		hr := expect[*asap.HandleResolutionResponse](c, 2*time.Second)
+		hr := expect[*asap.HandleResolutionResponse](c, 5*time.Second)
 		if len(hr.Causes) > 0 && hr.Causes[0].Code == asap.CauseLackOfResources {
 			limited++
+		} else {
+			answered++
 		}
 	}
-	if limited < 3 {
-		t.Fatalf("%d of 5 back-to-back resolutions limited at 1/s, want at least 3", limited)
+	took := time.Since(start)
+	if limited == 0 {
+		t.Fatal("no resolution of 8 back-to-back refused at 2/s")
+	}
+	if max := rate*took.Seconds() + rate + 1; float64(answered) > max {
+		t.Fatalf("%d resolutions answered in %v at %d/s, want at most %.0f", answered, took, rate, max)
+	}
+	if took < time.Second {
+		t.Fatalf("8 resolutions at 2/s answered within %v: the connection is not throttled", took)
 	}
 }
 
