@@ -1,5 +1,10 @@
 // Package benchmarks measures rsp against peers in the same run: the
 // registrar against rsplib's registrar, rsp.Dial against a plain
 // net.Dial, and TLS against plain TCP (sub-benchmarks tls=off and tls=on,
-// for benchstat -col /tls). It holds only benchmarks and their load generator.
+// for benchstat -col /tls). The ENRP benchmarks (BenchmarkENRP*) measure a
+// registrar's replication against a scripted fake peer: the time from a
+// registration to its handle update at a peer, the time to notice a hung
+// peer and take it over at each registrar's default timers, and the rate
+// of handle table synchronisation. It holds only benchmarks and their load
+// generator.
 package benchmarks
