@@ -68,9 +68,14 @@ func (d *Dialer) dialSessionConn(ctx context.Context, cfg SessionConfig, network
 		if err != nil {
 			return nil, false, err
 		}
-		sc := mc.(*mapping.SCTPConn)
-		ind, ok := sc.PeerAdaptation()
-		return sc, ok && ind == ulpack.PPID, nil
+		// A *mapping.SCTPConn, where the kernel has SCTP.
+		bc := mapping.Batched(mc)
+		pa, ok := mc.(interface{ PeerAdaptation() (uint32, bool) })
+		if !ok {
+			return bc, false, nil
+		}
+		ind, ok := pa.PeerAdaptation()
+		return bc, ok && ind == ulpack.PPID, nil
 	}
 	nd := d.NetDialer
 	if nd == nil {
