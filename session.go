@@ -74,11 +74,8 @@ type Session struct {
 	// reports of it are stale.
 	handledGen int
 	pe         Element
-	exchanged  bool // a message came from the element
-	stateless  bool // the element's messages stand alone (HELLO_ACK)
-	// peerWindow is how many messages beyond its acknowledgement the
-	// peer takes.
-	peerWindow int
+	exchanged  bool              // a message came from the element
+	stateless  bool              // the element's messages stand alone (HELLO_ACK)
 	fm         *failover.Machine // pool user: the failover state machine
 	fedCookie  []byte            // what the machine was told last
 	fedCard    *asap.BusinessCard
@@ -91,35 +88,27 @@ type Session struct {
 	goAway     bool  // GoAway was called
 	peerEOF    bool  // the peer sent CLOSE
 	peerErr    error // the CLOSE was not NORMAL
-	// Send side.
-	unacked  []*outMsg // sequence numbers acked+1 .. nextSeq-1, in order
-	ubytes   int
-	nextSeq  uint64
-	acked    uint64
-	sent     uint64 // highest sequence number written to conn
-	wwait    chan struct{}
-	cookieTx []byte // a cookie to send before the next acknowledgement
-	cardTx   *asap.BusinessCard
+	// Send side: ulpack's Sender keeps the frames until acknowledged (the
+	// replay set); pending are those not yet written to conn.
+	snd       *ulpack.Sender
+	pending   [][]byte
+	sent      uint64 // highest sequence number handed to the writer
+	written   uint64 // highest sequence number the writer is done with
+	peerAcked uint64 // the peer's acknowledgement, freed once written
+	wwait     chan struct{}
+	cookieTx  []byte // a cookie to send before the next acknowledgement
+	cardTx    *asap.BusinessCard
 	// Receive side.
-	rq          []inMsg // received, not yet read whole
-	roff        int     // bytes of rq[0] read
-	recv        receiver
-	consumed    uint64 // read whole, processed at the application's next call
-	consumedAck bool   // consumed asks for an acknowledgement without delay
-	ackSent     uint64
-	ackNow      bool
-	ackDue      time.Time
-	rwait       chan struct{}
-	failovers   int
+	rq        []inMsg          // received, not yet read whole
+	roff      int              // bytes of rq[0] read
+	rcv       *ulpack.Receiver // duplicates, what was processed, when to acknowledge
+	consumed  uint64           // read whole, processed at the application's next call
+	ackNow    bool             // Ack asked for an acknowledgement without delay
+	rwait     chan struct{}
+	failovers int
 	// Liveness where the mapping has no heartbeat (session_ping.go):
 	// when the peer was last heard from, and pinged.
 	lastRecv, pingAt time.Time
-}
-
-// outMsg is a message of the send side: its DATA frame, header included.
-type outMsg struct {
-	seq   uint64
-	frame []byte
 }
 
 // inMsg is a received message.
@@ -208,8 +197,9 @@ func newSession(cfg SessionConfig, client bool, handle asap.PoolHandle, id [16]b
 		conn:       c,
 		pe:         pe,
 		handledGen: -1,
-		nextSeq:    1,
 		local:      c.LocalAddr(),
+		snd:        ulpack.NewSender(cfg.senderConfig()),
+		rcv:        ulpack.NewReceiver(cfg.receiverConfig(), 0),
 	}
 	s.rdl.init()
 	s.wdl.init()
@@ -249,27 +239,9 @@ func (s *Session) settle() {
 		return
 	}
 	if !s.cfg.ManualAck {
-		s.recv.processed(s.consumed)
-		s.ackNow = s.ackNow || s.consumedAck
-		s.ackScheduled()
+		s.processed(s.consumed)
 	}
-	s.consumed, s.consumedAck = 0, false
-}
-
-// ackScheduled arranges for the acknowledgement of what was processed:
-// without delay when asked, else within AckDelay. mu is held.
-func (s *Session) ackScheduled() {
-	if s.recv.pbase <= s.ackSent {
-		return
-	}
-	if s.ackNow {
-		s.wake()
-		return
-	}
-	if s.ackDue.IsZero() {
-		s.ackDue = time.Now().Add(s.cfg.AckDelay)
-		s.wake()
-	}
+	s.consumed = 0
 }
 
 // Read reads the data of the messages received, in order.
@@ -332,7 +304,6 @@ func (s *Session) consumedLocked(m inMsg) {
 	s.roff = 0
 	if m.from.ID == s.pe.ID {
 		s.consumed = m.seq
-		s.consumedAck = m.ackReq || m.ackNow
 	}
 }
 
@@ -404,12 +375,14 @@ func (s *Session) Ack(m Message) error {
 	if s.closing {
 		return s.opError("ack", net.ErrClosed)
 	}
-	if m.From.ID != s.pe.ID || m.Seq <= s.recv.pbase {
+	if m.From.ID != s.pe.ID || m.Seq <= s.rcv.Acked() {
 		return nil
 	}
-	s.recv.processedUpTo(m.Seq)
-	s.ackNow = true
-	s.ackScheduled()
+	now := time.Now()
+	for seq := s.rcv.Acked() + 1; seq <= m.Seq; seq++ {
+		s.rcv.Processed(now, seq) // those not received yet stay unprocessed
+	}
+	s.wake()
 	return nil
 }
 
@@ -476,10 +449,6 @@ func (s *Session) WriteMsg(b []byte, o WriteOptions) (uint64, error) {
 }
 
 func (s *Session) write(b []byte, o WriteOptions) (uint64, error) {
-	var flags uint8
-	if o.AckRequest {
-		flags |= ulpack.FlagAckRequest
-	}
 	s.mu.Lock()
 	s.settle()
 	for {
@@ -498,7 +467,7 @@ func (s *Session) write(b []byte, o WriteOptions) (uint64, error) {
 			s.mu.Unlock()
 			return 0, s.opError("write", os.ErrDeadlineExceeded)
 		}
-		if len(s.unacked) < s.maxCount() && (s.ubytes == 0 || s.ubytes+len(b) <= s.cfg.MaxUnackedBytes) {
+		if s.snd.Fits(len(b)) {
 			break
 		}
 		ch := waitChan(&s.wwait)
@@ -510,37 +479,36 @@ func (s *Session) write(b []byte, o WriteOptions) (uint64, error) {
 		}
 		s.mu.Lock()
 	}
-	m := s.queueLocked(b, flags, o.PPID)
+	seq, err := s.queueLocked(b, o.AckRequest, o.PPID)
 	s.mu.Unlock()
+	if err != nil {
+		return 0, s.opError("write", err)
+	}
 	s.wake()
-	return m.seq, nil
+	return seq, nil
 }
 
-// maxCount is how many messages may wait for acknowledgement: the
-// configured bound, within the peer's window. mu is held.
-func (s *Session) maxCount() int {
-	if s.peerWindow > 0 {
-		return min(s.cfg.MaxUnackedMessages, s.peerWindow)
+// queueLocked numbers a message and keeps it until acknowledged (the
+// Sender sets Ack Now when its buffer is half full). mu is held.
+func (s *Session) queueLocked(b []byte, ackRequest bool, ppid uint32) (uint64, error) {
+	seq, frame, err := s.snd.Push(ppid, b, ackRequest)
+	if err != nil {
+		return 0, err
 	}
-	return s.cfg.MaxUnackedMessages
+	s.pending = append(s.pending, frame)
+	return seq, nil
 }
 
-// queueLocked numbers a message and keeps it until acknowledged. With it
-// the buffer half full, it asks for an acknowledgement without delay (Ack
-// Now). mu is held.
-func (s *Session) queueLocked(b []byte, flags uint8, ppid uint32) *outMsg {
-	if 2*(len(s.unacked)+1) >= s.maxCount() || 2*(s.ubytes+len(b)) >= s.cfg.MaxUnackedBytes {
-		flags |= ulpack.FlagAckNow
+// processed records that the application processed message seq and
+// wakes the loop when that makes an acknowledgement due or sets its
+// timer. mu is held.
+func (s *Session) processed(seq uint64) {
+	now := time.Now()
+	before := s.rcv.Deadline()
+	s.rcv.Processed(now, seq)
+	if after := s.rcv.Deadline(); before.IsZero() != after.IsZero() || s.rcv.AckDue(now) {
+		s.wake()
 	}
-	seq := s.nextSeq
-	s.nextSeq++
-	frame := make([]byte, 0, ulpack.DataLen+len(b))
-	frame = ulpack.AppendDataHeader(frame, seq, flags, ppid)
-	frame = append(frame, b...)
-	m := &outMsg{seq: seq, frame: frame}
-	s.unacked = append(s.unacked, m)
-	s.ubytes += len(b)
-	return m
 }
 
 // Acked returns the highest sequence number the present element (or, for
@@ -549,14 +517,14 @@ func (s *Session) queueLocked(b []byte, flags uint8, ppid uint32) *outMsg {
 func (s *Session) Acked() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.acked
+	return s.snd.Acked()
 }
 
 // WaitAcked waits until the message with sequence number seq and those
 // before it are acknowledged, or ctx ends, or the session fails.
 func (s *Session) WaitAcked(ctx context.Context, seq uint64) error {
 	s.mu.Lock()
-	for s.acked < seq {
+	for s.snd.Acked() < seq {
 		if s.closing {
 			s.mu.Unlock()
 			return s.opError("wait", net.ErrClosed)

@@ -160,9 +160,8 @@ func (l *Listener) openSession(c mapping.BatchConn, first []byte) (*Session, err
 	s.l = l
 	s.resumed = hello.Resume
 	s.echoed = echoed
-	s.peerWindow = int(hello.Window)
-	s.recv.start(next - 1)
-	s.ackSent = next - 1
+	s.snd.SetWindow(hello.Window)
+	s.rcv = ulpack.NewReceiver(cfg.receiverConfig(), next-1)
 	s.start()
 	go func() {
 		if card := l.businessCard(); card != nil {

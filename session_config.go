@@ -127,6 +127,18 @@ func (c SessionConfig) withDefaults() SessionConfig {
 	return c
 }
 
+// senderConfig bounds the send side (ulpack.Sender counts whole DATA
+// frames, headers included).
+func (c SessionConfig) senderConfig() ulpack.SenderConfig {
+	return ulpack.SenderConfig{MaxCount: c.MaxUnackedMessages, MaxBytes: c.MaxUnackedBytes}
+}
+
+// receiverConfig is the receive side's: the window the peer may fill, the
+// acknowledgement delay.
+func (c SessionConfig) receiverConfig() ulpack.ReceiverConfig {
+	return ulpack.ReceiverConfig{Window: c.MaxUnackedMessages, AckDelay: c.AckDelay}
+}
+
 // mappingConfig is the TCP mapping's heartbeat configuration: a heartbeat
 // after one silent interval, failure when nothing came back within
 // HeartbeatMisses intervals of the peer's last sign of life (the mapping

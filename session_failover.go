@@ -40,9 +40,16 @@ func (f *Failover) Send(b []byte) error {
 		return s.opError("write", ErrMessageTooLong)
 	}
 	s.mu.Lock()
-	m := s.queueLocked(b, 0, 0)
+	_, err := s.queueLocked(b, false, 0)
+	var frame []byte
+	if err == nil {
+		frame = s.pending[len(s.pending)-1]
+	}
 	s.mu.Unlock()
-	return f.conn.WriteMsg(m.frame, ulpack.PPID)
+	if err != nil {
+		return s.opError("write", err)
+	}
+	return f.conn.WriteMsg(frame, ulpack.PPID)
 }
 
 // FailoverEvent is the failover indication (SessionConfig.Failovers): a
@@ -91,7 +98,7 @@ func (d *Dialer) openSession(ctx context.Context, handle asap.PoolHandle, pe asa
 	}
 	s := newSession(cfg, true, handle, id, c, Element{Handle: string(handle), PoolElement: pe})
 	s.d = d
-	s.peerWindow = int(ack.Window)
+	s.snd.SetWindow(ack.Window)
 	s.stateless = ack.Stateless
 	s.fm = failover.New(d.machineConfig(cfg))
 	now := time.Now()
@@ -204,8 +211,9 @@ func (s *Session) failover(cause error) error {
 	// the stream in the middle. What it did not acknowledge is replayed,
 	// so an element that acknowledged nothing and sent nothing loses
 	// nothing: the new one gets the stream from its start.
-	used := (s.acked > 0 || s.exchanged) && !s.stateless
-	stream := failover.StreamState{Unacked: len(s.unacked), Lost: used, Used: used}
+	unacked, _ := s.snd.Len()
+	used := (s.snd.Acked() > 0 || s.exchanged) && !s.stateless
+	stream := failover.StreamState{Unacked: unacked, Lost: used, Used: used}
 	s.mu.Unlock()
 	log := s.cfg.Logger.With("pool", string(s.handle), "pe", fmt.Sprintf("%08x", uint32(old.ID)))
 	log.Info("session: element lost", "err", cause)
@@ -292,7 +300,7 @@ func (s *Session) failover(cause error) error {
 			netw, addr := sessionAddress("tcp", t)
 			cctx, ccancel := context.WithDeadline(ctx, a.Deadline)
 			s.mu.Lock()
-			next := s.acked + 1
+			next := s.snd.Acked() + 1
 			s.mu.Unlock()
 			c, ha, err := s.d.sessionHandshake(cctx, s.cfg, netw, addr, s.id, next, true, cookie)
 			ccancel()
@@ -311,7 +319,7 @@ func (s *Session) failover(cause error) error {
 			feed(failover.Event{Kind: failover.CookieEchoResult, PE: a.PE, Accepted: cookie != nil})
 		case failover.Callback:
 			s.mu.Lock()
-			replay := len(s.unacked)
+			replay, _ := s.snd.Len()
 			s.mu.Unlock()
 			f := &Failover{Session: s, Old: old, New: Element{Handle: string(s.handle), PoolElement: newPE}, Cause: cause, Replay: replay, conn: conn}
 			err := s.cfg.OnFailover(ctx, f)
@@ -357,22 +365,30 @@ func (s *Session) failover(cause error) error {
 func (s *Session) takeOver(c mapping.BatchConn, pe asap.PoolElement, ack ulpack.HelloAck) (uint64, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.ackedLocked(ack.Ack, true)
+	if ack.Ack <= s.snd.Next()-1 {
+		// What the element says it has (HELLO_ACK); nothing is being
+		// written now.
+		s.snd.Ack(ack.Ack)
+	}
 	s.conn = c
 	s.gen++
 	s.pe = Element{Handle: string(s.handle), PoolElement: pe}
-	s.peerWindow = int(ack.Window)
+	s.snd.SetWindow(ack.Window)
 	s.stateless = ack.Stateless
 	s.card = nil
-	s.sent = s.acked
-	s.recv = receiver{}
-	s.consumed, s.consumedAck = 0, false // the old element's to acknowledge
-	s.ackSent = 0
-	s.ackNow, s.ackDue = false, time.Time{}
+	// Everything not acknowledged goes again, in order.
+	s.pending = s.pending[:0]
+	for _, frame := range s.snd.Replay() {
+		s.pending = append(s.pending, frame)
+	}
+	s.sent = s.snd.Acked()
+	s.written, s.peerAcked = s.sent, s.sent
+	s.rcv = ulpack.NewReceiver(s.cfg.receiverConfig(), 0)
+	s.consumed, s.ackNow = 0, false // the old element's to acknowledge
 	s.lastRecv, s.pingAt = time.Now(), time.Time{}
 	s.failovers++
 	gen := s.gen
 	go s.readLoop(c, gen)
 	s.wake()
-	return s.acked + 1, len(s.unacked)
+	return s.snd.Acked() + 1, len(s.pending)
 }

@@ -54,9 +54,9 @@ func FuzzSessionPeer(f *testing.F) {
 		}()
 		s := newSession(SessionConfig{HeartbeatInterval: time.Hour}.withDefaults(), client, "p", [16]byte{1}, a.(*mapping.TCPConn), Element{})
 		for range writes % 8 {
-			s.queueLocked([]byte("w"), 0, 0)
+			s.queueLocked([]byte("w"), false, 0)
 		}
-		s.sent = s.nextSeq - 1
+		s.sent = s.snd.Next() - 1
 		var p ulpack.Parser
 		var ms []mapping.Msg
 		for len(in) >= 6 {

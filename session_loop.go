@@ -56,7 +56,8 @@ func (s *Session) loop() {
 		}
 		batch = s.collect(batch, now)
 		closing, goAway := s.closing, s.goAway
-		due := earliest(s.ackDue, pingDue)
+		due := earliest(s.rcv.Deadline(), pingDue)
+		upTo := s.sent
 		s.mu.Unlock()
 
 		if len(batch) > 0 || closing {
@@ -64,7 +65,7 @@ func (s *Session) loop() {
 				var b []byte
 				if goAway {
 					s.mu.Lock()
-					ack := s.recv.pbase
+					ack := s.rcv.Acked()
 					s.mu.Unlock()
 					b, _ = ulpack.GoAway{Code: ulpack.CodeShutdown, Ack: ack, Reason: "pool element shutting down"}.AppendBinary(nil)
 				} else {
@@ -75,6 +76,11 @@ func (s *Session) loop() {
 			}
 			_, err := mapping.Batched(c).WriteBatch(batch)
 			clear(batch)
+			s.mu.Lock()
+			if s.gen == gen {
+				s.writtenLocked(upTo)
+			}
+			s.mu.Unlock()
 			if closing {
 				if err == nil {
 					s.drain(c)
@@ -120,19 +126,22 @@ func (s *Session) collect(batch []mapping.Msg, now time.Time) []mapping.Msg {
 	}
 	// The acknowledgement goes when asked for, when due, or with data that
 	// goes anyway (a reply carries the acknowledgement of its request).
-	sending := len(batch) > 0 || (len(s.unacked) > 0 && s.sent < s.nextSeq-1)
-	if p := s.recv.pbase; p > s.ackSent && (s.ackNow || s.closing || sending || (!s.ackDue.IsZero() && !now.Before(s.ackDue))) {
-		batch = append(batch, mapping.Msg{Buf: ulpack.AppendAck(nil, p), PPID: ulpack.PPID})
-		s.ackSent = p
-		s.ackNow = false
-		s.ackDue = time.Time{}
-	}
-	if len(s.unacked) > 0 && s.sent < s.nextSeq-1 {
-		first := s.unacked[0].seq
-		for _, m := range s.unacked[max(0, int(s.sent+1-first)):] {
-			batch = append(batch, mapping.Msg{Buf: m.frame, PPID: ulpack.PPID})
+	sending := len(batch) > 0 || len(s.pending) > 0
+	if s.ackNow || s.closing || sending || s.rcv.AckDue(now) {
+		if p, ok := s.rcv.TakeAck(); ok {
+			batch = append(batch, mapping.Msg{Buf: ulpack.AppendAck(nil, p), PPID: ulpack.PPID})
 		}
-		s.sent = s.nextSeq - 1
+		s.ackNow = false
+	}
+	// The frames stay valid until acknowledged, which the peer can do only
+	// once they are written.
+	for _, frame := range s.pending {
+		batch = append(batch, mapping.Msg{Buf: frame, PPID: ulpack.PPID})
+	}
+	if len(s.pending) > 0 {
+		s.sent = s.snd.Next() - 1
+		clear(s.pending)
+		s.pending = s.pending[:0]
 	}
 	return batch
 }
@@ -297,9 +306,9 @@ func (s *Session) received(p *ulpack.Parser, ms []mapping.Msg, gen int) error {
 		}
 		switch f := f.(type) {
 		case *ulpack.Data:
-			fresh, ok := s.recv.receive(f.Seq, s.cfg.MaxUnackedMessages)
-			if !ok {
-				return fmt.Errorf("%w: DATA %d beyond the window", ErrProtocol, f.Seq)
+			fresh, err := s.rcv.Receive(f.Seq, f.AckRequest || f.AckNow)
+			if err != nil {
+				return fmt.Errorf("%w: DATA %d: %w", ErrProtocol, f.Seq, err)
 			}
 			if !fresh {
 				continue // a duplicate of a replay
@@ -319,11 +328,11 @@ func (s *Session) received(p *ulpack.Parser, ms []mapping.Msg, gen int) error {
 			if f.UpTo > s.sent {
 				return fmt.Errorf("%w: ACK %d above %d sent", ErrProtocol, f.UpTo, s.sent)
 			}
-			if s.ackedLocked(f.UpTo, false) {
+			if s.ackedLocked(f.UpTo) {
 				wakeWriters = true
 			}
 		case *ulpack.GoAway:
-			if f.Ack <= s.sent && s.ackedLocked(f.Ack, false) {
+			if f.Ack <= s.sent && s.ackedLocked(f.Ack) {
 				wakeWriters = true
 			}
 			return fmt.Errorf("%w: %v %s", errGoAway, f.Code, f.Reason)
@@ -353,26 +362,29 @@ func (s *Session) protocolError(c mapping.BatchConn, err error) {
 	c.WriteMsg(b, ulpack.PPID)
 }
 
-// ackedLocked frees what the peer acknowledged. mu is held.
-func (s *Session) ackedLocked(upTo uint64, hello bool) bool {
-	if upTo <= s.acked {
-		return false
+// ackedLocked takes the peer's acknowledgement up to upTo and frees what
+// it covers of what the writer is done with. mu is held.
+func (s *Session) ackedLocked(upTo uint64) bool {
+	s.peerAcked = max(s.peerAcked, min(upTo, s.sent))
+	return s.freeLocked()
+}
+
+// writtenLocked records that the writer is done with the frames up to
+// upTo, and frees those the peer acknowledged. mu is held.
+func (s *Session) writtenLocked(upTo uint64) {
+	s.written = max(s.written, upTo)
+	if s.freeLocked() {
+		broadcast(&s.wwait)
 	}
-	if !hello {
-		upTo = min(upTo, s.sent)
-	}
-	i := 0
-	for i < len(s.unacked) && s.unacked[i].seq <= upTo {
-		s.ubytes -= len(s.unacked[i].frame) - ulpack.DataLen
-		s.unacked[i] = nil
-		i++
-	}
-	s.unacked = s.unacked[i:]
-	if len(s.unacked) == 0 {
-		s.unacked = nil
-	}
-	s.acked = max(s.acked, upTo)
-	return true
+}
+
+// freeLocked frees the frames both acknowledged and written. The Sender
+// reuses their memory, which the writer may still be reading until it is
+// done with them, even though the peer has them: a peer acknowledges a
+// frame once it arrived, not once the writer's call returned. mu is held.
+func (s *Session) freeLocked() bool {
+	n, err := s.snd.Ack(min(s.peerAcked, s.written))
+	return err == nil && n > 0
 }
 
 // control keeps what an ASAP control message carries. mu is held.
