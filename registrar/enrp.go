@@ -158,7 +158,7 @@ func newENRPSide(r *Registrar) *enrpSide {
 		Disown: func(h asap.PoolHandle, id asap.PEID) {
 			key := peKey{h, id}
 			if st := r.owned[key]; st != nil {
-				st.timer.Stop()
+				r.unscheduleLocked(st)
 				delete(r.owned, key)
 				delete(st.conn.pes, key)
 			}

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
-	"time"
 
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/handlespace"
@@ -174,9 +173,9 @@ func (pc *peerConn) register(m *asap.Registration) {
 	if err == nil {
 		st := r.owned[key]
 		if st == nil {
-			st = &peState{conn: pc}
+			st = &peState{key: key, conn: pc, idx: -1}
 			r.owned[key] = st
-			st.timer = time.AfterFunc(r.keepAliveDelay(), func() { r.keepAliveDue(key, st) })
+			r.scheduleLocked(st, r.keepAliveDelay())
 		}
 		pc.pes[key] = struct{}{}
 		r.registeredLocked(m.Handle, &pe)

@@ -17,11 +17,11 @@ func (r *Registrar) keepAliveDelay() time.Duration {
 	return iv*3/4 + rand.N(iv/2+1)
 }
 
-// keepAliveDue runs when a pool element's timer fires: either its next
-// keep-alive is due, or the answer to the last one is overdue.
-func (r *Registrar) keepAliveDue(key peKey, st *peState) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// keepAliveDueLocked runs when a pool element comes due on the schedule:
+// either its next keep-alive is due, or the answer to the last one is
+// overdue. r.mu is held.
+func (r *Registrar) keepAliveDueLocked(st *peState) {
+	key := st.key
 	if r.closed || r.owned[key] != st {
 		return
 	}
@@ -37,7 +37,7 @@ func (r *Registrar) keepAliveDue(key peKey, st *peState) {
 // starts the wait for its answer.
 func (r *Registrar) sendKeepAliveLocked(key peKey, st *peState) {
 	st.awaiting = true
-	st.timer.Reset(r.cfg.KeepAliveTimeout)
+	r.scheduleLocked(st, r.cfg.KeepAliveTimeout)
 	st.conn.send(&asap.EndpointKeepAlive{Server: r.id, Handle: key.handle, ID: key.id})
 }
 
@@ -52,13 +52,13 @@ func (pc *peerConn) keepAliveAck(m *asap.EndpointKeepAliveAck) {
 		return
 	}
 	st.awaiting = false
-	st.timer.Reset(r.keepAliveDelay())
+	r.scheduleLocked(st, r.keepAliveDelay())
 }
 
 // removeLocked takes an owned pool element out of the handlespace and stops
 // watching it.
 func (r *Registrar) removeLocked(key peKey, st *peState) {
-	st.timer.Stop()
+	r.unscheduleLocked(st)
 	delete(r.owned, key)
 	delete(st.conn.pes, key)
 	r.dropLocked(key)
@@ -101,7 +101,7 @@ func (r *Registrar) expire(now time.Time) {
 		r.cfg.Logger.Info("registration life expired", "pool", h, "pe", pe.ID)
 		r.expiredLocked(h, pe)
 		if st := r.owned[key]; st != nil {
-			st.timer.Stop()
+			r.unscheduleLocked(st)
 			delete(r.owned, key)
 			delete(st.conn.pes, key)
 			st.conn.send(&asap.DeregistrationResponse{Handle: h, ID: pe.ID})

@@ -99,6 +99,8 @@ type Registrar struct {
 	owned   map[peKey]*peState // pool elements registered here over a live connection
 	conns   map[*peerConn]struct{}
 	perAddr map[netip.Addr]int // connections in conns by connAddr
+	sched   schedule           // keep-alives of the owned elements
+	wake    chan struct{}      // the schedule's first entry moved earlier
 	// refusedLog limits the logs of connections refused by the limits.
 	refusedLog tokenBucket
 	listeners  map[mapping.Listener]struct{}
@@ -120,9 +122,11 @@ type peKey struct {
 
 // peState is the registrar's view of a pool element it is home for.
 type peState struct {
-	conn     *peerConn   // the connection it registered on
-	timer    *time.Timer // next keep-alive, or the keep-alive timeout
-	awaiting bool        // a keep-alive is outstanding
+	key      peKey
+	conn     *peerConn // the connection it registered on
+	due      time.Time // next keep-alive, or the keep-alive timeout
+	idx      int       // in the schedule; -1 when not on it
+	awaiting bool      // a keep-alive is outstanding
 }
 
 // New returns a registrar configured by cfg.
@@ -142,14 +146,16 @@ func New(cfg Config) *Registrar {
 		owned:      make(map[peKey]*peState),
 		conns:      make(map[*peerConn]struct{}),
 		perAddr:    make(map[netip.Addr]int),
+		wake:       make(chan struct{}, 1),
 		refusedLog: newTokenBucket(1),
 		listeners:  make(map[mapping.Listener]struct{}),
 		done:       make(chan struct{}),
 	}
 	r.enrp = newENRPSide(r)
 	r.clock.Store(time.Now().UnixNano())
-	r.wg.Add(1)
+	r.wg.Add(2)
 	go r.expireLoop()
+	go r.scheduleLoop()
 	return r
 }
 
@@ -285,9 +291,6 @@ func (r *Registrar) Close() error {
 	conns := make([]*peerConn, 0, len(r.conns))
 	for pc := range r.conns {
 		conns = append(conns, pc)
-	}
-	for _, st := range r.owned {
-		st.timer.Stop()
 	}
 	r.mu.Unlock()
 	for _, pc := range conns {

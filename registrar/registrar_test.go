@@ -564,3 +564,51 @@ func TestPipelinedRequestsAnsweredInOrder(t *testing.T) {
 		})
 	}
 }
+
+// The keep-alive schedule keeps the elements that answer and removes, each
+// within its keep-alive timeout, those that do not, however many share it.
+func TestKeepAliveScheduleManyElements(t *testing.T) {
+	const iv, to = 200 * time.Millisecond, 300 * time.Millisecond
+	r, addr := startRegistrar(t, Config{KeepAliveInterval: iv, KeepAliveTimeout: to})
+	pe := dialClient(t, addr)
+	const n = 200
+	for id := range asap.PEID(n) {
+		if resp := pe.register("many", loopbackPE(id+1, 7, rr)); resp.Reject {
+			t.Fatalf("registration %d refused: %+v", id+1, resp)
+		}
+	}
+	// Answer the keep-alives of the even identifiers only, for 2 s.
+	kas := make(map[asap.PEID]int)
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+		m, err := pe.tryRecv(time.Until(end))
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ka, ok := m.(*asap.EndpointKeepAlive)
+		if !ok {
+			continue
+		}
+		kas[ka.ID]++
+		if ka.ID%2 == 0 {
+			pe.send(&asap.EndpointKeepAliveAck{Handle: ka.Handle, ID: ka.ID})
+		}
+	}
+	got := ids(r, "many")
+	if len(got) != n/2 {
+		t.Fatalf("%d elements left, want the %d that answer", len(got), n/2)
+	}
+	for _, id := range got {
+		if id%2 != 0 {
+			t.Fatalf("element %d, which does not answer, is still there", id)
+		}
+	}
+	// 2 s at 200 ms ± 25 % (and the answer's round trip): 6 to 11 each.
+	for id := asap.PEID(2); id <= n; id += 2 {
+		if c := kas[id]; c < 6 || c > 11 {
+			t.Fatalf("element %d got %d keep-alives in 2 s at a %v interval", id, c, iv)
+		}
+	}
+}
