@@ -5,6 +5,11 @@
 // registrar's replication against a scripted fake peer: the time from a
 // registration to its handle update at a peer, the time to notice a hung
 // peer and take it over at each registrar's default timers, and the rate
-// of handle table synchronisation. It holds only benchmarks and their load
-// generator.
+// of handle table synchronisation. BenchmarkResolutionUnderAttack measures
+// a well-behaved pool user's resolution latency with the registrar's
+// default limits, without and under the attack of the load check (a
+// flood, trickling senders, 1000 idle connections, unreachable reports for
+// every element; sub-benchmarks attack=off and attack=on, for benchstat
+// -col /attack), and TestWellBehavedUserUnderAttack holds it to its bound.
+// It holds benchmarks, their load generator and that test.
 package benchmarks
