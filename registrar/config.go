@@ -51,8 +51,12 @@ type Config struct {
 	KeepAliveInterval time.Duration
 	KeepAliveTimeout  time.Duration
 
-	// MaxBadPEReports is the number of ASAP_ENDPOINT_UNREACHABLE reports
-	// after which a pool element is removed (MAX-BAD-PE-REPORT).
+	// MaxBadPEReports (MAX-BAD-PE-REPORT) applies to pool elements the
+	// registrar cannot probe (homed at another registrar, or taken over
+	// without a connection): one is removed once this many distinct peer
+	// addresses reported it with ASAP_ENDPOINT_UNREACHABLE. An element the
+	// registrar is home for is probed with a keep-alive at each report
+	// instead, and stays if it answers.
 	MaxBadPEReports int
 
 	// HandleResolutionItems is how many pool elements a handle resolution

@@ -3,8 +3,15 @@
 // holds the handlespace, takes registrations, re-registrations and
 // deregistrations, answers handle resolutions by the pools' policies, checks
 // the pool elements it is home for with keep-alives, and removes those that
-// stop answering, whose registration life runs out, whose registration
-// connection closes, or that pool users report unreachable too often.
+// stop answering, whose registration life runs out, or whose registration
+// connection closes. A pool user's unreachable report makes it probe the
+// element at once; an element that answers stays.
+//
+// A pool element identifier belongs to the connection (association) that
+// registered it until that registration ends: another connection can
+// neither re-register nor deregister it (cause 0xa). Peers are limited by
+// default (Config): resolution and report rates per connection, the time a
+// TCP frame may take to arrive, and connections in all and per address.
 //
 // A Registrar serves ASAP on any mapping.Listener: TCP with the framing of
 // package mapping, or kernel SCTP (PPID 11) where the kernel has it. Over

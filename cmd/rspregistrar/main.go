@@ -81,7 +81,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Var(&listen, "listen", "where to serve ASAP, as network:address (tcp:HOST:PORT, tls:HOST:PORT or sctp:HOST:PORT; with -tls-cert tcp: is TLS too); repeatable, comma-separated (default tcp::3863, and sctp::3863 where the kernel has SCTP; with TLS, tcp::3863 only)")
 	fs.DurationVar(&cfg.KeepAliveInterval, "keepalive-interval", registrar.DefaultKeepAliveInterval, "interval of keep-alives to each pool element (negative: off)")
 	fs.DurationVar(&cfg.KeepAliveTimeout, "keepalive-timeout", registrar.DefaultKeepAliveTimeout, "time a pool element has to answer a keep-alive")
-	fs.IntVar(&cfg.MaxBadPEReports, "max-bad-pe-reports", registrar.DefaultMaxBadPEReports, "unreachable reports after which a pool element is removed")
+	fs.IntVar(&cfg.MaxBadPEReports, "max-bad-pe-reports", registrar.DefaultMaxBadPEReports, "distinct reporting peers after which a pool element this registrar cannot probe is removed (its own elements are probed at each report)")
 	fs.IntVar(&cfg.HandleResolutionItems, "resolution-items", registrar.DefaultHandleResolutionItems, "pool elements in a handle resolution that does not ask for a number")
 	fs.IntVar(&cfg.MaxHandleResolutionItems, "max-resolution-items", registrar.DefaultMaxHandleResolutionItems, "most pool elements in any handle resolution")
 	fs.IntVar(&cfg.MaxMessageSize, "max-message-size", registrar.DefaultMaxMessageSize, "largest ASAP message accepted, in bytes")
