@@ -32,9 +32,11 @@ type SessionConfig struct {
 	HeartbeatMisses   int
 
 	// MaxUnackedBytes and MaxUnackedMessages bound the messages sent and
-	// not yet acknowledged by the peer: Write blocks, within its deadline,
-	// while either is reached. After a failover at most this much is
-	// replayed.
+	// not yet acknowledged by the peer (bytes of DATA frames, 16 bytes of
+	// header each; messages also within the peer's window): Write blocks,
+	// within its deadline, while the next message does not fit. After a
+	// failover at most this much is replayed. MaxUnackedMessages is also
+	// the window announced to the peer.
 	MaxUnackedBytes    int
 	MaxUnackedMessages int
 	// MaxMessageSize is the largest message; a longer Write is sent as
