@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"strconv"
 	"sync"
@@ -68,6 +69,7 @@ type peOptions struct {
 	got       *deliveries
 	msgs      chan rsp.Message // receives each message, if set
 	serve     func(net.Conn)   // serves each connection instead, if set
+	manualAck bool
 }
 
 func startSessionPE(t testing.TB, regs []string, pool string, o peOptions) *sessionPE {
@@ -81,7 +83,7 @@ func startSessionPE(t testing.TB, regs []string, pool string, o peOptions) *sess
 	p := &sessionPE{ep: endpoint.New(endpoint.Config{Registrars: regs, CacheLifetime: -1})}
 	p.proxy = testutil.StartProxy(t, addr)
 	lc := rsp.ListenConfig{Endpoint: p.ep, LocalAddr: addr, AdvertiseAddr: p.proxy.Addr(),
-		Session: rsp.SessionConfig{Stateless: o.stateless, HeartbeatInterval: o.heartbeat}}
+		Session: rsp.SessionConfig{Stateless: o.stateless, HeartbeatInterval: o.heartbeat, ManualAck: o.manualAck}}
 	p.l, err = lc.Listen(context.Background(), "tcp", "pool:"+pool)
 	if err != nil {
 		t.Fatal(err)
@@ -465,6 +467,67 @@ func TestSessionPathInfo(t *testing.T) {
 		}
 		if pi.RTO <= 0 || pi.PathMTU < 576 || pi.RTT < 0 {
 			t.Errorf("path info %+v: want a positive RTO and a path MTU of at least 576", pi)
+		}
+	}
+}
+
+// TestSessionWriteBlocksWhenUnackedFull: with the buffer of unacknowledged
+// messages full, Write blocks until its deadline, failing with
+// os.ErrDeadlineExceeded; the element's Ack frees room and writes go on.
+// Stream and unordered delivery have no TCP mapping: ErrNotSupported.
+func TestSessionWriteBlocksWhenUnackedFull(t *testing.T) {
+	got := make(chan rsp.Message, 16)
+	var elem *rsp.Session
+	var mu sync.Mutex
+	_, regs := startSessionPool(t, 1, "full", peOptions{serve: func(c net.Conn) {
+		s := c.(*rsp.Session)
+		mu.Lock()
+		elem = s
+		mu.Unlock()
+		for {
+			m, err := s.ReadMsg()
+			if err != nil {
+				return
+			}
+			got <- m
+		}
+	}, manualAck: true})
+	s := dialSession(t, regs, "full", rsp.SessionConfig{MaxUnackedMessages: 4})
+	for i := range 4 {
+		if _, err := s.Write([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	start := time.Now()
+	_, err := s.Write([]byte{4})
+	var oe *net.OpError
+	if !errors.As(err, &oe) || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write into a full buffer: %v, want *net.OpError with os.ErrDeadlineExceeded", err)
+	}
+	if d := time.Since(start); d < 90*time.Millisecond {
+		t.Errorf("write failed after %v, before its deadline", d)
+	}
+	var last rsp.Message
+	for range 4 {
+		last = <-got
+	}
+	mu.Lock()
+	e := elem
+	mu.Unlock()
+	if err := e.Ack(last); err != nil {
+		t.Fatal(err)
+	}
+	s.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	if _, err := s.Write([]byte{4}); err != nil {
+		t.Fatalf("write after the acknowledgement: %v", err)
+	}
+	if s.Acked() != 4 {
+		t.Errorf("Acked() = %d, want 4", s.Acked())
+	}
+	for _, o := range []rsp.WriteOptions{{Stream: 2}, {Unordered: true}, {Element: 12345}} {
+		if _, err := s.WriteMsg([]byte("x"), o); !errors.Is(err, rsp.ErrNotSupported) {
+			t.Errorf("WriteMsg with %+v: %v, want ErrNotSupported", o, err)
 		}
 	}
 }
