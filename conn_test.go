@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"testing"
+	"time"
 
 	"golang.org/x/net/nettest"
 
@@ -28,7 +29,10 @@ func TestConnBehavesLikeNetConn(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, regs := testRegistrar(t)
-			lc := rsp.ListenConfig{Endpoint: newEndpoint(t, regs), LocalAddr: "127.0.0.1:0", Plain: tt.plainListener}
+			// A plain client that reads first is told from a session
+			// after the sniff timeout: keep it short.
+			lc := rsp.ListenConfig{Endpoint: newEndpoint(t, regs), LocalAddr: "127.0.0.1:0", Plain: tt.plainListener,
+				Session: rsp.SessionConfig{SniffTimeout: 50 * time.Millisecond}}
 			l, err := lc.Listen(context.Background(), "tcp", "pool:conn")
 			if err != nil {
 				t.Fatal(err)
