@@ -109,6 +109,9 @@ type Session struct {
 	// Liveness where the mapping has no heartbeat (session_ping.go):
 	// when the peer was last heard from, and pinged.
 	lastRecv, pingAt time.Time
+	// streams holds the SCTP stream and ordering of the messages not yet
+	// acknowledged that asked for them (session_sctp.go).
+	streams map[uint64]streamOpt
 }
 
 // inMsg is a received message.
@@ -119,6 +122,9 @@ type inMsg struct {
 	ackNow  bool // the sender's
 	payload []byte
 	from    Element
+	// The SCTP stream and ordering it came with.
+	stream    uint16
+	unordered bool
 }
 
 // Element returns the pool element the session is connected to now (for a
@@ -321,6 +327,11 @@ type Message struct {
 	// From is the pool element that sent it (for a pool element's session:
 	// itself).
 	From Element
+	// Stream and Unordered are the SCTP stream the message came on and
+	// whether it was sent for unordered delivery (zero over the TCP
+	// mapping).
+	Stream    uint16
+	Unordered bool
 }
 
 // ReadMsg reads the next whole message; if Read took part of it, the rest.
@@ -334,7 +345,7 @@ func (s *Session) ReadMsg() (Message, error) {
 		}
 		if len(s.rq) > 0 {
 			m := s.rq[0]
-			msg := Message{Data: m.payload[s.roff:], PPID: m.ppid, AckRequest: m.ackReq, Seq: m.seq, From: m.from}
+			msg := Message{Data: m.payload[s.roff:], PPID: m.ppid, AckRequest: m.ackReq, Seq: m.seq, From: m.from, Stream: m.stream, Unordered: m.unordered}
 			s.consumedLocked(m)
 			s.mu.Unlock()
 			return msg, nil
@@ -394,8 +405,12 @@ type WriteOptions struct {
 	// PPID is the application's payload protocol identifier, delivered
 	// with the message.
 	PPID uint32
-	// Stream and Unordered ask for an SCTP stream and unordered delivery;
-	// the TCP mapping has neither and fails with ErrNotSupported.
+	// Stream and Unordered ask for an SCTP stream and unordered delivery,
+	// where the session's connection is an SCTP association (Stream below
+	// its outbound streams); the TCP mapping has neither and fails with
+	// ErrNotSupported. A message that may overtake others is still
+	// delivered once (spec/session.md 5.3); replayed after a failover to
+	// an element reached over TCP it goes in order.
 	Stream    uint16
 	Unordered bool
 	// Element, if non-zero, is the pool element the message is for; a
@@ -432,7 +447,9 @@ func (s *Session) Write(b []byte) (int, error) {
 // returns its sequence number, which Acked and WaitAcked compare with.
 func (s *Session) WriteMsg(b []byte, o WriteOptions) (uint64, error) {
 	if o.Stream != 0 || o.Unordered {
-		return 0, s.opError("write", fmt.Errorf("%w: SCTP streams and unordered delivery over TCP", ErrNotSupported))
+		if err := s.checkStream(o.Stream); err != nil {
+			return 0, s.opError("write", err)
+		}
 	}
 	if len(b) > s.cfg.MaxMessageSize {
 		return 0, s.opError("write", ErrMessageTooLong)
@@ -480,6 +497,9 @@ func (s *Session) write(b []byte, o WriteOptions) (uint64, error) {
 		s.mu.Lock()
 	}
 	seq, err := s.queueLocked(b, o.AckRequest, o.PPID)
+	if err == nil && (o.Stream != 0 || o.Unordered) {
+		s.setStreamLocked(seq, o.Stream, o.Unordered)
+	}
 	s.mu.Unlock()
 	if err != nil {
 		return 0, s.opError("write", err)

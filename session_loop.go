@@ -135,8 +135,11 @@ func (s *Session) collect(batch []mapping.Msg, now time.Time) []mapping.Msg {
 	}
 	// The frames stay valid until acknowledged, which the peer can do only
 	// once they are written.
+	if len(s.pending) > 0 && len(s.streams) > 0 {
+		s.forgetStreamsLocked()
+	}
 	for _, frame := range s.pending {
-		batch = append(batch, mapping.Msg{Buf: frame, PPID: ulpack.PPID})
+		batch = append(batch, s.dataMsgLocked(frame))
 	}
 	if len(s.pending) > 0 {
 		s.sent = s.snd.Next() - 1
@@ -322,7 +325,8 @@ func (s *Session) received(p *ulpack.Parser, ms []mapping.Msg, gen int) error {
 			} else {
 				payload = append([]byte(nil), payload...)
 			}
-			s.rq = append(s.rq, inMsg{seq: f.Seq, ppid: f.PPID, ackReq: f.AckRequest, ackNow: f.AckNow, payload: payload, from: s.pe})
+			s.rq = append(s.rq, inMsg{seq: f.Seq, ppid: f.PPID, ackReq: f.AckRequest, ackNow: f.AckNow, payload: payload, from: s.pe,
+				stream: m.Stream, unordered: m.Unordered})
 			wakeReaders = true
 		case *ulpack.Ack:
 			if f.UpTo > s.sent {

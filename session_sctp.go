@@ -3,7 +3,9 @@ package rsp
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"time"
@@ -123,4 +125,74 @@ func (l *Listener) sniffSCTP(ms *msgStream) {
 		ms.rest = bytes.Clone(buf[:n])
 	}
 	l.handPlain(ms)
+}
+
+// hasStreams reports whether c carries SCTP streams and unordered
+// delivery.
+func hasStreams(c mapping.Conn) bool {
+	_, ok := c.(mapping.MsgInfoConn)
+	return ok
+}
+
+// checkStream reports whether the session's connection can send a message
+// on stream (and unordered): an SCTP association with that outbound
+// stream.
+func (s *Session) checkStream(stream uint16) error {
+	s.mu.Lock()
+	c := s.conn
+	s.mu.Unlock()
+	sc, ok := c.(*mapping.SCTPConn)
+	if !ok {
+		return fmt.Errorf("%w: SCTP streams and unordered delivery over the TCP mapping", ErrNotSupported)
+	}
+	if stream == 0 {
+		return nil
+	}
+	in, err := sc.Info()
+	if err != nil {
+		return err
+	}
+	if int(stream) >= in.OutStreams {
+		return fmt.Errorf("%w: stream %d of an association with %d outbound streams", ErrNotSupported, stream, in.OutStreams)
+	}
+	return nil
+}
+
+// streamOpt is the SCTP stream and ordering a message asked for.
+type streamOpt struct {
+	stream    uint16
+	unordered bool
+}
+
+// setStreamLocked records the stream and ordering of message seq, for its
+// sending and any replay. mu is held.
+func (s *Session) setStreamLocked(seq uint64, stream uint16, unordered bool) {
+	if s.streams == nil {
+		s.streams = make(map[uint64]streamOpt)
+	}
+	s.streams[seq] = streamOpt{stream, unordered}
+}
+
+// forgetStreamsLocked forgets the options of messages acknowledged. mu is
+// held.
+func (s *Session) forgetStreamsLocked() {
+	for seq := range s.streams {
+		if seq <= s.snd.Acked() {
+			delete(s.streams, seq)
+		}
+	}
+}
+
+// dataMsgLocked is the message that carries a DATA frame: on its stream
+// and ordering where it asked for them and the connection has them. mu is
+// held.
+func (s *Session) dataMsgLocked(frame []byte) mapping.Msg {
+	m := mapping.Msg{Buf: frame, PPID: ulpack.PPID}
+	if len(s.streams) == 0 || len(frame) < 12 {
+		return m
+	}
+	if o, ok := s.streams[binary.BigEndian.Uint64(frame[4:12])]; ok && hasStreams(s.conn) {
+		m.Stream, m.Unordered = o.stream, o.unordered
+	}
+	return m
 }

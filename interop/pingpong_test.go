@@ -119,7 +119,10 @@ func (u *pingPongUser) run(ctx context.Context, count int) (failovers int) {
 				}
 				break
 			}
-			// The cookie after the last Pong came before the failure.
+			// The cookie after the last Pong came before the failure;
+			// a failed write leaves it unread: read what is left.
+			u.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			u.c.ReadMsg(u.buf)
 			ck, cerr := pingpong.ParseCookie(u.c.Cookie())
 			if cerr != nil || ck.ReplyNo != u.state.LastReplyNo()+1 {
 				u.t.Fatalf("PE %08x failed at ping #%d (%v) with cookie %+v (%v), want the one after reply #%d", uint32(u.pe), p.MessageNo, err, ck, cerr, u.state.LastReplyNo())

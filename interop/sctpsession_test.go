@@ -4,6 +4,7 @@ package interop
 
 import (
 	"bufio"
+	"errors"
 	"context"
 	"fmt"
 	"io"
@@ -152,4 +153,82 @@ func startHelperPE(t *testing.T, reg string) *rsplibtest.Process {
 	os.Setenv(helperPEEnv, reg)
 	defer os.Unsetenv(helperPEEnv)
 	return rsplibtest.StartProcess(t, nil, os.Args[0], "-test.run=^TestHelperSCTPSessionPE$", "-test.timeout=5m")
+}
+
+// TestSessionStreamsOverSCTP: over SCTP a session's messages carry the
+// stream, ordering and PPID the pool user asked for to the element's
+// application; a stream beyond the association's is refused with
+// ErrNotSupported and the session carries on.
+func TestSessionStreamsOverSCTP(t *testing.T) {
+	rsplibtest.Require(t)
+	r := registrar.New(registrar.Config{})
+	defer r.Close()
+	regAddr := fmt.Sprintf("%s:3933", hostAddr)
+	rl, err := registrar.Listen(context.Background(), "sctp", regAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go r.Serve(rl)
+	lc := rsp.ListenConfig{Registrars: []string{"sctp:" + regAddr}, LocalAddr: hostAddr + ":0"}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, err := lc.Listen(ctx, "sctp", "pool:sctpstreams")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got := make(chan rsp.Message, 10)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		s, ok := c.(*rsp.Session)
+		if !ok {
+			t.Errorf("the element accepted a %T, want a *rsp.Session", c)
+			return
+		}
+		for {
+			m, err := s.ReadMsg()
+			if err != nil {
+				return
+			}
+			got <- m
+		}
+	}()
+	d := rsp.Dialer{Registrars: []string{"sctp:" + regAddr}, Timeout: 2 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", "pool:sctpstreams")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := c.(*rsp.Session)
+	sent := []rsp.WriteOptions{{PPID: 7}, {PPID: 8, Stream: 2, Unordered: true}, {PPID: 9, Stream: 1}}
+	for i, o := range sent {
+		if _, err := s.WriteMsg([]byte{byte(i)}, o); err != nil {
+			t.Fatalf("WriteMsg %+v: %v", o, err)
+		}
+	}
+	if _, err := s.WriteMsg([]byte("x"), rsp.WriteOptions{Stream: 60000}); !errors.Is(err, rsp.ErrNotSupported) {
+		t.Errorf("stream 60000: %v, want ErrNotSupported", err)
+	}
+	byData := map[byte]rsp.Message{}
+	for range sent {
+		select {
+		case m := <-got:
+			byData[m.Data[0]] = m
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the element got %d of %d messages", len(byData), len(sent))
+		}
+	}
+	for i, o := range sent {
+		m := byData[byte(i)]
+		if m.PPID != o.PPID || m.Stream != o.Stream || m.Unordered != o.Unordered {
+			t.Errorf("message %d: ppid %d stream %d unordered %v; sent %+v", i, m.PPID, m.Stream, m.Unordered, o)
+		}
+	}
+	if s.Failovers() != 0 {
+		t.Errorf("%d failovers", s.Failovers())
+	}
 }

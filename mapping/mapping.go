@@ -109,6 +109,12 @@ type Msg struct {
 	N int
 	// PPID is the message's PPID.
 	PPID uint32
+	// Stream and Unordered are the message's SCTP stream and ordering
+	// (MsgInfo); over a transport without them (the TCP mapping) they
+	// are zero, and WriteBatch refuses a message that sets them with
+	// ErrNoStreams.
+	Stream    uint16
+	Unordered bool
 	// Err is ErrMessageTooLong for a received message over the limit
 	// given to ReadBatch, which was discarded; the connection stays
 	// usable.
@@ -155,9 +161,9 @@ func (c *oneAtATime) ReadBatch(ms []Msg, limit int) (int, error) {
 	if len(c.scratch) < limit {
 		c.scratch = make([]byte, limit)
 	}
-	n, ppid, err := c.ReadMsg(c.scratch[:limit])
+	n, info, err := ReadMsgInfo(c.Conn, c.scratch[:limit])
 	m := &ms[0]
-	m.PPID, m.Err = ppid, nil
+	m.PPID, m.Stream, m.Unordered, m.Err = info.PPID, info.Stream, info.Unordered, nil
 	switch {
 	case errors.Is(err, ErrMessageTooLong):
 		m.N, m.Err = 0, ErrMessageTooLong
@@ -173,7 +179,7 @@ func (c *oneAtATime) ReadBatch(ms []Msg, limit int) (int, error) {
 
 func (c *oneAtATime) WriteBatch(ms []Msg) (int, error) {
 	for i, m := range ms {
-		if err := c.WriteMsg(m.Buf, m.PPID); err != nil {
+		if err := WriteMsgInfo(c.Conn, m.Buf, MsgInfo{PPID: m.PPID, Stream: m.Stream, Unordered: m.Unordered}); err != nil {
 			return i, err
 		}
 	}

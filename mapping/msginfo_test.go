@@ -31,3 +31,15 @@ func TestMsgInfoWithoutStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBatchWithoutStreams: the TCP mapping's WriteBatch refuses a message
+// with a stream or unordered delivery and sends none of the batch.
+func TestBatchWithoutStreams(t *testing.T) {
+	a, b := Pipe()
+	defer a.Close()
+	defer b.Close()
+	n, err := a.(BatchConn).WriteBatch([]Msg{{Buf: []byte("first"), PPID: 1}, {Buf: []byte("x"), PPID: 1, Stream: 2}})
+	if n != 0 || !errors.Is(err, ErrNoStreams) {
+		t.Fatalf("WriteBatch: %d, %v; want 0, ErrNoStreams", n, err)
+	}
+}

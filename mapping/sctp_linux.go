@@ -83,7 +83,7 @@ func (c *SCTPConn) ReadBatch(ms []Msg, limit int) (int, error) {
 	}
 	n, err := c.Conn.ReadBatch(rb, limit)
 	for i := range rb {
-		ms[i] = Msg{Buf: rb[i].Buf, N: rb[i].N, PPID: rb[i].PPID}
+		ms[i] = Msg{Buf: rb[i].Buf, N: rb[i].N, PPID: rb[i].PPID, Stream: rb[i].Stream, Unordered: rb[i].Unordered}
 		if i < n && rb[i].Err != nil {
 			ms[i].Err = ErrMessageTooLong
 		}
@@ -102,7 +102,7 @@ func (c *SCTPConn) WriteBatch(ms []Msg) (int, error) {
 	}
 	wb := c.wb[:len(ms)]
 	for i := range ms {
-		wb[i] = sctp.Message{Buf: ms[i].Buf, PPID: ms[i].PPID}
+		wb[i] = sctp.Message{Buf: ms[i].Buf, PPID: ms[i].PPID, Stream: ms[i].Stream, Unordered: ms[i].Unordered}
 	}
 	n, err := c.Conn.WriteBatch(wb)
 	clear(wb)

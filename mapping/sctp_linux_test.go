@@ -118,3 +118,36 @@ func TestSCTPLiveness(t *testing.T) {
 		t.Errorf("both ends noticed the silent peer after %v, want within %v", took, limit)
 	}
 }
+
+// TestSCTPBatchMsgInfo: batches carry streams and unordered delivery over
+// SCTP, through the association's own batches and through Batched's
+// one-at-a-time adapter.
+func TestSCTPBatchMsgInfo(t *testing.T) {
+	requireSCTP(t)
+	a, b := sctpPair(t, Config{})
+	type plain struct{ MsgInfoConn } // streams, but no batches of its own
+	for _, w := range []BatchConn{a, Batched(plain{a})} {
+		out := []Msg{{Buf: []byte{1}, PPID: 5, Stream: 1}, {Buf: []byte{2}, PPID: 6, Stream: 3, Unordered: true}}
+		if n, err := w.WriteBatch(out); n != 2 || err != nil {
+			t.Fatalf("%T WriteBatch: %d, %v", w, n, err)
+		}
+		got := map[byte]Msg{}
+		in := []Msg{{Buf: make([]byte, 8)}, {Buf: make([]byte, 8)}}
+		b.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for len(got) < 2 {
+			n, err := Batched(plain{b}).ReadBatch(in, 8)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range in[:n] {
+				got[m.Buf[0]] = m
+			}
+		}
+		for _, o := range out {
+			g := got[o.Buf[0]]
+			if g.PPID != o.PPID || g.Stream != o.Stream || g.Unordered != o.Unordered {
+				t.Errorf("%T: message %d came as ppid %d stream %d unordered %v", w, o.Buf[0], g.PPID, g.Stream, g.Unordered)
+			}
+		}
+	}
+}

@@ -246,6 +246,9 @@ func (c *TCPConn) WriteBatch(ms []Msg) (int, error) {
 		if uint64(len(m.Buf)) > 0xffffffff {
 			return 0, c.opError("write", ErrMessageTooLong)
 		}
+		if m.Stream != 0 || m.Unordered {
+			return 0, c.opError("write", ErrNoStreams)
+		}
 	}
 	c.wmu.Lock()
 	defer c.unlockWrites()
