@@ -137,3 +137,72 @@ func TestLongKeepAliveIntervalOverTCP(t *testing.T) {
 		}
 	})
 }
+
+// On fake time at the default intervals: the keep-alive schedule keeps the
+// elements that answer, each probed at 5 s ± 25 %, and removes those that
+// do not within the keep-alive timeout.
+func TestKeepAliveScheduleDefaultIntervals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := New(Config{})
+		defer r.Close()
+		pe := pipeClient(t, r, 5003)
+		const n = 200
+		for id := range asap.PEID(n) {
+			el := loopbackPE(id+1, 7, rr)
+			el.Life = time.Hour
+			if resp := pe.register("many", el); resp.Reject {
+				t.Fatalf("registration %d refused: %+v", id+1, resp)
+			}
+		}
+		// Answer the keep-alives of the even identifiers only.
+		kas := make(map[asap.PEID]int)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			buf := make([]byte, 65536)
+			pe.c.SetReadDeadline(time.Time{})
+			for {
+				k, _, err := pe.c.ReadMsg(buf)
+				if err != nil {
+					return
+				}
+				m, err := asap.Unmarshal(buf[:k])
+				ka, ok := m.(*asap.EndpointKeepAlive)
+				if err != nil || !ok {
+					continue
+				}
+				kas[ka.ID]++
+				if ka.ID%2 == 0 {
+					b, _ := (&asap.EndpointKeepAliveAck{Handle: ka.Handle, ID: ka.ID}).AppendBinary(nil)
+					if pe.c.WriteMsg(b, mapping.PPIDASAP) != nil {
+						return
+					}
+				}
+			}
+		}()
+		// The first keep-alives go out within 5 s ± 25 %; the silent
+		// elements are removed 5 s later.
+		time.Sleep(DefaultKeepAliveInterval*5/4 + DefaultKeepAliveTimeout + clockGranularity)
+		got := ids(r, "many")
+		for _, id := range got {
+			if id%2 != 0 {
+				t.Fatalf("element %d, which does not answer, is still there", id)
+			}
+		}
+		if len(got) != n/2 {
+			t.Fatalf("%d elements left, want the %d that answer", len(got), n/2)
+		}
+		time.Sleep(time.Minute)
+		if got := len(ids(r, "many")); got != n/2 {
+			t.Fatalf("%d elements left after another minute, want %d", got, n/2)
+		}
+		pe.c.Close()
+		<-done
+		// About 71 s at 5 s ± 25 %: 11 to 19 keep-alives each.
+		for id := asap.PEID(2); id <= n; id += 2 {
+			if c := kas[id]; c < 11 || c > 19 {
+				t.Fatalf("element %d got %d keep-alives in about 71 s", id, c)
+			}
+		}
+	})
+}
