@@ -378,3 +378,46 @@ func TestENRPBadPeer(t *testing.T) {
 		t.Fatalf("handlespace after the bad peer: %v", got)
 	}
 }
+
+// TestPoolOverSCTP is a pool of three registrars speaking ENRP over SCTP
+// (PPID 12) on loopback, where the kernel has SCTP: a registration at one
+// is at all three, and a registrar that closes is taken over.
+func TestPoolOverSCTP(t *testing.T) {
+	if !mapping.SCTPSupported() {
+		t.Skip("the kernel has no SCTP; run with .ci/uml/test-sctp")
+	}
+	addrs := make([]string, 3)
+	for i := range addrs {
+		addrs[i] = fmt.Sprintf("sctp:127.0.0.1:%d", 9921+i)
+	}
+	rs := make([]*registrar.Registrar, 3)
+	var asapAddrs []string
+	for i := range rs {
+		cfg := registrar.Config{ID: asap.ServerID(i + 1), ENRP: fastENRP, Logger: testutil.Logger(t, fmt.Sprintf("r%d", i+1))}
+		cfg.ENRP.Listen = []string{addrs[i]}
+		for j, a := range addrs {
+			if j != i {
+				cfg.ENRP.Peers = append(cfg.ENRP.Peers, a)
+			}
+		}
+		r, addr := testutil.StartRegistrar(t, cfg)
+		rs[i], asapAddrs = r, append(asapAddrs, addr)
+	}
+	for _, r := range rs {
+		testutil.WaitFor(t, 10*time.Second, "the registrars to peer over SCTP", func() bool { return len(r.Peers()) == 2 })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	reg, err := peEndpoint(t, nil, asapAddrs[0]).Register(ctx, "echo", elem(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		testutil.WaitFor(t, 5*time.Second, "the registration at every registrar", func() bool { return home(r, "echo", reg.ID()) == rs[0].ID() })
+	}
+	rs[0].Close()
+	testutil.WaitFor(t, 10*time.Second, "the takeover", func() bool {
+		h := home(rs[1], "echo", reg.ID())
+		return (h == rs[1].ID() || h == rs[2].ID()) && h == home(rs[2], "echo", reg.ID()) && len(rs[1].Peers()) == 1
+	})
+}

@@ -709,6 +709,14 @@ func (c *Core) takeoverServer(p *peerState, m *enrp.TakeoverServer) {
 	c.cfg.Logger.Info("peer took over a registrar", "peer", p.id, "target", m.Target, "elements", n)
 }
 
+// owns reports whether id is home of any pool element here.
+func (c *Core) owns(id asap.ServerID) bool {
+	for range c.hs.OwnedBy(id) {
+		return true
+	}
+	return false
+}
+
 // suspect reports whether peer q itself is not answering (probed in vain),
 // so that a takeover does not wait for its acknowledgement.
 func (c *Core) suspect(now time.Time, q *peerState) bool {
@@ -778,6 +786,13 @@ func (c *Core) Tick(now time.Time) {
 				p.probeAt = now
 				c.send(p.id, c.Presence(p.id, true))
 			}
+		case now.Sub(p.probeAt) >= c.cfg.MaxTimeNoResponse && !c.owns(p.id):
+			// Nothing to take over (a tool such as hsdump that came and
+			// went, or a registrar without elements): as rsplib does, the
+			// peer is only forgotten.
+			c.cfg.Logger.Info("peer does not answer and owns no pool elements; removed", "peer", p.id)
+			delete(c.peers, p.id)
+			delete(c.sessions, p.id)
 		case now.Sub(p.probeAt) >= c.cfg.MaxTimeNoResponse:
 			c.cfg.Logger.Warn("peer does not answer; taking it over", "peer", p.id)
 			p.takeover = &takeover{started: now, acks: make(map[asap.ServerID]bool)}

@@ -148,6 +148,7 @@ func TestTakeoverTieRule(t *testing.T) {
 		}
 	}
 	c.TakeOut()
+	hs.Register("p", testPE(1, 9), now)
 	// 9 falls silent; 5 probes it and starts a takeover.
 	for now = epoch; now.Sub(epoch) < time.Second; now = now.Add(10 * ms) {
 		c.Handle(now, c2(3, 0))
@@ -177,8 +178,6 @@ func TestTakeoverTieRule(t *testing.T) {
 		t.Fatal("own takeover not aborted")
 	}
 	// 3 completes: 9's elements move to 3.
-	pe := testPE(1, 9)
-	hs.Register("p", pe, now)
 	c.Handle(now, &enrp.TakeoverServer{Header: enrp.Header{Sender: 3}, Target: 9})
 	if got, _ := hs.Lookup("p", 1); got.Home != 3 {
 		t.Fatalf("home after takeover server %08x, want 3", got.Home)
@@ -203,14 +202,32 @@ func TestTakeoverCancelledByTheTarget(t *testing.T) {
 	for ; c.peers[2] != nil && now.Sub(epoch) < time.Second; now = now.Add(10 * ms) {
 		c.Tick(now)
 	}
-	// With no other peer to ask, the takeover completes at once.
+	// A dead peer without elements is only forgotten.
+	if s := c.Stats(); s.Takeovers != 0 || c.peers[2] != nil {
+		t.Fatalf("stats %+v, peers %v; want the peer gone without a takeover", s, c.Peers())
+	}
+	c.TakeOut()
+
+	// With an element and no other peer to ask, the takeover completes
+	// at once.
+	c.Handle(now, c2(2, 0))
+	c.Handle(now, &enrp.HandleTableResponse{Header: enrp.Header{Sender: 2, Receiver: 1}})
+	hs.Register("p", testPE(1, 2), now)
+	for start := now; c.peers[2] != nil && now.Sub(start) < time.Second; now = now.Add(10 * ms) {
+		c.Tick(now)
+	}
 	if s := c.Stats(); s.Takeovers != 1 {
 		t.Fatalf("stats %+v, want one takeover", s)
+	}
+	if pe, _ := hs.Lookup("p", 1); pe.Home != 1 {
+		t.Fatalf("element's home after the takeover %08x, want 1", pe.Home)
 	}
 	c.TakeOut()
 
 	// Now with a third peer that does not acknowledge, the target's
 	// presence cancels the takeover.
+	hs = handlespace.New(handlespace.Config{})
+	hs.Register("p", testPE(1, 2), now)
 	c = New(fast(1), hs)
 	c.Start(epoch)
 	c.Handle(epoch, c2(2, 0))
