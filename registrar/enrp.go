@@ -103,7 +103,6 @@ type enrpSide struct {
 	r       *Registrar
 	cfg     ENRPConfig
 	core    *peer.Core // guarded by r.mu
-	kick    chan struct{}
 	started bool // guarded by r.mu
 	running bool // guarded by r.mu
 
@@ -136,7 +135,6 @@ func newENRPSide(r *Registrar) *enrpSide {
 	e := &enrpSide{
 		r:         r,
 		cfg:       cfg,
-		kick:      make(chan struct{}, 1),
 		links:     make(map[*link]struct{}),
 		listeners: make(map[mapping.Listener]struct{}),
 	}
@@ -176,10 +174,18 @@ func newENRPSide(r *Registrar) *enrpSide {
 	return e
 }
 
-// registeredLocked tells the peers of a registration here.
+// registeredLocked tells the peers of a registration here. The update
+// goes to the connections' writers at once, without a hand-over to the
+// timer goroutine: r.mu is held, and dispatch takes only e.lmu (which is
+// never held while taking r.mu) and never blocks.
 func (r *Registrar) registeredLocked(h asap.PoolHandle, pe *asap.PoolElement) {
 	r.enrp.core.Registered(h, pe)
-	r.enrp.poke()
+	r.enrp.flushLocked()
+}
+
+// flushLocked sends what the core has queued; r.mu is held.
+func (e *enrpSide) flushLocked() {
+	e.dispatch(nil, e.core.TakeOut())
 }
 
 // dropLocked removes a pool element this registrar is home of from the
@@ -198,22 +204,14 @@ func (r *Registrar) dropLocked(key peKey) {
 		return
 	}
 	r.enrp.core.Removed(key.handle, &p)
-	r.enrp.poke()
+	r.enrp.flushLocked()
 }
 
 // expiredLocked tells the peers that an element homed here expired.
 func (r *Registrar) expiredLocked(h asap.PoolHandle, pe *asap.PoolElement) {
 	if pe.Home == r.id {
 		r.enrp.core.Removed(h, pe)
-		r.enrp.poke()
-	}
-}
-
-// poke wakes the timer goroutine to send what the core has queued.
-func (e *enrpSide) poke() {
-	select {
-	case e.kick <- struct{}{}:
-	default:
+		r.enrp.flushLocked()
 	}
 }
 
@@ -259,6 +257,20 @@ func (r *Registrar) startENRP() error {
 	return nil
 }
 
+// closing reports whether Close has begun. Unlike r.isClosed it takes no
+// lock, so that it may be called with e.lmu held: the lock order is r.mu,
+// then e.lmu. Close closes r.done under r.mu before the timer goroutine
+// closes the connections and listeners it finds under e.lmu, so one that
+// is added after that check fails here.
+func (e *enrpSide) closing() bool {
+	select {
+	case <-e.r.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // ensureRunning starts the timer goroutine once.
 func (e *enrpSide) ensureRunning() {
 	r := e.r
@@ -291,19 +303,26 @@ func (e *enrpSide) addListener(l mapping.Listener) bool {
 	r := e.r
 	e.lmu.Lock()
 	defer e.lmu.Unlock()
-	if r.isClosed() {
+	if e.closing() {
 		l.Close()
 		return false
 	}
 	e.listeners[l] = struct{}{}
+	var info *asap.ServerInformation
 	if !e.infoSet {
-		if info, ok := serverInfo(r.id, l.Addr()); ok {
-			e.infoSet = true
-			r.mu.Lock()
-			e.core.SetInfo(info)
-			r.mu.Unlock()
-		}
+		var ok bool
+		info, ok = serverInfo(r.id, l.Addr())
+		e.infoSet = ok
 	}
+	e.lmu.Unlock()
+	if info != nil {
+		// r.mu is never taken with e.lmu held: dispatch takes e.lmu
+		// under r.mu.
+		r.mu.Lock()
+		e.core.SetInfo(info)
+		r.mu.Unlock()
+	}
+	e.lmu.Lock()
 	return true
 }
 
@@ -414,7 +433,7 @@ func (e *enrpSide) run(c mapping.Conn, dialed bool) *link {
 		l.info, _ = serverInfo(r.id, c.LocalAddr())
 	}
 	e.lmu.Lock()
-	if r.isClosed() || !e.peerAllowed(c) {
+	if e.closing() || !e.peerAllowed(c) {
 		e.lmu.Unlock()
 		c.Close()
 		close(l.done)
@@ -553,7 +572,6 @@ func (e *enrpSide) timerLoop() {
 	for {
 		select {
 		case <-t.C:
-		case <-e.kick:
 		case <-r.done:
 			e.lmu.Lock()
 			links := make([]*link, 0, len(e.links))

@@ -5,6 +5,7 @@
 //	rsp echo [-pool P] [-transport tcp|sctp]  run a pooled echo server
 //	rsp terminal POOL                send standard input to a pool, print the replies
 //	rsp register POOL PROTO:HOST:PORT  put an existing service in a pool
+//	rsp dump NETWORK:HOST:PORT       print a registrar's handlespace, read over ENRP
 //	rsp demo                         an embedded registrar, three pooled HTTP servers and a client
 //
 // Registrars come from -registrar, or else the environment variable
@@ -56,6 +57,7 @@ func init() {
 		{"echo", "[flags]", "run a pooled echo server", runEcho},
 		{"terminal", "[flags] POOL", "send standard input to a pool line by line and print the replies", runTerminal},
 		{"register", "[flags] POOL PROTO:HOST:PORT", "register an existing service (NO_MAPPING) in a pool until interrupted", runRegister},
+		{"dump", "NETWORK:HOST:PORT", "print a registrar's handlespace and peers, read over ENRP from its ENRP address (as rsplib's hsdump)", runDump},
 		{"demo", "[flags]", "an embedded registrar, three pooled HTTP servers and a client that keeps working while servers die", runDemo},
 	}
 }
