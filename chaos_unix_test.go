@@ -394,7 +394,7 @@ func TestSessionStoppedElement(t *testing.T) {
 	a := startChildPE(t, "stopped", regs[0], dir)
 	waitFor(t, "the first element", 5*time.Second, func() bool { return poolSize(r, "stopped") == 1 })
 	fch := make(chan rsp.FailoverEvent, 1)
-	s := dialSession(t, regs, "stopped", rsp.SessionConfig{HeartbeatInterval: chaosHeartbeat, Failovers: fch})
+	s := dialSession(t, regs, "stopped", rsp.SessionConfig{HeartbeatInterval: e2eHeartbeat, Failovers: fch})
 	if _, err := s.WriteMsg([]byte("1"), rsp.WriteOptions{AckRequest: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -409,8 +409,8 @@ func TestSessionStoppedElement(t *testing.T) {
 		if fmt.Sprintf("%08x", uint32(f.Old.ID)) != a.id {
 			t.Errorf("failed over from %08x, want the stopped %s", uint32(f.Old.ID), a.id)
 		}
-		if detect > 3*chaosHeartbeat+chaosHeartbeat/2 {
-			t.Errorf("stopped element noticed after %v, want within three heartbeats (%v)", detect, 3*chaosHeartbeat)
+		if detect > 3*e2eHeartbeat+e2eHeartbeat/2 {
+			t.Errorf("stopped element noticed after %v, want within three heartbeats (%v)", detect, 3*e2eHeartbeat)
 		}
 		t.Logf("noticed after %v, failed over in %v", detect, f.Took)
 	case <-time.After(5 * time.Second):

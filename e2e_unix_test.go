@@ -39,7 +39,7 @@ func TestGRPCOverSessionsRecovers(t *testing.T) {
 	waitFor(t, "three gRPC servers", 5*time.Second, func() bool { return poolSize(r, "grpc-s") == 3 })
 
 	var current string
-	d := &rsp.Dialer{Endpoint: newEndpoint(t, regs), Timeout: chaosHeartbeat, Session: rsp.SessionConfig{HeartbeatInterval: chaosHeartbeat}}
+	d := &rsp.Dialer{Endpoint: newEndpoint(t, regs), Timeout: e2eHeartbeat, Session: rsp.SessionConfig{HeartbeatInterval: e2eHeartbeat}}
 	cc, err := grpc.NewClient("passthrough:///pool:grpc-s",
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
@@ -96,8 +96,8 @@ func TestGRPCOverSessionsRecovers(t *testing.T) {
 			t.Fatalf("server %s: calls still reach it", how)
 		}
 		t.Logf("server %s: calls succeed again after %v", how, back)
-		if back > 3*chaosHeartbeat+chaosHeartbeat/2 {
-			t.Errorf("server %s: calls succeed again after %v, want within three heartbeats (%v)", how, back, 3*chaosHeartbeat)
+		if back > 3*e2eHeartbeat+e2eHeartbeat/2 {
+			t.Errorf("server %s: calls succeed again after %v, want within three heartbeats (%v)", how, back, 3*e2eHeartbeat)
 		}
 	}
 }
@@ -206,7 +206,7 @@ func TestHTTPOverSessionsKilledAndSilent(t *testing.T) {
 		pes[name] = p
 	}
 	waitFor(t, "three servers", 2*time.Second, func() bool { return poolSize(r, "web-s") == 3 })
-	d := &rsp.Dialer{Endpoint: newEndpoint(t, regs), Timeout: chaosHeartbeat, Session: rsp.SessionConfig{HeartbeatInterval: chaosHeartbeat}}
+	d := &rsp.Dialer{Endpoint: newEndpoint(t, regs), Timeout: e2eHeartbeat, Session: rsp.SessionConfig{HeartbeatInterval: e2eHeartbeat}}
 	tr := &http.Transport{DialContext: d.DialContext}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: time.Second}
@@ -249,8 +249,8 @@ func TestHTTPOverSessionsKilledAndSilent(t *testing.T) {
 			t.Fatalf("server %s: answer from dead server %s", how, name)
 		}
 		t.Logf("server %s: answers again after %v, from %s", how, back, name)
-		if back > 3*chaosHeartbeat+chaosHeartbeat/2 {
-			t.Errorf("server %s: answers again after %v, want within three heartbeats (%v)", how, back, 3*chaosHeartbeat)
+		if back > 3*e2eHeartbeat+e2eHeartbeat/2 {
+			t.Errorf("server %s: answers again after %v, want within three heartbeats (%v)", how, back, 3*e2eHeartbeat)
 		}
 		victim = name
 	}

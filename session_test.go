@@ -19,6 +19,11 @@ import (
 	"github.com/rsp-go/rsp/internal/testutil"
 )
 
+// e2eHeartbeat is the pool users' heartbeat in the tests that time the
+// recovery from a silent element: long enough that a loaded machine's
+// scheduling delays stay small beside it.
+const e2eHeartbeat = 200 * time.Millisecond
+
 // deliveries counts the messages pool elements' applications received, by
 // session and sequence number, across elements.
 type deliveries struct {
@@ -303,7 +308,7 @@ func TestSessionReadsAcrossFailover(t *testing.T) {
 // open, nothing passes) is noticed within three heartbeats, and the
 // session fails over.
 func TestSessionSilentElement(t *testing.T) {
-	const hb = 100 * time.Millisecond
+	const hb = e2eHeartbeat
 	pes, regs := startSessionPool(t, 2, "silent", peOptions{stateless: true, heartbeat: hb})
 	fch := make(chan rsp.FailoverEvent, 1)
 	s := dialSession(t, regs, "silent", rsp.SessionConfig{HeartbeatInterval: hb, Failovers: fch})
