@@ -219,7 +219,14 @@ func (pc *peerConn) write(b []byte) {
 
 // sendBytes queues an encoded message; b should come from bufPool.
 func (pc *peerConn) sendBytes(b []byte) {
-	pc.pending.Add(1)
+	// The messages not yet written count, those the writer holds for its
+	// next write too: at SendQueue the peer does not keep up.
+	if pc.pending.Add(1) > int64(pc.r.cfg.SendQueue) {
+		pc.pending.Add(-1)
+		pc.r.cfg.Logger.Warn("peer does not keep up; closing its connection", "peer", pc.c.RemoteAddr())
+		pc.close()
+		return
+	}
 	select {
 	case pc.out <- b:
 	case <-pc.done:
@@ -231,20 +238,45 @@ func (pc *peerConn) sendBytes(b []byte) {
 	}
 }
 
+// writeLoop sends what is queued. The messages waiting together (such as
+// the keep-alives of many elements of one connection, due at once) go out
+// with one batched write, up to writeBatch of them.
 func (pc *peerConn) writeLoop() {
 	defer pc.r.wg.Done()
+	bc := mapping.Batched(pc.c)
+	batch := make([]mapping.Msg, 0, writeBatch)
 	for {
 		select {
 		case b := <-pc.out:
+			batch = append(batch, mapping.Msg{Buf: b, PPID: mapping.PPIDASAP})
+		more:
+			for len(batch) < writeBatch {
+				select {
+				case b := <-pc.out:
+					batch = append(batch, mapping.Msg{Buf: b, PPID: mapping.PPIDASAP})
+				default:
+					break more
+				}
+			}
 			pc.wmu.Lock()
-			pc.write(b)
-			pc.pending.Add(-1)
+			if len(batch) == 1 {
+				pc.write(batch[0].Buf)
+			} else {
+				pc.writeBatch(bc, batch)
+			}
+			pc.pending.Add(-int64(len(batch)))
 			pc.wmu.Unlock()
+			clear(batch)
+			batch = batch[:0]
 		case <-pc.done:
 			return
 		}
 	}
 }
+
+// writeBatch is how many queued messages the writer sends with one write
+// at most.
+const writeBatch = 64
 
 func (pc *peerConn) readLoop() {
 	defer pc.r.wg.Done()

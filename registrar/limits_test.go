@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -572,4 +573,56 @@ func TestUnsolicitedMessagesDropSlowPeer(t *testing.T) {
 		return !ok
 	})
 	waitFor(t, 2*time.Second, "the dropped connection is still served", func() bool { return connCount(r) == 1 })
+}
+
+// countingConn counts the writes of a connection the registrar serves.
+type countingConn struct {
+	*mapping.TCPConn
+	writes atomic.Int32 // WriteMsg and WriteBatch calls
+}
+
+func (c *countingConn) RemoteAddr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5000}
+}
+
+func (c *countingConn) WriteMsg(b []byte, ppid uint32) error {
+	c.writes.Add(1)
+	return c.TCPConn.WriteMsg(b, ppid)
+}
+
+func (c *countingConn) WriteBatch(ms []mapping.Msg) (int, error) {
+	c.writes.Add(1)
+	return c.TCPConn.WriteBatch(ms)
+}
+
+// Messages queued for a peer together, such as the keep-alives of many of
+// its elements due at once, go out in batched writes, not one write each.
+func TestQueuedMessagesWrittenInBatches(t *testing.T) {
+	r, addr := startRegistrar(t, Config{KeepAliveInterval: -1, KeepAliveTimeout: time.Minute, UnreachableRate: -1})
+	ours, theirs := mapping.Pipe()
+	defer ours.Close()
+	cc := &countingConn{TCPConn: theirs.(*mapping.TCPConn)}
+	r.ServeConn(cc)
+	pe := &client{t: t, c: ours, buf: make([]byte, 65536)}
+	const n = 50
+	for id := asap.PEID(1); id <= n; id++ {
+		if resp := pe.register("burst", loopbackPE(id, 7, rr)); resp.Reject {
+			t.Fatalf("registration %d refused: %+v", id, resp)
+		}
+	}
+	cc.writes.Store(0)
+	pu := dialClient(t, addr)
+	for id := asap.PEID(1); id <= n; id++ {
+		pu.send(&asap.EndpointUnreachable{Handle: "burst", ID: id})
+	}
+	pu.expectSilence("unreachable reports") // n probes queued
+	for id := asap.PEID(1); id <= n; id++ {
+		ka := expect[*asap.EndpointKeepAlive](pe, 5*time.Second)
+		if ka.ID != id {
+			t.Fatalf("probe %d is for element %d", id, ka.ID)
+		}
+	}
+	if w := cc.writes.Load(); w > 10 {
+		t.Fatalf("%d probes took %d writes, want a few batches", n, w)
+	}
 }
