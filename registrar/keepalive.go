@@ -17,12 +17,22 @@ func (r *Registrar) keepAliveDelay() time.Duration {
 	return iv*3/4 + rand.N(iv/2+1)
 }
 
-// keepAliveDueLocked runs when a pool element comes due on the schedule:
-// either its next keep-alive is due, or the answer to the last one is
-// overdue. r.mu is held.
-func (r *Registrar) keepAliveDueLocked(st *peState) {
+// keepAliveDueLocked runs when a pool element comes due on the schedule,
+// at now: either its next keep-alive is due, or the answer to the last one
+// is overdue. When the schedule itself runs more than maxScheduleLag late,
+// the registrar is behind, and the answer may be waiting unread: the
+// element gets another KeepAliveTimeout instead of being removed for the
+// registrar's slowness. r.mu is held.
+func (r *Registrar) keepAliveDueLocked(st *peState, now time.Time) {
 	key := st.key
 	if r.closed || r.owned[key] != st {
+		return
+	}
+	if st.awaiting && now.Sub(st.due) > maxScheduleLag {
+		if r.behindLog.allow() {
+			r.cfg.Logger.Warn("keep-alive schedule behind; giving elements more time to answer", "lag", now.Sub(st.due))
+		}
+		r.scheduleLocked(st, r.cfg.KeepAliveTimeout)
 		return
 	}
 	if st.awaiting {
@@ -32,6 +42,10 @@ func (r *Registrar) keepAliveDueLocked(st *peState) {
 	}
 	r.sendKeepAliveLocked(key, st)
 }
+
+// maxScheduleLag is how late the keep-alive schedule may run before the
+// registrar counts as behind (see keepAliveDueLocked).
+const maxScheduleLag = time.Second
 
 // sendKeepAliveLocked sends ASAP_ENDPOINT_KEEP_ALIVE to the element and
 // starts the wait for its answer.

@@ -626,3 +626,40 @@ func TestQueuedMessagesWrittenInBatches(t *testing.T) {
 		t.Fatalf("%d probes took %d writes, want a few batches", n, w)
 	}
 }
+
+// A registrar whose keep-alive schedule runs late does not remove an
+// element for an answer it may not have read yet: the element gets another
+// keep-alive timeout; on time, the unanswered element goes.
+func TestScheduleBehindRemovesNobody(t *testing.T) {
+	r, addr := startRegistrar(t, Config{KeepAliveInterval: -1, KeepAliveTimeout: time.Minute, UnreachableRate: -1})
+	pe := dialClient(t, addr)
+	pe.register("late", loopbackPE(1, 7, rr))
+	pu := dialClient(t, addr)
+	pu.send(&asap.EndpointUnreachable{Handle: "late", ID: 1})
+	expect[*asap.EndpointKeepAlive](pe, 5*time.Second) // the probe, unanswered
+	r.mu.Lock()
+	st := r.owned[peKey{"late", 1}]
+	if st == nil || !st.awaiting {
+		r.mu.Unlock()
+		t.Fatal("no probe outstanding")
+	}
+	due := st.due
+	r.unscheduleLocked(st)
+	r.keepAliveDueLocked(st, due.Add(maxScheduleLag+time.Second))
+	kept, rescheduled := r.owned[peKey{"late", 1}] == st, st.idx >= 0 && st.due.After(due)
+	r.mu.Unlock()
+	if !kept || !rescheduled {
+		t.Fatalf("timeout handled %v late: element kept %v, given more time %v", maxScheduleLag+time.Second, kept, rescheduled)
+	}
+	r.mu.Lock()
+	r.unscheduleLocked(st)
+	r.keepAliveDueLocked(st, st.due)
+	_, still := r.owned[peKey{"late", 1}]
+	r.mu.Unlock()
+	if still {
+		t.Fatal("unanswered element kept although its timeout was handled on time")
+	}
+	if _, ok := r.Pool("late"); ok {
+		t.Fatal("unanswered element still in the handlespace")
+	}
+}

@@ -110,10 +110,12 @@ type Registrar struct {
 	wake    chan struct{}      // the schedule's first entry moved earlier
 	// refusedLog limits the logs of connections refused by the limits.
 	refusedLog tokenBucket
-	listeners  map[mapping.Listener]struct{}
-	ann        *announcer
-	enrp       *enrpSide
-	closed     bool
+	// behindLog limits the logs of a keep-alive schedule running late.
+	behindLog tokenBucket
+	listeners map[mapping.Listener]struct{}
+	ann       *announcer
+	enrp      *enrpSide
+	closed    bool
 
 	clock atomic.Int64 // coarseNow, in Unix nanoseconds
 
@@ -155,6 +157,7 @@ func New(cfg Config) *Registrar {
 		perAddr:    make(map[netip.Addr]int),
 		wake:       make(chan struct{}, 1),
 		refusedLog: newTokenBucket(1),
+		behindLog:  newTokenBucket(1),
 		listeners:  make(map[mapping.Listener]struct{}),
 		done:       make(chan struct{}),
 	}

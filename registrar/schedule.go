@@ -73,7 +73,7 @@ func (r *Registrar) scheduleLoop() {
 			n := 0
 			for len(r.sched) > 0 && !r.sched[0].due.After(now) && n < maxDuePerLock {
 				st := heap.Pop(&r.sched).(*peState)
-				r.keepAliveDueLocked(st)
+				r.keepAliveDueLocked(st, now)
 				n++
 			}
 			more := len(r.sched) > 0 && !r.sched[0].due.After(now)
