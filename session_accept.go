@@ -114,16 +114,26 @@ func isTimeout(err error) bool {
 func (l *Listener) openSession(c mapping.BatchConn, first []byte) (*Session, error) {
 	cfg := l.scfg
 	c.SetDeadline(time.Now().Add(cfg.SniffTimeout + cfg.HeartbeatInterval))
-	buf := make([]byte, cfg.MaxMessageSize)
-	n, ppid := copy(buf, first), ulpack.PPID
+	// A HELLO is small; a cookie echo may be up to the message limit, and
+	// comes in a buffer of its own then.
+	limit := cfg.MaxMessageSize + ulpack.DataLen
+	readMsg := func() ([]byte, uint32, error) {
+		ms := []mapping.Msg{{Buf: make([]byte, 512)}}
+		n, err := c.ReadBatch(ms, limit)
+		if err == nil && (n != 1 || ms[0].Err != nil) {
+			err = fmt.Errorf("%w: message over the limit", ErrProtocol)
+		}
+		return ms[0].Buf[:ms[0].N], ms[0].PPID, err
+	}
+	msg, ppid := first, ulpack.PPID
 	var err error
 	if first == nil {
-		if n, ppid, err = c.ReadMsg(buf); err != nil {
+		if msg, ppid, err = readMsg(); err != nil {
 			c.Close()
 			return nil, err
 		}
 	}
-	f, err := ulpack.ParseFrame(buf[:n])
+	f, err := ulpack.ParseFrame(msg)
 	hello, ok := f.(*ulpack.Hello)
 	if err != nil || ppid != ulpack.PPID || !ok {
 		b, _ := ulpack.Close{Code: ulpack.CodeProtocolError, Reason: "first frame not a HELLO"}.AppendBinary(nil)
@@ -133,12 +143,12 @@ func (l *Listener) openSession(c mapping.BatchConn, first []byte) (*Session, err
 	}
 	var echoed []byte
 	if hello.Cookie {
-		n, ppid, err := c.ReadMsg(buf)
+		msg, ppid, err := readMsg()
 		if err != nil {
 			c.Close()
 			return nil, err
 		}
-		m, err := asap.Unmarshal(buf[:n])
+		m, err := asap.Unmarshal(msg)
 		ce, ok := m.(*asap.CookieEcho)
 		if err != nil || ppid != mapping.PPIDASAP || !ok {
 			b, _ := ulpack.Close{Code: ulpack.CodeProtocolError, Reason: "HELLO announced a cookie echo, none came"}.AppendBinary(nil)

@@ -12,7 +12,8 @@ import (
 
 // BenchmarkDial compares rsp.Dialer.DialContext with a plain net.Dial to the
 // same server: with the resolution cached (the common case) and cold (a
-// handle resolution per dial).
+// handle resolution per dial), opening a session, and with the resolution
+// cached opening a plain connection.
 func BenchmarkDial(b *testing.B) {
 	t := startRSPRegistrar(b, "tcp", "127.0.0.1:0")
 	regs := []string{"tcp:" + t.Addr}
@@ -43,14 +44,17 @@ func BenchmarkDial(b *testing.B) {
 			c.Close()
 		}
 	})
+	// The element speaks sessions: a dial opens one (a HELLO round trip
+	// more), or, with Plain, a plain connection.
 	for _, mode := range []struct {
 		name  string
 		cache time.Duration
-	}{{"rsp=cached", time.Hour}, {"rsp=cold", -1}} {
+		plain bool
+	}{{"rsp=cached", time.Hour, false}, {"rsp=cold", -1, false}, {"rsp=cached-plain", time.Hour, true}} {
 		b.Run(mode.name, func(b *testing.B) {
 			pu := endpoint.New(endpoint.Config{Registrars: regs, CacheLifetime: mode.cache})
 			defer pu.Close()
-			d := rsp.Dialer{Endpoint: pu}
+			d := rsp.Dialer{Endpoint: pu, Plain: mode.plain}
 			for b.Loop() {
 				c, err := d.DialContext(context.Background(), "tcp", "pool:bench")
 				if err != nil {
