@@ -55,6 +55,17 @@
 // keepalive) find one. [PoolElementOf] tells which element a connection
 // reached.
 //
+// Over SCTP (where the kernel has it) sessions ride the association: the
+// session frames on their PPID, ASAP's cookies and business cards on PPID
+// 11, and [WriteOptions.Stream] and [WriteOptions.Unordered] choose the
+// SCTP stream and ordering of a message ([Message.Stream] on the other
+// side). rsplib's elements register "data plus control" too; rsp's tell
+// themselves apart on each association (SCTP's adaptation layer
+// indication, spec/session.md section 6), so a Dialer opens a session only
+// to an rsp element and gives an rsplib one a plain connection that sends
+// nothing but the application's data. Plain SCTP connections do not fail
+// over yet.
+//
 // A session watches its element with heartbeats
 // ([SessionConfig.HeartbeatInterval], [SessionConfig.HeartbeatMisses]): an
 // element that stops answering (a stopped process, a black hole) counts as
