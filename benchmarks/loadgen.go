@@ -41,6 +41,10 @@ func dial(ctx context.Context, t Target) (*Client, error) {
 	return &Client{c: c, in: make([]byte, 65536)}, nil
 }
 
+// keepAlivesAnswered counts the keep-alives the load generator has
+// acknowledged.
+var keepAlivesAnswered atomic.Int64
+
 // answerKeepAlive acknowledges m if it is a keep-alive, so that the
 // registrar keeps the elements registered while the benchmark runs, and
 // reports whether it was one.
@@ -52,6 +56,9 @@ func (c *Client) answerKeepAlive(m asap.Message) (bool, error) {
 	b, err := (&asap.EndpointKeepAliveAck{Handle: ka.Handle, ID: ka.ID}).AppendBinary(nil)
 	if err == nil {
 		err = c.c.WriteMsg(b, mapping.PPIDASAP)
+	}
+	if err == nil {
+		keepAlivesAnswered.Add(1)
 	}
 	return true, err
 }

@@ -1,0 +1,177 @@
+package benchmarks
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/enrp"
+	"github.com/rsp-go/rsp/internal/rsplibtest"
+	"github.com/rsp-go/rsp/internal/testutil"
+	"github.com/rsp-go/rsp/mapping"
+)
+
+// EnvScaleHold names the environment variable with how long
+// BenchmarkRegistrarScale holds its elements registered (a Go duration;
+// default 60s).
+const EnvScaleHold = "RSP_SCALE_HOLD"
+
+// scaleConns is how many registration connections share the elements.
+const scaleConns = 16
+
+// BenchmarkRegistrarScale registers n pool elements over 16 connections
+// with rsp's registrar in a process of its own (EnvRegistrarBinary) at the
+// default keep-alive interval (5 s), holds them for EnvScaleHold while 64
+// clients resolve, every keep-alive answered, and reports: registrations
+// per second, elements removed during the hold (the goal is none), the
+// registrar's resident memory per element, its CPU time per keep-alive
+// answered, and resolutions per second. It counts the elements left over
+// ENRP at the end. Run it with -benchtime=1x: one operation is the whole
+// scenario.
+func BenchmarkRegistrarScale(b *testing.B) {
+	bin := os.Getenv(EnvRegistrarBinary)
+	if bin == "" {
+		b.Skip(EnvRegistrarBinary + " names no built rspregistrar: the registrar must run in its own process")
+	}
+	hold := time.Minute
+	if s := os.Getenv(EnvScaleHold); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			b.Fatalf("%s: %v", EnvScaleHold, err)
+		}
+		hold = d
+	}
+	for _, n := range []int{1000, 100000, 1000000} {
+		b.Run(fmt.Sprintf("elements=%d", n), func(b *testing.B) {
+			for range b.N {
+				scaleOnce(b, bin, n, hold)
+			}
+		})
+	}
+}
+
+func scaleOnce(b *testing.B, bin string, n int, hold time.Duration) {
+	asapAddr, enrpAddr := testutil.FreeAddr(b), testutil.FreeAddr(b)
+	p := rsplibtest.StartProcess(b, nil, bin, "-listen", "tcp:"+asapAddr, "-enrp-listen", "tcp:"+enrpAddr,
+		"-max-pes-per-pool", "1048576", "-max-pools", "1024", "-max-hr-rate", "-1", "-log-level", "info")
+	testutil.WaitFor(b, 20*time.Second, "rsp's registrar to serve", func() bool { return canDial("tcp", asapAddr) })
+	t := Target{Name: "rsp", Network: "tcp", Addr: asapAddr, PID: p.Pid}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	base := rssBytes(p.Pid)
+
+	// Registration: 16 connections, a pool each.
+	start := time.Now()
+	stops := make([]func(), scaleConns)
+	errs := make([]error, scaleConns)
+	var wg sync.WaitGroup
+	for i := range scaleConns {
+		wg.Go(func() {
+			stops[i], errs[i] = Populate(ctx, t, asap.PoolHandle(fmt.Sprintf("scale-%d", i)), n/scaleConns, hostAddr(t), kindFor(t))
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			b.Fatalf("registration connection %d of %d failed after %v: %v; the registrar closed %d registration connections as not keeping up",
+				i, scaleConns, time.Since(start).Round(time.Millisecond), err, strings.Count(p.Out.String(), "peer does not keep up; closing its connection"))
+		}
+		defer stops[i]()
+	}
+	regTime := time.Since(start)
+
+	// Hold: the first half with keep-alives only, for the registrar's CPU
+	// per keep-alive; the second with 64 clients resolving.
+	removedBefore := strings.Count(p.Out.String(), "did not answer keep-alive; removed")
+	kaBefore := keepAlivesAnswered.Load()
+	cpuBefore := cpuTime(p.Pid)
+	time.Sleep(hold / 2)
+	kas := keepAlivesAnswered.Load() - kaBefore
+	kaCPU := cpuTime(p.Pid) - cpuBefore
+	clients, err := Dial(ctx, t, concurrency)
+	if err != nil {
+		b.Fatal(err)
+	}
+	holdStart := time.Now()
+	cpuBefore = cpuTime(p.Pid)
+	var resolutions int64
+	var firstBad atomic.Value
+	for time.Since(holdStart) < hold/2 {
+		const chunk = 20000
+		bad, err := Run(clients, chunk, 1, func(int) asap.Message {
+			return &asap.HandleResolution{Handle: asap.PoolHandle(fmt.Sprintf("scale-%d", rand.IntN(scaleConns)))}
+		}, func(m asap.Message) bool {
+			r, ok := m.(*asap.HandleResolutionResponse)
+			if !ok || len(r.Causes) != 0 {
+				firstBad.CompareAndSwap(nil, fmt.Sprintf("%T %+v", m, m))
+				return false
+			}
+			return true
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if bad > 0 {
+			b.Fatalf("%d of %d resolutions failed; the first answer: %v", bad, chunk, firstBad.Load())
+		}
+		resolutions += chunk
+	}
+	resolving := time.Since(holdStart)
+	resCPU := cpuTime(p.Pid) - cpuBefore
+	rss := rssBytes(p.Pid)
+	removed := strings.Count(p.Out.String(), "did not answer keep-alive; removed") - removedBefore
+
+	// What is left, read over ENRP.
+	var d mapping.Dialer
+	c, err := d.DialContext(ctx, "tcp", enrpAddr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fctx, fcancel := context.WithTimeout(ctx, 5*time.Minute)
+	dump, err := enrp.Fetch(fctx, c, 0x5ca1e)
+	fcancel()
+	c.Close()
+	if err != nil {
+		b.Fatalf("reading the handlespace: %v", err)
+	}
+	left := 0
+	for _, pool := range dump.Pools {
+		left += len(pool.PEs)
+	}
+	want := n / scaleConns * scaleConns
+	b.ReportMetric(float64(want)/regTime.Seconds(), "registrations/s")
+	b.ReportMetric(float64(want-left), "elements-lost")
+	b.ReportMetric(float64(removed), "removed-unanswered")
+	b.ReportMetric(float64(rss-base)/float64(want), "rss-B/element")
+	b.ReportMetric(float64(rss)/(1<<20), "rss-MiB")
+	b.ReportMetric(float64(kas)/(hold/2).Seconds(), "keepalives/s")
+	if kas > 0 {
+		b.ReportMetric(float64(kaCPU.Microseconds())/float64(kas), "registrar-cpu-µs/keepalive")
+	}
+	b.ReportMetric(float64(resolutions)/resolving.Seconds(), "resolutions/s")
+	b.ReportMetric(float64(resCPU.Milliseconds())/resolving.Seconds()/10, "registrar-cpu-%-resolving")
+}
+
+// rssBytes returns a process's resident memory, from /proc.
+func rssBytes(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for line := range bytes.Lines(b) {
+		if f := strings.Fields(string(line)); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
