@@ -319,7 +319,7 @@ func BenchmarkENRPUpdatePropagation(b *testing.B) {
 						break
 					}
 				}
-				a := f.await(b, 30*time.Second, "handle update", func(m enrp.Message) bool {
+				a := f.await(b, 30*time.Second, fmt.Sprintf("handle update of registration %d", i), func(m enrp.Message) bool {
 					u, ok := m.(*enrp.HandleUpdate)
 					return ok && u.Action == enrp.AddPE && u.PE.ID == id
 				})
