@@ -1,0 +1,76 @@
+package rsp
+
+import (
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/rsp-go/rsp/mapping"
+)
+
+// TestSessionAckTiming runs two ends of a session over an in-memory
+// connection on fake time: a message without an ack request is
+// acknowledged AckDelay after the receiving application's next call (the
+// implicit rule), not before; one with an ack request at once; Write
+// returns before any of it.
+func TestSessionAckTiming(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const delay = 10 * time.Millisecond
+		a, b := mapping.Pipe()
+		cfg := SessionConfig{AckDelay: delay}.withDefaults()
+		sender := newSession(cfg, false, "p", [16]byte{1}, a.(mapping.BatchConn), Element{})
+		receiver := newSession(cfg, false, "p", [16]byte{1}, b.(mapping.BatchConn), Element{})
+		sender.start()
+		receiver.start()
+
+		got := make(chan Message, 2)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				m, err := receiver.ReadMsg()
+				if err != nil {
+					return
+				}
+				got <- m
+			}
+		}()
+		if _, err := sender.WriteMsg([]byte("x"), WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if m := <-got; string(m.Data) != "x" || m.AckRequest || m.Seq != 1 {
+			t.Fatalf("received %+v", m)
+		}
+		// The reader's next ReadMsg makes "x" processed; its
+		// acknowledgement waits for the delay.
+		synctest.Wait()
+		start := time.Now()
+		time.Sleep(delay - time.Millisecond)
+		synctest.Wait()
+		if n := sender.Acked(); n != 0 {
+			t.Fatalf("acknowledged %d after %v, before the ack delay %v", n, time.Since(start), delay)
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if n := sender.Acked(); n != 1 {
+			t.Fatalf("acknowledged %d after the ack delay, want 1", n)
+		}
+
+		// An ack request is acknowledged as soon as it is processed.
+		if _, err := sender.WriteMsg([]byte("y"), WriteOptions{AckRequest: true}); err != nil {
+			t.Fatal(err)
+		}
+		if m := <-got; string(m.Data) != "y" || !m.AckRequest {
+			t.Fatalf("received %+v", m)
+		}
+		synctest.Wait()
+		if n := sender.Acked(); n != 2 {
+			t.Fatalf("acknowledged %d without delay, want 2", n)
+		}
+
+		sender.Close()
+		<-done // the receiver reads the end of the session
+		receiver.Close()
+		synctest.Wait()
+	})
+}
