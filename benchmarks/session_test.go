@@ -297,6 +297,7 @@ var idleSessions = rsp.SessionConfig{HeartbeatInterval: 10 * time.Second}
 // per idle connection with 10^4 of them open, sessions against plain TCP
 // connections. The servers run in a process of their own.
 func BenchmarkIdleMemory(b *testing.B) {
+	skipInUML(b)
 	n := 10000
 	if s := os.Getenv("RSP_BENCH_IDLE_N"); s != "" {
 		fmt.Sscan(s, &n)
@@ -352,6 +353,16 @@ func BenchmarkIdleMemory(b *testing.B) {
 	}
 }
 
+// skipInUML skips a benchmark of sessions over TCP that is sized for the
+// host (10^4 connections, failovers timed by heartbeats) inside User-mode
+// Linux, where .ci/uml/test-sctp runs the SCTP benchmarks with large
+// iteration counts.
+func skipInUML(b *testing.B) {
+	if os.Getenv("RSP_IN_UML") != "" {
+		b.Skip("sized for the host: run it there")
+	}
+}
+
 func memInUse() uint64 {
 	runtime.GC()
 	var ms runtime.MemStats
@@ -365,6 +376,7 @@ func memInUse() uint64 {
 // noticed by heartbeats, here every 50 ms). Run it with -benchtime=Nx:
 // each iteration is one failover.
 func BenchmarkFailover(b *testing.B) {
+	skipInUML(b)
 	const hb = 50 * time.Millisecond
 	for _, kind := range []string{"reset", "silent"} {
 		b.Run("failure="+kind, func(b *testing.B) {
