@@ -182,6 +182,11 @@ func (d *Dialer) dialElement(ctx context.Context, network string, handle asap.Po
 		if session {
 			return d.openSession(ctx, handle, pe, mc.(mapping.BatchConn))
 		}
+		if !d.Plain && t.Use == asap.DataPlusControl {
+			// An element with a control channel (rsplib's enhanced
+			// mode): cookies, and failover as rsplib's users do it.
+			return newASAPConn(d, handle, pe, mc), nil
+		}
 		c := newMsgStream(mc)
 		notePoolElement(c, handle, pe)
 		return c, nil
@@ -297,6 +302,8 @@ func PoolElementOf(c net.Conn) (Element, bool) {
 	var key any
 	switch c := c.(type) {
 	case *Session:
+		return c.Element(), true
+	case *ASAPConn:
 		return c.Element(), true
 	case *net.TCPConn:
 		key = weak.Make(c)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rsp-go/rsp"
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/asap/endpoint"
 	"github.com/rsp-go/rsp/internal/pingpong"
@@ -332,5 +333,95 @@ func TestRsplibPingPongClientWithRSPElements(t *testing.T) {
 	}
 	if regexp.MustCompile(`Detected gap`).MatchString(out.String()) {
 		t.Errorf("pingpongclient detected a gap:\n%s", out.String())
+	}
+}
+
+// TestPingPongRSPDialerWithRsplibServers: rsp's Dialer, given rsplib's
+// PingPong pool, returns an *rsp.ASAPConn (rsplib's elements speak the
+// control channel, not rsp sessions); the element in use is killed
+// (SIGKILL), then the next stopped (SIGSTOP, which the application notices
+// by its timeout and answers with Failover): each time the connection
+// moves to another element, echoes the last cookie, and the reply numbers
+// go on without a gap.
+func TestPingPongRSPDialerWithRsplibServers(t *testing.T) {
+	rsplibtest.Require(t)
+	registrar := fmt.Sprintf("%s:3943", hostAddr)
+	rsplibtest.StartRegistrar(t, 3943, 9951)
+	ep := endpoint.New(endpoint.Config{Registrars: []string{"sctp:" + registrar}})
+	defer ep.Close()
+	procs := map[asap.PEID]*rsplibtest.Process{}
+	for range 3 {
+		p, id := startRsplibPingPong(t, ep, registrar)
+		procs[id] = p
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	d := rsp.Dialer{Endpoint: ep, Timeout: 2 * time.Second}
+	nc, err := d.DialContext(ctx, "tcp", "pool:"+pingPongPool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c, ok := nc.(*rsp.ASAPConn)
+	if !ok {
+		t.Fatalf("dialing rsplib's PingPong pool gave a %T, want an *rsp.ASAPConn", nc)
+	}
+	var state pingpong.Client
+	buf := make([]byte, 65536)
+	exchange := func(p pingpong.Ping) (pingpong.Pong, error) {
+		b, _ := p.AppendBinary(nil)
+		if err := c.WriteMsg(b, pingpong.PPID); err != nil {
+			return pingpong.Pong{}, err
+		}
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		n, err := c.Read(buf)
+		if err != nil {
+			return pingpong.Pong{}, err
+		}
+		return pingpong.ParsePong(buf[:n])
+	}
+	run := func(count int) {
+		for range count {
+			p := state.NextPing([]byte("ping from rsp.Dial"))
+			for tries := 0; ; tries++ {
+				before := c.Failovers()
+				pong, err := exchange(p)
+				if err == nil {
+					if pong.MessageNo != p.MessageNo || !state.Pong(pong) {
+						t.Fatalf("ping #%d answered with %+v", p.MessageNo, pong)
+					}
+					break
+				}
+				if tries == 3 {
+					t.Fatalf("ping #%d: %v", p.MessageNo, err)
+				}
+				// The ping went to an element that failed: moved
+				// already (a kill), or to be moved (a stop).
+				if c.Failovers() == before {
+					if ferr := c.Failover(ctx); ferr != nil {
+						t.Fatalf("Failover after %v: %v", err, ferr)
+					}
+				}
+				t.Logf("ping #%d again after %v, now to PE %08x", p.MessageNo, err, uint32(c.Element().ID))
+			}
+		}
+	}
+	run(5)
+	for i, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGSTOP} {
+		time.Sleep(300 * time.Millisecond) // the cookie after the last Pong arrives
+		victim := c.Element().ID
+		if err := syscall.Kill(procs[victim].Pid, sig); err != nil {
+			t.Fatal(err)
+		}
+		if sig == syscall.SIGSTOP {
+			defer syscall.Kill(procs[victim].Pid, syscall.SIGCONT)
+		}
+		run(5)
+		if c.Failovers() != i+1 || c.Element().ID == victim {
+			t.Fatalf("after %v to PE %08x: %d failovers, on PE %08x", sig, uint32(victim), c.Failovers(), uint32(c.Element().ID))
+		}
+	}
+	if state.Gaps != 0 || state.LastReplyNo() != 15 {
+		t.Errorf("after 15 pings: last reply #%d, %d gaps; want #15 and none", state.LastReplyNo(), state.Gaps)
 	}
 }
