@@ -52,7 +52,10 @@ func startRSP(t *testing.T, id asap.ServerID, asapPort, enrpPort int, cfg regist
 	for _, p := range peers {
 		cfg.Peers = append(cfg.Peers, fmt.Sprintf("sctp:%s:%d", hostAddr, p))
 	}
-	r := registrar.New(registrar.Config{ID: id, ENRP: cfg, Logger: testutil.Logger(t, fmt.Sprintf("rsp %08x", uint32(id)))})
+	r := registrar.New(registrar.Config{
+		ID: id, ENRP: cfg, Logger: testutil.Logger(t, fmt.Sprintf("rsp %08x", uint32(id))),
+		KeepAliveInterval: 500 * time.Millisecond, KeepAliveTimeout: time.Second,
+	})
 	t.Cleanup(func() { r.Close() })
 	l, err := registrar.Listen(context.Background(), "sctp", fmt.Sprintf("%s:%d", hostAddr, asapPort))
 	if err != nil {
@@ -225,7 +228,8 @@ func TestENRPRsplibTakesOverRSP(t *testing.T) {
 }
 
 // TestENRPRSPTakesOverRsplib: when rsplib's registrar dies, the rsp
-// registrar takes over its elements.
+// registrar takes over its elements, tells them with home-flagged
+// keep-alives, and keeps them with its keep-alives.
 func TestENRPRSPTakesOverRsplib(t *testing.T) {
 	p := startENRPPair(t)
 	rsplibPE := rsplibElement(t, p, rsplibASAP)
@@ -237,6 +241,15 @@ func TestENRPRSPTakesOverRsplib(t *testing.T) {
 		return homeAt(p.rsp, "EchoPool", rsplibPE) == p.rsp.ID() && len(p.rsp.Peers()) == 0
 	})
 	t.Logf("rsp took over %v after rsplib's registrar was killed", time.Since(died).Round(10*time.Millisecond))
+	// The element hears that rsp is its home (a keep-alive with the H
+	// flag on an association rsp opens to it) and answers rsp's
+	// keep-alives from then on: with a 1 s keep-alive timeout, one that
+	// did not would be gone.
+	testutil.WaitFor(t, 10*time.Second, "rsp's association to the taken-over element", func() bool { return p.rsp.Conns() == 1 })
+	time.Sleep(4 * time.Second)
+	if h := homeAt(p.rsp, "EchoPool", rsplibPE); h != p.rsp.ID() || p.rsp.Conns() != 1 {
+		t.Fatalf("4 s after the home keep-alive: element's home %08x, %d connections; want %08x and the association kept", uint32(h), p.rsp.Conns(), uint32(p.rsp.ID()))
+	}
 	text := hsdump(t, fmt.Sprintf("%s:%d", hostAddr, rspENRP))
 	if !strings.Contains(text, fmt.Sprintf("$%08x", uint32(rsplibPE))) {
 		t.Errorf("hsdump at rsp lacks the taken-over element:\n%s", text)

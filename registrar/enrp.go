@@ -103,8 +103,8 @@ type enrpSide struct {
 	r       *Registrar
 	cfg     ENRPConfig
 	core    *peer.Core // guarded by r.mu
-	started bool // guarded by r.mu
-	running bool // guarded by r.mu
+	started bool       // guarded by r.mu
+	running bool       // guarded by r.mu
 
 	lmu       sync.Mutex
 	links     map[*link]struct{}
@@ -162,16 +162,95 @@ func newENRPSide(r *Registrar) *enrpSide {
 			}
 		},
 		TookOver: func(target asap.ServerID, pes []peer.Key) {
-			// rsp's pool elements keep one connection, to their home
-			// registrar; when it breaks they hunt, find this one and
-			// re-register, which makes it their home on their side too.
-			// Until then they are resolvable here and expire with their
-			// registration life.
 			r.cfg.Logger.Warn("took over a registrar's pool elements", "registrar", fmt.Sprintf("%08x", uint32(target)), "elements", len(pes))
+			r.homeKeepAlivesLocked(pes)
 		},
 		Logger: r.cfg.Logger.With("enrp", fmt.Sprintf("%08x", uint32(r.id))),
 	}, r.hs)
 	return e
+}
+
+// homeKeepAlivesLocked tells the pool elements this registrar took over
+// that it is their home (RFC 5352 §3.4.2): for each SCTP ASAP transport
+// among them it opens an association there and sends every element behind
+// it an ASAP_ENDPOINT_KEEP_ALIVE with the H flag; from then on they are
+// watched with keep-alives on that association like elements registered
+// here, and one that does not answer within KeepAliveTimeout is removed
+// (as rsplib does). rsplib's pool elements accept such associations. An
+// element whose transport cannot be reached, such as rsp's, which keep one
+// association or connection, to their registrar, stays in the handlespace
+// until it hunts, finds a registrar of the pool and re-registers, or its
+// registration life ends. r.mu is held.
+func (r *Registrar) homeKeepAlivesLocked(keys []peer.Key) {
+	byAddr := make(map[string][]peKey)
+	for _, k := range keys {
+		pe, ok := r.hs.Lookup(k.Handle, k.ID)
+		if !ok || pe.ASAPTransport == nil || pe.ASAPTransport.Kind != asap.ParamSCTPTransport || len(pe.ASAPTransport.Addrs) == 0 {
+			continue
+		}
+		t := pe.ASAPTransport
+		addr := netip.AddrPortFrom(t.Addrs[0].Unmap(), t.Port).String()
+		byAddr[addr] = append(byAddr[addr], peKey{k.Handle, k.ID})
+	}
+	if len(byAddr) == 0 || r.closed || !mapping.SCTPSupported() {
+		return
+	}
+	timeout := r.cfg.ENRP.MaxTimeNoResponse
+	if timeout <= 0 {
+		timeout = DefaultPeerMaxTimeNoResponse
+	}
+	for addr, keys := range byAddr {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*timeout)
+			go func() {
+				select {
+				case <-r.done:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			var d mapping.Dialer
+			c, err := d.DialContext(ctx, "sctp", addr)
+			cancel()
+			if err != nil {
+				r.cfg.Logger.Info("taken-over pool elements unreachable for a home keep-alive; left to re-register", "addr", addr, "elements", len(keys), "err", err)
+				return
+			}
+			r.adopt(c, keys)
+		}()
+	}
+}
+
+// adopt serves c, an association this registrar opened to taken-over pool
+// elements, and sends each of keys a home-flagged keep-alive on it.
+func (r *Registrar) adopt(c mapping.Conn, keys []peKey) {
+	pc := newPeerConn(r, c)
+	r.mu.Lock()
+	if r.closed || !r.admitLocked(pc) {
+		r.mu.Unlock()
+		c.Close()
+		return
+	}
+	n := 0
+	for _, key := range keys {
+		pe, ok := r.hs.Lookup(key.handle, key.id)
+		if !ok || pe.Home != r.id || r.owned[key] != nil {
+			continue // gone, or registered again somewhere since
+		}
+		st := &peState{key: key, conn: pc, idx: -1, awaiting: true}
+		r.owned[key] = st
+		pc.pes[key] = struct{}{}
+		r.scheduleLocked(st, r.cfg.KeepAliveTimeout)
+		pc.send(&asap.EndpointKeepAlive{Server: r.id, Handle: key.handle, ID: key.id, Home: true})
+		n++
+	}
+	r.wg.Add(2)
+	r.mu.Unlock()
+	r.cfg.Logger.Info("sent home keep-alives to taken-over pool elements", "peer", c.RemoteAddr(), "elements", n)
+	go pc.writeLoop()
+	go pc.readLoop()
 }
 
 // registeredLocked tells the peers of a registration here. The update

@@ -36,13 +36,14 @@
 // within MaxTimeNoResponse is taken over: INIT_TAKEOVER to all peers, the
 // lower server identifier winning when two try at once (as in rsplib),
 // TAKEOVER_SERVER once every live peer acknowledged. The taker becomes
-// the home of the dead registrar's elements in every handlespace. rsp's
-// pool elements keep one connection, to their home registrar; when it
-// breaks they hunt, reach another registrar of the pool and re-register,
-// which makes it their home. The home-flagged keep-alive of RFC 5352 is
-// not sent on takeover: the taker has no connection to a pool element it
-// did not register, and a taken-over element that never re-registers
-// leaves with its registration life.
+// the home of the dead registrar's elements in every handlespace, and
+// sends them the home-flagged keep-alive of RFC 5352 on an association it
+// opens to their SCTP ASAP transport; rsplib's pool elements accept it and
+// answer its keep-alives from then on. rsp's pool elements keep one
+// connection, to their home registrar, and cannot be reached that way:
+// when it breaks they hunt, reach another registrar of the pool and
+// re-register, which makes it their home; one that never does leaves with
+// its registration life.
 //
 // An element registered here over a live connection stays here when a
 // peer's handle table or takeover claims it; the claim is answered with a
