@@ -62,9 +62,11 @@
 // side). rsplib's elements register "data plus control" too; rsp's tell
 // themselves apart on each association (SCTP's adaptation layer
 // indication, spec/session.md section 6), so a Dialer opens a session only
-// to an rsp element and gives an rsplib one a plain connection that sends
-// nothing but the application's data. Plain SCTP connections do not fail
-// over yet.
+// to an rsp element. To an rsplib element with a control channel it
+// returns an [*ASAPConn], which sends nothing but the application's data
+// and RFC 5352 messages, keeps the element's cookie, and fails over as
+// rsplib's own pool users do (the last cookie echoed to the next element,
+// nothing replayed).
 //
 // A session watches its element with heartbeats
 // ([SessionConfig.HeartbeatInterval], [SessionConfig.HeartbeatMisses]): an

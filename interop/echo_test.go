@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/asap/endpoint"
 	"github.com/rsp-go/rsp/internal/rsplibtest"
 	"github.com/rsp-go/rsp/registrar"
 )
@@ -68,4 +71,58 @@ func TestRSPEchoOverSCTPServesRsplib(t *testing.T) {
 		fmt.Fprintln(pw, "hello from rsplib")
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+var replyLine = regexp.MustCompile(`from PE ([0-9a-f]{8})> line (\d+)`)
+
+// TestRSPTerminalFailsOverBetweenRsplibEchoServers: "rsp terminal" reaches
+// rsplib's echo servers (an *rsp.ASAPConn); the one it uses is killed
+// (SIGKILL), and the terminal goes on with the other, its lines answered.
+func TestRSPTerminalFailsOverBetweenRsplibEchoServers(t *testing.T) {
+	rsplibtest.Require(t)
+	bin := os.Getenv(EnvRSPBinary)
+	if bin == "" {
+		t.Skipf("%s is not set to a built cmd/rsp; .ci/uml/test-sctp sets it", EnvRSPBinary)
+	}
+	regAddr := fmt.Sprintf("%s:3953", hostAddr)
+	rsplibtest.StartRegistrar(t, 3953, 9961)
+	ep := endpoint.New(endpoint.Config{Registrars: []string{"sctp:" + regAddr}})
+	defer ep.Close()
+	procs := map[string]*rsplibtest.Process{}
+	for range 2 {
+		p, id := startRsplibServer(t, ep, regAddr, "EchoPool", "-echo")
+		procs[fmt.Sprintf("%08x", uint32(id))] = p
+	}
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	term := rsplibtest.StartProcess(t, pr, bin, "terminal", "-registrar", "sctp:"+regAddr, "-wait", "1s", "EchoPool")
+	answered := func() [][]string { return replyLine.FindAllStringSubmatch(term.Out.String(), -1) }
+	line := 0
+	send := func(until func([][]string) bool, what string) {
+		deadline := time.Now().Add(30 * time.Second)
+		for !until(answered()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("rsp terminal: %s; its output:\n%s", what, term.Out.String())
+			}
+			select {
+			case <-term.Exited:
+				t.Fatalf("rsp terminal exited (%v):\n%s", term.Err, term.Out.String())
+			default:
+			}
+			line++
+			fmt.Fprintf(pw, "line %d\n", line)
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	send(func(a [][]string) bool { return len(a) >= 3 }, "no three replies")
+	first := answered()[0][1]
+	if procs[first] == nil {
+		t.Fatalf("replies from PE %s, not one of the echo servers", first)
+	}
+	syscall.Kill(procs[first].Pid, syscall.SIGKILL)
+	n := len(answered())
+	send(func(a [][]string) bool {
+		return len(a) >= n+3 && a[len(a)-1][1] != first
+	}, "no three replies from the other element after the kill")
+	t.Logf("moved from PE %s to PE %s", first, answered()[len(answered())-1][1])
 }

@@ -144,18 +144,26 @@ func (u *pingPongUser) run(ctx context.Context, count int) (failovers int) {
 // registrar resolves it; it returns the process and its PE identifier.
 func startRsplibPingPong(t *testing.T, ep *endpoint.Endpoint, registrar string) (*rsplibtest.Process, asap.PEID) {
 	t.Helper()
+	return startRsplibServer(t, ep, registrar, pingPongPool, "-pingpong")
+}
+
+// startRsplibServer starts rspserver with a service flag and waits until
+// the registrar resolves the new element in pool; it returns the process
+// and its PE identifier.
+func startRsplibServer(t *testing.T, ep *endpoint.Endpoint, registrar string, pool asap.PoolHandle, service string) (*rsplibtest.Process, asap.PEID) {
+	t.Helper()
 	before := map[asap.PEID]bool{}
-	if res, err := ep.Resolve(context.Background(), pingPongPool); err == nil {
+	if res, err := ep.Resolve(context.Background(), pool); err == nil {
 		for _, pe := range res.PEs {
 			before[pe.ID] = true
 		}
 	}
-	p := rsplibtest.StartProcess(t, nil, "rspserver", "-pingpong", "-registrar="+registrar, "-asapannounce=off")
+	p := rsplibtest.StartProcess(t, nil, "rspserver", service, "-registrar="+registrar, "-asapannounce=off")
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		ep.Invalidate(pingPongPool)
+		ep.Invalidate(pool)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		res, err := ep.Resolve(ctx, pingPongPool)
+		res, err := ep.Resolve(ctx, pool)
 		cancel()
 		if err == nil {
 			for _, pe := range res.PEs {
@@ -166,7 +174,7 @@ func startRsplibPingPong(t *testing.T, ep *endpoint.Endpoint, registrar string) 
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Fatalf("rspserver -pingpong did not register:\n%s", p.Out.String())
+	t.Fatalf("rspserver %s did not register:\n%s", service, p.Out.String())
 	return nil, 0
 }
 

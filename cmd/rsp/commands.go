@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -191,11 +192,7 @@ func runTerminal(ctx context.Context, std stdio, args []string) error {
 			return err
 		case text = <-lines:
 		}
-		if _, err := fmt.Fprintf(c, "%s\n", text); err != nil {
-			return err
-		}
-		c.SetReadDeadline(time.Now().Add(*wait))
-		line, err := replies.ReadString('\n')
+		line, err := exchangeLine(ctx, c, replies, text, *wait)
 		if line != "" {
 			fmt.Fprintf(std.out, "from PE %08x> %s", pe(), line)
 			if line[len(line)-1] != '\n' {
@@ -246,4 +243,32 @@ func addTLSFlags(fs *flag.FlagSet) *tlsflag.Flags {
 	var f tlsflag.Flags
 	f.Register(fs, "tls-ca", "PEM file of the CA that verifies the registrar and pool elements (default: the system's roots); any -tls- flag turns on TLS on every TCP link")
 	return &f
+}
+
+// exchangeLine sends a line and reads the reply within wait. Over an
+// *rsp.ASAPConn (an rsplib element), whose failover replays nothing, a
+// line whose reply does not come is sent again once to the element the
+// connection moved to, moving it first if it had not moved (an element
+// that stopped answering): the terminal carries on as rsplib's does.
+func exchangeLine(ctx context.Context, c net.Conn, replies *bufio.Reader, text string, wait time.Duration) (string, error) {
+	ac, _ := c.(*rsp.ASAPConn)
+	for try := 0; ; try++ {
+		before := 0
+		if ac != nil {
+			before = ac.Failovers()
+		}
+		if _, err := fmt.Fprintf(c, "%s\n", text); err != nil {
+			return "", err
+		}
+		c.SetReadDeadline(time.Now().Add(wait))
+		line, err := replies.ReadString('\n')
+		if ac == nil || try > 0 || line != "" || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return line, err
+		}
+		if ac.Failovers() == before {
+			if ferr := ac.Failover(ctx); ferr != nil {
+				return "", ferr
+			}
+		}
+	}
 }
