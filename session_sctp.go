@@ -141,7 +141,8 @@ func (s *Session) checkStream(stream uint16) error {
 	s.mu.Lock()
 	c := s.conn
 	s.mu.Unlock()
-	sc, ok := c.(*mapping.SCTPConn)
+	// A *mapping.SCTPConn, where the kernel has SCTP.
+	sc, ok := c.(interface{ Info() (mapping.SCTPInfo, error) })
 	if !ok {
 		return fmt.Errorf("%w: SCTP streams and unordered delivery over the TCP mapping", ErrNotSupported)
 	}
