@@ -126,3 +126,73 @@ func TestRSPTerminalFailsOverBetweenRsplibEchoServers(t *testing.T) {
 	}, "no three replies from the other element after the kill")
 	t.Logf("moved from PE %s to PE %s", first, answered()[len(answered())-1][1])
 }
+
+var rsplibReply = regexp.MustCompile(`from PE \$([0-9a-f]{8})> line (\d+)`)
+
+// TestRsplibTerminalFailsOverBetweenRSPEchoServers: rsplib's rspterminal
+// uses a pool of "rsp echo -transport sctp" elements (session listeners,
+// which serve rsplib's plain associations); the one it uses is killed
+// (SIGKILL), and rspterminal goes on with the other.
+func TestRsplibTerminalFailsOverBetweenRSPEchoServers(t *testing.T) {
+	rsplibtest.Require(t)
+	bin := os.Getenv(EnvRSPBinary)
+	if bin == "" {
+		t.Skipf("%s is not set to a built cmd/rsp; .ci/uml/test-sctp sets it", EnvRSPBinary)
+	}
+	r := registrar.New(registrar.Config{})
+	defer r.Close()
+	regAddr := fmt.Sprintf("%s:3963", hostAddr)
+	l, err := registrar.Listen(context.Background(), "sctp", regAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go r.Serve(l)
+	procs := map[string]*rsplibtest.Process{}
+	for i := range 2 {
+		p := rsplibtest.StartProcess(t, nil, bin, "echo", "-transport", "sctp", "-registrar", "sctp:"+regAddr,
+			"-listen", hostAddr+":0", "-pool", "RSPEchoPool2")
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			pool, _ := r.Pool("RSPEchoPool2")
+			if len(pool.Elements) == i+1 {
+				for _, pe := range pool.Elements {
+					if id := fmt.Sprintf("%08x", uint32(pe.ID)); procs[id] == nil {
+						procs[id] = p
+					}
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("rsp echo -transport sctp did not register")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	out := rsplibtest.Start(t, pr, "rspterminal", "-registrar="+regAddr, "-poolhandle=RSPEchoPool2", "-asapannounce=off")
+	answered := func() [][]string { return rsplibReply.FindAllStringSubmatch(out.String(), -1) }
+	line := 0
+	send := func(until func([][]string) bool, what string) {
+		deadline := time.Now().Add(30 * time.Second)
+		for !until(answered()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("rspterminal: %s; its output:\n%s", what, out.String())
+			}
+			line++
+			fmt.Fprintf(pw, "line %d\n", line)
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	send(func(a [][]string) bool { return len(a) >= 3 }, "no three replies")
+	first := answered()[0][1]
+	if procs[first] == nil {
+		t.Fatalf("replies from PE %s, not one of the rsp echo servers", first)
+	}
+	syscall.Kill(procs[first].Pid, syscall.SIGKILL)
+	n := len(answered())
+	send(func(a [][]string) bool {
+		return len(a) >= n+3 && a[len(a)-1][1] != first
+	}, "no three replies from the other element after the kill")
+	t.Logf("moved from PE %s to PE %s", first, answered()[len(answered())-1][1])
+}
