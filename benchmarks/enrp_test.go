@@ -269,16 +269,23 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	return ds[min(len(ds)-1, int(float64(len(ds))*p))]
 }
 
-// propagationSamples is how many registrations one operation of
-// BenchmarkENRPUpdatePropagation times, so that -benchtime=1x, which the
-// takeover benchmark needs, still gives percentiles.
-const propagationSamples = 200
+// BenchmarkENRPUpdatePropagation times at least propagationSamples
+// registrations, so that -benchtime=1x, which the takeover benchmark
+// needs, still gives percentiles, and at most maxPropagationSamples, so
+// that the suite's -benchtime=3000x stays short. BenchmarkENRPTakeover
+// runs at most maxTakeovers takeovers (each takes seconds: up to 12 with
+// rsplib's timers).
+const (
+	propagationSamples    = 200
+	maxPropagationSamples = 3000
+	maxTakeovers          = 3
+	maxSyncs              = 20 // of BenchmarkENRPHandleTableSync
+)
 
 // BenchmarkENRPUpdatePropagation measures the time from a registration at
 // a registrar to its handle update at a peer: one registration at a time
-// over ASAP, the peer a fake one on the same host. An operation is
-// propagationSamples registrations; reported are the median and 99th
-// percentile of all, in µs.
+// over ASAP, the peer a fake one on the same host; reported are the median
+// and 99th percentile, in µs.
 func BenchmarkENRPUpdatePropagation(b *testing.B) {
 	for _, t := range enrpTargets(b) {
 		b.Run("registrar="+t.Name, func(b *testing.B) {
@@ -291,7 +298,7 @@ func BenchmarkENRPUpdatePropagation(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer c.c.Close()
-			n := b.N * propagationSamples
+			n := min(max(b.N, propagationSamples), maxPropagationSamples)
 			base := nextID.Add(uint32(n)+1) - uint32(n)
 			lat := make([]time.Duration, 0, n)
 			b.ResetTimer()
@@ -347,7 +354,8 @@ func BenchmarkENRPTakeover(b *testing.B) {
 			watcher := dialFakePeer(b, t.Network, t.ENRP, 0x0c0c0000+asap.ServerID(nextID.Add(1)))
 			watcher.joined(b)
 			var detect, total time.Duration
-			for range b.N {
+			takeovers := min(b.N, maxTakeovers)
+			for range takeovers {
 				b.StopTimer()
 				dead := dialFakePeer(b, t.Network, t.ENRP, 0x0d0d0000+asap.ServerID(nextID.Add(1)))
 				dead.joined(b)
@@ -377,8 +385,8 @@ func BenchmarkENRPTakeover(b *testing.B) {
 				b.StopTimer()
 				dead.close()
 			}
-			b.ReportMetric(float64(detect.Milliseconds())/float64(b.N), "detect-ms")
-			b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "takeover-ms")
+			b.ReportMetric(float64(detect.Milliseconds())/float64(takeovers), "detect-ms")
+			b.ReportMetric(float64(total.Milliseconds())/float64(takeovers), "takeover-ms")
 		})
 	}
 }
@@ -428,7 +436,7 @@ func BenchmarkENRPHandleTableSync(b *testing.B) {
 			})
 			b.ResetTimer()
 			n := 0
-			for range b.N {
+			for range min(b.N, maxSyncs) {
 				n += count()
 			}
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "elements/s")
