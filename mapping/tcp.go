@@ -187,7 +187,8 @@ func (c *TCPConn) ReadMsg(b []byte) (int, uint32, error) {
 
 // ReadBatch reads one message, waiting for it, and then those that are
 // already buffered whole, up to len(ms), without another system call. A
-// message longer than its Buf but not than limit comes in a new Buf.
+// message longer than its Buf but not than limit comes in a new Buf, which
+// the caller owns (ReadBatch keeps no reference to it).
 func (c *TCPConn) ReadBatch(ms []Msg, limit int) (int, error) {
 	if len(ms) == 0 {
 		return 0, nil
@@ -212,8 +213,10 @@ func (c *TCPConn) ReadBatch(ms []Msg, limit int) (int, error) {
 		case len(payload) <= len(m.Buf):
 			m.N = copy(m.Buf, payload)
 		case len(payload) <= limit:
-			m.Buf = bytes.Clone(payload)
-			m.N = len(payload)
+			// The frame's own buffer, read from the socket, becomes the
+			// message's: no copy; the next long frame gets a new one.
+			m.Buf, m.N = payload, len(payload)
+			c.body = nil
 		default:
 			m.N, m.Err = 0, ErrMessageTooLong
 		}
