@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"regexp"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/rsp-go/rsp"
 	"github.com/rsp-go/rsp/internal/rsplibtest"
+	"github.com/rsp-go/rsp/internal/testhost"
 	"github.com/rsp-go/rsp/internal/testutil"
 	"github.com/rsp-go/rsp/registrar"
 )
@@ -230,5 +232,64 @@ func TestSessionStreamsOverSCTP(t *testing.T) {
 	}
 	if s.Failovers() != 0 {
 		t.Errorf("%d failovers", s.Failovers())
+	}
+}
+
+// TestSessionOverSCTPBlackHole: the packets to and from the element a
+// session over SCTP uses are dropped (netem on its port, nothing closes);
+// the session notices within about three heartbeats and goes on with
+// another element, its echoes intact.
+func TestSessionOverSCTPBlackHole(t *testing.T) {
+	rsplibtest.Require(t)
+	r := registrar.New(registrar.Config{})
+	defer r.Close()
+	regAddr := fmt.Sprintf("%s:3973", hostAddr)
+	l, err := registrar.Listen(context.Background(), "sctp", regAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go r.Serve(l)
+	for range 2 {
+		p := startHelperPE(t, regAddr)
+		testutil.WaitFor(t, 10*time.Second, "the helper element's word that it serves", func() bool { return readyLine.MatchString(p.Out.String()) })
+	}
+	const heartbeat = 200 * time.Millisecond
+	d := rsp.Dialer{Registrars: []string{"sctp:" + regAddr}, Timeout: 2 * time.Second,
+		Session: rsp.SessionConfig{HeartbeatInterval: heartbeat}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := d.DialContext(ctx, "tcp", "pool:sctpecho")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := c.(*rsp.Session)
+	s.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(s)
+	for i := range 10 {
+		if i == 5 {
+			_, port, _ := net.SplitHostPort(s.RemoteAddr().String())
+			pn, _ := strconv.Atoi(port)
+			testhost.BlackholePort(t, pn)
+		}
+		start := time.Now()
+		msg := fmt.Sprintf("echo %d\n", i)
+		if _, err := io.WriteString(s, msg); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		line, err := br.ReadString('\n')
+		if err != nil || line != msg {
+			t.Fatalf("echo %d: %q, %v", i, line, err)
+		}
+		if i == 5 {
+			took := time.Since(start)
+			t.Logf("black hole: echo after %v", took)
+			if took > 4*heartbeat+time.Second {
+				t.Errorf("a black-holed element held the session up for %v, want about three heartbeats (%v)", took, 3*heartbeat)
+			}
+		}
+	}
+	if s.Failovers() != 1 {
+		t.Errorf("Failovers() = %d, want 1", s.Failovers())
 	}
 }

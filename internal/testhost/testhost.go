@@ -92,3 +92,38 @@ func BlackholeLoopback(t testing.TB) (restore func()) {
 	t.Cleanup(restore)
 	return restore
 }
+
+// BlackholePort drops every IPv4 packet on the test host's loopback
+// interface to or from port (SCTP, TCP or UDP: a prio qdisc whose third
+// band is netem loss 100%, u32 filters on the port), as one peer that
+// stops answering without closing looks to the others, until the returned
+// function is called or the test ends. It skips the test anywhere but on
+// the test host.
+func BlackholePort(t testing.TB, port int) (restore func()) {
+	t.Helper()
+	if ok, why := Available(); !ok {
+		t.Skip("port black hole only on the test host: " + why)
+	}
+	p := strconv.Itoa(port)
+	for _, args := range [][]string{
+		{"qdisc", "add", "dev", "lo", "root", "handle", "1:", "prio"},
+		{"qdisc", "add", "dev", "lo", "parent", "1:3", "handle", "30:", "netem", "loss", "100%"},
+		{"filter", "add", "dev", "lo", "parent", "1:0", "protocol", "ip", "prio", "1", "u32", "match", "ip", "dport", p, "0xffff", "flowid", "1:3"},
+		{"filter", "add", "dev", "lo", "parent", "1:0", "protocol", "ip", "prio", "1", "u32", "match", "ip", "sport", p, "0xffff", "flowid", "1:3"},
+	} {
+		if out, err := exec.Command("tc", args...).CombinedOutput(); err != nil {
+			exec.Command("tc", "qdisc", "del", "dev", "lo", "root").Run()
+			t.Fatalf("tc %v: %v\n%s", args, err, out)
+		}
+	}
+	var once sync.Once
+	restore = func() {
+		once.Do(func() {
+			if out, err := exec.Command("tc", "qdisc", "del", "dev", "lo", "root").CombinedOutput(); err != nil {
+				t.Errorf("tc qdisc del dev lo root: %v\n%s", err, out)
+			}
+		})
+	}
+	t.Cleanup(restore)
+	return restore
+}
