@@ -23,8 +23,13 @@ import (
 
 // EnvScaleHold names the environment variable with how long
 // BenchmarkRegistrarScale holds its elements registered (a Go duration;
-// default 60s).
-const EnvScaleHold = "RSP_SCALE_HOLD"
+// default 60s), and EnvScalePEs the one with how many elements it
+// registers: a comma-separated list of counts, one sub-benchmark each
+// (default "1000,100000"; the goal is 1000000).
+const (
+	EnvScaleHold = "RSP_SCALE_HOLD"
+	EnvScalePEs  = "RSP_SCALE_PES"
+)
 
 // scaleConns is how many registration connections share the elements.
 const scaleConns = 16
@@ -33,7 +38,8 @@ const scaleConns = 16
 // with rsp's registrar in a process of its own (EnvRegistrarBinary) at the
 // default keep-alive interval (5 s), holds them for EnvScaleHold while 64
 // clients resolve, every keep-alive answered, and reports: registrations
-// per second, elements removed during the hold (the goal is none), the
+// per second, elements removed during the hold (the goal is none; the
+// benchmark fails when any is removed or lost), the
 // registrar's resident memory per element, its CPU time per keep-alive
 // answered, and resolutions per second. It counts the elements left over
 // ENRP at the end. It runs the scenario once whatever -benchtime says.
@@ -50,7 +56,18 @@ func BenchmarkRegistrarScale(b *testing.B) {
 		}
 		hold = d
 	}
-	for _, n := range []int{1000, 100000, 1000000} {
+	sizes := []int{1000, 100000}
+	if s := os.Getenv(EnvScalePEs); s != "" {
+		sizes = sizes[:0]
+		for f := range strings.SplitSeq(s, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < scaleConns {
+				b.Fatalf("%s: %q is not a count of at least %d elements", EnvScalePEs, f, scaleConns)
+			}
+			sizes = append(sizes, n)
+		}
+	}
+	for _, n := range sizes {
 		b.Run(fmt.Sprintf("elements=%d", n), func(b *testing.B) {
 			scaleOnce(b, bin, n, hold) // once, whatever -benchtime says: it takes minutes
 		})
@@ -157,6 +174,10 @@ func scaleOnce(b *testing.B, bin string, n int, hold time.Duration) {
 	}
 	b.ReportMetric(float64(resolutions)/resolving.Seconds(), "resolutions/s")
 	b.ReportMetric(float64(resCPU.Milliseconds())/resolving.Seconds()/10, "registrar-cpu-%-resolving")
+	if removed > 0 || left != want {
+		b.Errorf("of %d elements, %d were removed as not answering keep-alives and %d are missing from the handlespace; the registrar closed %d registration connections as not keeping up",
+			want, removed, want-left, len(notKeepingUp(p.Out.String())))
+	}
 }
 
 // notKeepingUp returns the peers the registrar's log says it closed for

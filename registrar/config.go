@@ -110,8 +110,12 @@ type Config struct {
 	// twice it before the peer is dropped). SendQueue is how many messages
 	// may wait for a slow peer: answers to its own requests wait for room,
 	// so that a peer that sends faster than it reads is read more slowly;
-	// messages the registrar sends of its own accord (keep-alives, expiry
-	// notices) drop the peer when its queue is full. Over SCTP all
+	// keep-alives that find the queue full wait and are tried again
+	// (KeepAlivesDeferred counts them), so that a registrar slow to write
+	// drops no peer and no element; other messages the registrar sends of
+	// its own accord (expiry notices) drop the peer when its queue is
+	// full. A peer that does not read is dropped by the write timeout.
+	// Over SCTP all
 	// associations share one socket and its send buffer: when a peer that
 	// does not read keeps that buffer full for WriteTimeout, its
 	// association is aborted, and the others wait until then.

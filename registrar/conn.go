@@ -219,24 +219,38 @@ func (pc *peerConn) write(b []byte) {
 
 // sendBytes queues an encoded message; b should come from bufPool.
 func (pc *peerConn) sendBytes(b []byte) {
-	// The messages not yet written count, those the writer holds for its
-	// next write too: at SendQueue the peer does not keep up.
-	if pc.pending.Add(1) > int64(pc.r.cfg.SendQueue) {
-		pc.pending.Add(-1)
-		pc.r.cfg.Logger.Warn("peer does not keep up; closing its connection", "peer", pc.c.RemoteAddr())
-		pc.close()
+	if pc.trySendBytes(b) {
 		return
 	}
 	select {
-	case pc.out <- b:
 	case <-pc.done:
-		pc.pending.Add(-1)
 	default:
-		pc.pending.Add(-1)
 		pc.r.cfg.Logger.Warn("peer does not keep up; closing its connection", "peer", pc.c.RemoteAddr())
 		pc.close()
 	}
 }
+
+// trySendBytes queues an encoded message for the writer unless SendQueue
+// messages are waiting to be written already, and reports whether it did.
+// It never blocks and never closes the connection.
+func (pc *peerConn) trySendBytes(b []byte) bool {
+	// The messages not yet written count, those the writer holds for its
+	// next write too: at SendQueue the queue is full.
+	if pc.pending.Add(1) > int64(pc.r.cfg.SendQueue) {
+		pc.pending.Add(-1)
+		return false
+	}
+	select {
+	case pc.out <- b:
+		return true
+	default:
+		pc.pending.Add(-1)
+		return false
+	}
+}
+
+// queueFull reports whether SendQueue messages wait to be written.
+func (pc *peerConn) queueFull() bool { return pc.pending.Load() >= int64(pc.r.cfg.SendQueue) }
 
 // writeLoop sends what is queued. The messages waiting together (such as
 // the keep-alives of many elements of one connection, due at once) go out

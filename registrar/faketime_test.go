@@ -206,3 +206,57 @@ func TestKeepAliveScheduleDefaultIntervals(t *testing.T) {
 		}
 	})
 }
+
+// A connection whose writer falls behind (here its peer stops reading for
+// a while, as a loaded load generator or a registrar busy registering
+// does) while many of its elements come due fills its send queue: the
+// keep-alives that find it full wait and are sent later, and neither the
+// connection nor any of its elements is lost. A peer that never reads is
+// still dropped, by the write timeout.
+func TestKeepAlivesWaitForFullSendQueue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := New(Config{KeepAliveInterval: time.Second, SendQueue: 4})
+		defer r.Close()
+		slow := pipeClient(t, r, 5004)
+		deaf := pipeClient(t, r, 5005)
+		const n = 50
+		for id := range asap.PEID(n) {
+			for i, c := range []*client{slow, deaf} {
+				el := loopbackPE(id+1+asap.PEID(i)*n, 7, rr)
+				el.Life = time.Hour
+				if resp := c.register("busy", el); resp.Reject {
+					t.Fatalf("registration %d refused: %+v", id+1, resp)
+				}
+			}
+		}
+		// Every element comes due within 1.25 s; the slow peer reads
+		// nothing for 3 s, the deaf one never again.
+		time.Sleep(3 * time.Second)
+		if r.KeepAlivesDeferred() == 0 {
+			t.Fatal("no keep-alive waited for a full send queue")
+		}
+		_, slowDone := answerKeepAlives(slow)
+		time.Sleep(DefaultWriteTimeout*3 + DefaultKeepAliveTimeout)
+		select {
+		case res := <-slowDone:
+			t.Fatalf("the slow peer's connection ended: %v (%v)", res.err, res.counts)
+		default:
+		}
+		got := ids(r, "busy")
+		if len(got) != n {
+			t.Fatalf("pool holds %d elements, want the slow peer's %d: %v", len(got), n, got)
+		}
+		for _, id := range got {
+			if id > n {
+				t.Fatalf("element %d of the peer that never reads is still registered", id)
+			}
+		}
+		slow.c.Close()
+		res := <-slowDone
+		// About 15 s at 1 s ± 25 %, the first 3 s stalled: every element
+		// got keep-alives after the stall.
+		if k := res.counts[asap.TypeEndpointKeepAlive]; k < 8*n {
+			t.Fatalf("%d keep-alives to %d elements in about 15 s", k, n)
+		}
+	})
+}

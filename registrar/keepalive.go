@@ -48,12 +48,42 @@ func (r *Registrar) keepAliveDueLocked(st *peState, now time.Time) {
 const maxScheduleLag = time.Second
 
 // sendKeepAliveLocked sends ASAP_ENDPOINT_KEEP_ALIVE to the element and
-// starts the wait for its answer.
+// starts the wait for its answer. When the element's connection has
+// SendQueue messages waiting to be written, the keep-alive waits instead:
+// the element is due again after keepAliveRetry, without a wait for an
+// answer, so that a connection whose writer is behind (the registrar
+// busy, or many of its elements due at once) loses neither itself nor
+// its elements. A peer that does not read at all is still dropped: the
+// writer's WriteTimeout closes its connection.
 func (r *Registrar) sendKeepAliveLocked(key peKey, st *peState) {
-	st.awaiting = true
-	r.scheduleLocked(st, r.cfg.KeepAliveTimeout)
-	st.conn.send(&asap.EndpointKeepAlive{Server: r.id, Handle: key.handle, ID: key.id})
+	if !st.conn.queueFull() {
+		if b, ok := st.conn.encode(&asap.EndpointKeepAlive{Server: r.id, Handle: key.handle, ID: key.id}); ok {
+			if st.conn.trySendBytes(b) {
+				st.awaiting = true
+				r.scheduleLocked(st, r.cfg.KeepAliveTimeout)
+				return
+			}
+			b = b[:0]
+			bufPool.Put(&b)
+		}
+	}
+	r.kaDeferred.Add(1)
+	if r.deferLog.allow() {
+		r.cfg.Logger.Warn("send queue full; keep-alives wait", "peer", st.conn.c.RemoteAddr(), "deferred", r.kaDeferred.Load())
+	}
+	r.scheduleLocked(st, keepAliveRetry+rand.N(keepAliveRetry))
 }
+
+// keepAliveRetry is how long a keep-alive that found its connection's
+// send queue full waits at least (and at most twice that) before it is
+// tried again.
+const keepAliveRetry = 100 * time.Millisecond
+
+// KeepAlivesDeferred returns how many times a keep-alive waited because
+// its connection's send queue was full: the registrar stretching its
+// keep-alive schedule rather than dropping a connection it is slow to
+// write to.
+func (r *Registrar) KeepAlivesDeferred() uint64 { return r.kaDeferred.Load() }
 
 // keepAliveAck handles ASAP_ENDPOINT_KEEP_ALIVE_ACK.
 func (pc *peerConn) keepAliveAck(m *asap.EndpointKeepAliveAck) {

@@ -543,14 +543,17 @@ func TestRepliesWaitForSlowPeer(t *testing.T) {
 	waitFor(t, 2*time.Second, "the dropped connection is still served", func() bool { return connCount(r) == 0 })
 }
 
-// TestUnsolicitedMessagesDropSlowPeer fills the send queue of a peer that
-// does not read with messages the registrar sends of its own accord (the
-// keep-alive probes after unreachable reports): the peer is dropped at
-// once, its elements go, and the reporting peer is not held up.
-func TestUnsolicitedMessagesDropSlowPeer(t *testing.T) {
+// TestUnsolicitedMessagesWaitForSlowPeer fills the send queue of a peer
+// that does not read with messages the registrar sends of its own accord
+// (the keep-alive probes after unreachable reports): the probes that find
+// the queue full wait (a full queue alone is no reason to drop a peer: a
+// registrar slow to write fills it too), the reporting peer is not held
+// up, and the write timeout drops the peer with its elements.
+func TestUnsolicitedMessagesWaitForSlowPeer(t *testing.T) {
 	const queue = 4
+	const writeTimeout = 500 * time.Millisecond
 	r, addr := startRegistrar(t, Config{KeepAliveInterval: -1, KeepAliveTimeout: time.Minute,
-		SendQueue: queue, WriteTimeout: time.Minute, MaxBadPEReports: 100})
+		SendQueue: queue, WriteTimeout: writeTimeout, MaxBadPEReports: 100})
 	ours, theirs := mapping.Pipe()
 	defer ours.Close()
 	r.ServeConn(fakeAddrConn{theirs})
@@ -561,17 +564,23 @@ func TestUnsolicitedMessagesDropSlowPeer(t *testing.T) {
 			t.Fatalf("registration %d refused: %+v", id, resp)
 		}
 	}
-	// From now on the element's side reads nothing. The write timeout is
-	// far beyond the test: only the full queue can drop the peer.
+	// From now on the element's side reads nothing. The keep-alive
+	// timeout is far beyond the test: only the write timeout can drop
+	// the peer.
+	start := time.Now()
 	pu := dialClient(t, addr)
 	for id := asap.PEID(1); id <= elements; id++ {
 		pu.send(&asap.EndpointUnreachable{Handle: "quiet", ID: id})
 	}
 	pu.expectSilence("unreachable reports")
-	waitFor(t, 2*time.Second, "elements of the dropped peer still registered", func() bool {
+	waitFor(t, 2*time.Second, "no probe waited for the full queue", func() bool { return r.KeepAlivesDeferred() > 0 })
+	waitFor(t, 2*writeTimeout+clockGranularity+2*time.Second, "elements of the dropped peer still registered", func() bool {
 		_, ok := r.Pool("quiet")
 		return !ok
 	})
+	if took := time.Since(start); took < writeTimeout {
+		t.Fatalf("peer dropped after %v, before the write timeout of %v", took, writeTimeout)
+	}
 	waitFor(t, 2*time.Second, "the dropped connection is still served", func() bool { return connCount(r) == 1 })
 }
 

@@ -113,10 +113,14 @@ type Registrar struct {
 	refusedLog tokenBucket
 	// behindLog limits the logs of a keep-alive schedule running late.
 	behindLog tokenBucket
-	listeners map[mapping.Listener]struct{}
-	ann       *announcer
-	enrp      *enrpSide
-	closed    bool
+	// deferLog limits the logs of keep-alives waiting for room in a send
+	// queue, and kaDeferred counts them (KeepAlivesDeferred).
+	deferLog   tokenBucket
+	kaDeferred atomic.Uint64
+	listeners  map[mapping.Listener]struct{}
+	ann        *announcer
+	enrp       *enrpSide
+	closed     bool
 
 	clock atomic.Int64 // coarseNow, in Unix nanoseconds
 
@@ -159,6 +163,7 @@ func New(cfg Config) *Registrar {
 		wake:       make(chan struct{}, 1),
 		refusedLog: newTokenBucket(1),
 		behindLog:  newTokenBucket(1),
+		deferLog:   newTokenBucket(1),
 		listeners:  make(map[mapping.Listener]struct{}),
 		done:       make(chan struct{}),
 	}
