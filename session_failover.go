@@ -29,6 +29,7 @@ type Failover struct {
 	Replay int
 
 	conn mapping.BatchConn
+	sent uint64 // the last message Send wrote on conn
 }
 
 // Send sends a resynchronisation message to the new element, before the
@@ -40,7 +41,7 @@ func (f *Failover) Send(b []byte) error {
 		return s.opError("write", ErrMessageTooLong)
 	}
 	s.mu.Lock()
-	_, err := s.queueLocked(b, false, 0)
+	seq, err := s.queueLocked(b, false, 0)
 	var frame []byte
 	if err == nil {
 		frame = s.pending[len(s.pending)-1]
@@ -49,7 +50,11 @@ func (f *Failover) Send(b []byte) error {
 	if err != nil {
 		return s.opError("write", err)
 	}
-	return f.conn.WriteMsg(frame, ulpack.PPID)
+	if err := f.conn.WriteMsg(frame, ulpack.PPID); err != nil {
+		return err
+	}
+	f.sent = seq
+	return nil
 }
 
 // FailoverEvent is the failover indication (SessionConfig.Failovers): a
@@ -248,13 +253,14 @@ func (s *Session) failover(cause error) error {
 		installed bool
 		replayed  int
 		first     uint64
+		resynced  uint64 // the last resynchronisation message written
 	)
 	install := func() {
 		if installed || conn == nil {
 			return
 		}
 		installed = true
-		first, replayed = s.takeOver(conn, newPE, ack)
+		first, replayed = s.takeOver(conn, newPE, ack, resynced)
 	}
 	for {
 		if len(q) == 0 {
@@ -323,6 +329,7 @@ func (s *Session) failover(cause error) error {
 			s.mu.Unlock()
 			f := &Failover{Session: s, Old: old, New: Element{Handle: string(s.handle), PoolElement: newPE}, Cause: cause, Replay: replay, conn: conn}
 			err := s.cfg.OnFailover(ctx, f)
+			resynced = f.sent
 			ev := failover.Event{Kind: failover.CallbackDone, Err: err}
 			if err == nil {
 				ev.Settled = a.Doubt
@@ -360,9 +367,11 @@ func (s *Session) failover(cause error) error {
 
 // takeOver makes conn, to element pe, the session's connection: the
 // messages not acknowledged go again from the first, and pe numbers its
-// own messages from 1. It returns the first sequence number replayed and
-// how many are.
-func (s *Session) takeOver(c mapping.BatchConn, pe asap.PoolElement, ack ulpack.HelloAck) (uint64, int) {
+// own messages from 1. resynced is the last resynchronisation message the
+// failover callback wrote on c (Failover.Send), which pe may acknowledge
+// before the replay goes. It returns the first sequence number replayed
+// and how many are.
+func (s *Session) takeOver(c mapping.BatchConn, pe asap.PoolElement, ack ulpack.HelloAck, resynced uint64) (uint64, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ack.Ack <= s.snd.Next()-1 {
@@ -381,8 +390,8 @@ func (s *Session) takeOver(c mapping.BatchConn, pe asap.PoolElement, ack ulpack.
 	for _, frame := range s.snd.Replay() {
 		s.pending = append(s.pending, frame)
 	}
-	s.sent = s.snd.Acked()
-	s.written, s.peerAcked = s.sent, s.sent
+	s.written, s.peerAcked = s.snd.Acked(), s.snd.Acked()
+	s.sent = max(s.written, resynced)
 	s.rcv = ulpack.NewReceiver(s.cfg.receiverConfig(), 0)
 	s.consumed, s.ackNow = 0, false // the old element's to acknowledge
 	s.lastRecv, s.pingAt = time.Now(), time.Time{}
