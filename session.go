@@ -756,12 +756,17 @@ type PathInfo struct {
 }
 
 // PathInfo returns the kernel's RTT, RTO and path MTU of the session's
-// present connection (TCP_INFO on Linux), or an error wrapping
+// present connection (TCP_INFO on Linux; SCTP_STATUS of the primary path
+// over SCTP), or an error wrapping
 // ErrNotSupported where the mapping cannot know them.
 func (s *Session) PathInfo() (PathInfo, error) {
 	s.mu.Lock()
 	c := s.conn
 	s.mu.Unlock()
+	// A *mapping.SCTPConn, where the kernel has SCTP.
+	if sc, ok := c.(sctpInfoConn); ok {
+		return s.sctpPathInfo(sc)
+	}
 	tc, ok := c.(interface{ NetConn() net.Conn })
 	if !ok {
 		return PathInfo{}, s.opError("pathinfo", fmt.Errorf("%w: path information over this mapping", ErrNotSupported))

@@ -142,7 +142,7 @@ func (s *Session) checkStream(stream uint16) error {
 	c := s.conn
 	s.mu.Unlock()
 	// A *mapping.SCTPConn, where the kernel has SCTP.
-	sc, ok := c.(interface{ Info() (mapping.SCTPInfo, error) })
+	sc, ok := c.(sctpInfoConn)
 	if !ok {
 		return fmt.Errorf("%w: SCTP streams and unordered delivery over the TCP mapping", ErrNotSupported)
 	}
@@ -196,4 +196,20 @@ func (s *Session) dataMsgLocked(frame []byte) mapping.Msg {
 		m.Stream, m.Unordered = o.stream, o.unordered
 	}
 	return m
+}
+
+// sctpInfoConn is what a *mapping.SCTPConn tells of its association.
+type sctpInfoConn interface {
+	Info() (mapping.SCTPInfo, error)
+}
+
+// sctpPathInfo is PathInfo over SCTP: the smoothed RTT, the RTO and the
+// path MTU of the association's primary path (SCTP_STATUS).
+func (s *Session) sctpPathInfo(c sctpInfoConn) (PathInfo, error) {
+	in, err := c.Info()
+	if err != nil {
+		return PathInfo{}, s.opError("pathinfo", err)
+	}
+	p := in.Primary
+	return PathInfo{RTT: p.SRTT, RTO: p.RTO, PathMTU: p.MTU}, nil
 }

@@ -233,6 +233,10 @@ func TestSessionStreamsOverSCTP(t *testing.T) {
 	if s.Failovers() != 0 {
 		t.Errorf("%d failovers", s.Failovers())
 	}
+	// The kernel's view of the association's primary path.
+	if pi, err := s.PathInfo(); err != nil || pi.RTO <= 0 || pi.PathMTU < 1280 || pi.RTT > pi.RTO {
+		t.Errorf("PathInfo over SCTP: %+v, %v", pi, err)
+	}
 }
 
 // TestSessionOverSCTPBlackHole: the packets to and from the element a
