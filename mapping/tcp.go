@@ -100,7 +100,11 @@ type TCPConn struct {
 
 	// Reader state, kept across calls so that a deadline in the middle of
 	// a frame loses nothing.
-	rmu    sync.Mutex
+	rmu sync.Mutex
+	// r buffers reads while frames come in; it goes back to readerPool
+	// once drained, and a connection waiting for its next frame reads the
+	// header straight into hdr, so that an idle connection holds no read
+	// buffer.
 	r      *bufio.Reader
 	hdr    [FrameHeaderLen]byte
 	hdrN   int
@@ -152,7 +156,7 @@ type TCPConn struct {
 // and starts its heartbeats.
 func NewTCPConn(c net.Conn, cfg Config) *TCPConn {
 	cfg = cfg.withDefaults()
-	tc := &TCPConn{c: c, cfg: cfg, r: bufio.NewReaderSize(c, 16<<10), done: make(chan struct{}), frameTimeout: cfg.FrameTimeout}
+	tc := &TCPConn{c: c, cfg: cfg, done: make(chan struct{}), frameTimeout: cfg.FrameTimeout}
 	tc.lastRecv.Store(time.Now().UnixNano())
 	if cfg.HeartbeatInterval > 0 {
 		go tc.heartbeat()
@@ -225,10 +229,21 @@ func (c *TCPConn) ReadBatch(ms []Msg, limit int) (int, error) {
 	return n, nil
 }
 
+// readerPool holds the read buffers of connections between bursts.
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+
+// buffered is how many bytes wait in the read buffer. rmu is held.
+func (c *TCPConn) buffered() int {
+	if c.r == nil {
+		return 0
+	}
+	return c.r.Buffered()
+}
+
 // dataFrameBuffered reports whether a whole data frame waits in the read
 // buffer, so that reading it takes no system call. rmu is held.
 func (c *TCPConn) dataFrameBuffered() bool {
-	if c.inBody || c.hdrN > 0 || c.r.Buffered() < FrameHeaderLen {
+	if c.inBody || c.hdrN > 0 || c.buffered() < FrameHeaderLen {
 		return false
 	}
 	hdr, err := c.r.Peek(FrameHeaderLen)
@@ -372,10 +387,27 @@ func (c *TCPConn) readFrame() ([]byte, uint32, error) {
 // the deadline the frame under way asks for. rmu is held.
 func (c *TCPConn) readSome(p []byte) (int, error) {
 	mid := c.inBody || c.hdrN > 0
-	if c.r.Buffered() == 0 {
+	var n int
+	var err error
+	if c.buffered() == 0 {
 		c.readDeadline(mid)
+		if c.r != nil {
+			c.r.Reset(nil)
+			readerPool.Put(c.r)
+			c.r = nil
+		}
 	}
-	n, err := c.r.Read(p)
+	switch {
+	case c.r == nil && !mid:
+		// Waiting for a frame: its header comes straight into hdr.
+		n, err = c.c.Read(p)
+	default:
+		if c.r == nil {
+			c.r = readerPool.Get().(*bufio.Reader)
+			c.r.Reset(c.c)
+		}
+		n, err = c.r.Read(p)
+	}
 	if n > 0 {
 		c.lastRecv.Store(time.Now().UnixNano())
 	}
