@@ -345,8 +345,9 @@ func BenchmarkENRPUpdatePropagation(b *testing.B) {
 					return ok && u.Action == enrp.AddPE && u.PE.ID == id
 				})
 				if !ok {
-					// rsplib 3.4.4 now and then sends none for an accepted
-					// registration (its audit repairs that later).
+					// Now and then no update comes from rsplib 3.4.4 for a
+					// registration it accepted (seen in 2 of 10 runs of 200;
+					// the cause is not known). Counted, not fatal.
 					lost++
 					continue
 				}
