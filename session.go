@@ -121,7 +121,10 @@ type inMsg struct {
 	ackReq  bool // the application's ack request
 	ackNow  bool // the sender's
 	payload []byte
-	from    Element
+	// buf is the buffer payload lies in where ReadBatch handed it over:
+	// Read gives it back (mapping.RecycleBuf) once it read it whole.
+	buf  []byte
+	from Element
 	// The SCTP stream and ordering it came with.
 	stream    uint16
 	unordered bool
@@ -268,7 +271,9 @@ func (s *Session) Read(b []byte) (int, error) {
 			n := copy(b, m.payload[s.roff:])
 			s.roff += n
 			if s.roff == len(m.payload) {
+				buf := m.buf
 				s.consumedLocked(*m)
+				mapping.RecycleBuf(buf) // nothing refers to it any more
 			}
 			s.mu.Unlock()
 			return n, nil

@@ -318,14 +318,15 @@ func (s *Session) received(p *ulpack.Parser, ms []mapping.Msg, gen int) error {
 			}
 			s.exchanged = true
 			payload := f.Payload
+			var buf []byte
 			if len(m.Buf) > 512 && m.N == len(m.Buf) {
 				// A buffer of its own (ReadBatch's for a long message):
 				// keep it rather than copy.
-				m.Buf = nil
+				buf, m.Buf = m.Buf, nil
 			} else {
 				payload = append([]byte(nil), payload...)
 			}
-			s.rq = append(s.rq, inMsg{seq: f.Seq, ppid: f.PPID, ackReq: f.AckRequest, ackNow: f.AckNow, payload: payload, from: s.pe,
+			s.rq = append(s.rq, inMsg{seq: f.Seq, ppid: f.PPID, ackReq: f.AckRequest, ackNow: f.AckNow, payload: payload, buf: buf, from: s.pe,
 				stream: m.Stream, unordered: m.Unordered})
 			wakeReaders = true
 		case *ulpack.Ack:

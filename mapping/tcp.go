@@ -229,6 +229,33 @@ func (c *TCPConn) ReadBatch(ms []Msg, limit int) (int, error) {
 	return n, nil
 }
 
+// Long frames are read into buffers of bodySize from bodyPool, which
+// their readers give back with RecycleBuf once done with them, so that a
+// stream of them allocates (and clears) no memory for each.
+const (
+	bodySize    = 64 << 10
+	bodyPooledN = 4 << 10 // frames this long and longer
+)
+
+var bodyPool = sync.Pool{New: func() any { return new([bodySize]byte) }}
+
+func newBody(n int) []byte {
+	if n < bodyPooledN || n > bodySize {
+		return make([]byte, n)
+	}
+	return bodyPool.Get().(*[bodySize]byte)[:n]
+}
+
+// RecycleBuf gives a buffer that ReadBatch handed over (a message longer
+// than the Buf it was given) back for the connections' later reads, once
+// the caller is done with it and holds no reference to it. Any other
+// buffer is left to the garbage collector.
+func RecycleBuf(b []byte) {
+	if cap(b) == bodySize {
+		bodyPool.Put((*[bodySize]byte)(b[:bodySize]))
+	}
+}
+
 // readerPool holds the read buffers of connections between bursts.
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
 
@@ -343,7 +370,7 @@ func (c *TCPConn) readFrame() ([]byte, uint32, error) {
 			}
 			c.fh, c.inBody, c.bodyN = fh, true, 0
 			if cap(c.body) < int(fh.Length) {
-				c.body = make([]byte, fh.Length)
+				c.body = newBody(int(fh.Length))
 			}
 			c.body = c.body[:fh.Length]
 		}

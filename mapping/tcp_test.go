@@ -470,3 +470,34 @@ func TestBatchedAdapter(t *testing.T) {
 		}
 	}
 }
+
+// TestReadBatchHandsOverLongFrames: a message longer than its Buf comes in
+// a buffer the caller owns: the next long message does not overwrite it.
+func TestReadBatchHandsOverLongFrames(t *testing.T) {
+	a, b := Pipe()
+	defer a.Close()
+	defer b.Close()
+	msgs := [][]byte{bytes.Repeat([]byte{1}, 20<<10), bytes.Repeat([]byte{2}, 20<<10), bytes.Repeat([]byte{3}, 30<<10)}
+	go func() {
+		for _, m := range msgs {
+			if err := a.WriteMsg(m, 7); err != nil {
+				return
+			}
+		}
+	}()
+	bc := b.(BatchConn)
+	var got [][]byte
+	for len(got) < len(msgs) {
+		ms := []Msg{{Buf: make([]byte, 512)}}
+		n, err := bc.ReadBatch(ms, 1<<20)
+		if err != nil || n != 1 {
+			t.Fatalf("ReadBatch: %d, %v", n, err)
+		}
+		got = append(got, ms[0].Buf[:ms[0].N])
+	}
+	for i := range msgs {
+		if !bytes.Equal(got[i], msgs[i]) {
+			t.Errorf("message %d changed after later reads", i)
+		}
+	}
+}
