@@ -22,9 +22,12 @@ import (
 )
 
 const (
-	pool      = "pool:files"
-	chunk     = 4 << 10
-	heartbeat = 100 * time.Millisecond
+	pool  = "pool:files"
+	chunk = 4 << 10
+	// heartbeat is generous: the kills end connections, and a busy
+	// machine (User-mode Linux starting a server process) must not make
+	// a live server look silent, which would be a failover more.
+	heartbeat = time.Second
 )
 
 // serverSession is the pool elements' session configuration: requests
