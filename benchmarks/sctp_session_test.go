@@ -18,11 +18,8 @@ import (
 // plain SCTP association (what it rides on) in the same run, inside
 // User-mode Linux (.ci/uml/test-sctp); elsewhere they skip. In User-mode
 // Linux a system call costs about 100 µs, so the 64-byte rates measure
-// system calls; and the plain association's bulk transfer, one 32 KiB
-// message per send call, runs at about 0.35 MB/s there (93 ms a message,
-// as if each waited for a delayed SACK), against 8.8 MB/s for the session,
-// whose loop sends its queued messages in batches (sendmmsg): that
-// baseline is not yet understood.
+// system calls, and the results vary much from run to run: compare the
+// peers of one run (benchstat -col /peer).
 
 // sctpPair returns the two ends of an SCTP association ("sctp") or of an
 // rsp session over SCTP ("rsp-sctp").

@@ -14,7 +14,12 @@ type batchScratch struct {
 	hdrs []unix.Mmsghdr
 	iovs []unix.Iovec
 	oob  []byte
+	rest []byte // readRest's room, made on first use
 }
+
+// restSize is the room readRest reads the rest of a long message into:
+// one system call for most messages.
+const restSize = 64 << 10
 
 // oobSize is the room for one message's ancillary data.
 var oobSize = unix.CmsgSpace(sizeofRcvInfo) + 64
@@ -181,7 +186,10 @@ func collect(sk sock, s *batchScratch, ms []Message, got, limit int, events bool
 		if inLong {
 			add2 = add
 		}
-		if err := readRest(sk, add2); err != nil {
+		if s.rest == nil {
+			s.rest = make([]byte, restSize)
+		}
+		if err := readRest(sk, s.rest, add2); err != nil {
 			return n, false, err
 		}
 		if inLong {
@@ -191,10 +199,9 @@ func collect(sk sock, s *batchScratch, ms []Message, got, limit int, events bool
 	return n, false, nil
 }
 
-// readRest reads the rest of a message, passing each piece to add (nil:
-// dropping them). The read lock is held.
-func readRest(sk sock, add func([]byte)) error {
-	scratch := make([]byte, 4096)
+// readRest reads the rest of a message into scratch, a piece at a time,
+// passing each piece to add (nil: dropping them). The read lock is held.
+func readRest(sk sock, scratch []byte, add func([]byte)) error {
 	for {
 		var got, flags int
 		var rerr error

@@ -97,8 +97,19 @@ func socket(fam int) (int, error) {
 		unix.Close(fd)
 		return -1, os.NewSyscallError("setsockopt", err)
 	}
+	// A message is queued whole: with the default send buffer (16 KiB
+	// on some systems) a larger message waits until everything before it
+	// is acknowledged, a delayed SACK at a time. Ask for room for several
+	// (accepted sockets inherit it); the kernel grants at most its
+	// wmem_max and rmem_max.
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, connBuffer)
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, connBuffer)
 	return fd, nil
 }
+
+// connBuffer is the send and receive buffer size one-to-one sockets ask
+// for.
+const connBuffer = 1 << 20
 
 // bind binds fd to every address of a (all addresses when it has none).
 func bind(fd, fam int, a *Addr) error {
