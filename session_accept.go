@@ -29,6 +29,10 @@ func (c *prefixConn) Read(b []byte) (int, error) {
 // NetConn returns the underlying connection.
 func (c *prefixConn) NetConn() net.Conn { return c.Conn }
 
+// WriteThrough returns the underlying connection, which Write writes to
+// unchanged (mapping.WriteThrough).
+func (c *prefixConn) WriteThrough() net.Conn { return c.Conn }
+
 // CloseWrite shuts down the sending side where the connection can.
 func (c *prefixConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {

@@ -501,3 +501,35 @@ func TestReadBatchHandsOverLongFrames(t *testing.T) {
 		}
 	}
 }
+
+// throughConn writes through to the connection it wraps; its own Write
+// counts the calls that did not look past it.
+type throughConn struct {
+	net.Conn
+	writes int
+}
+
+func (c *throughConn) Write(b []byte) (int, error) { c.writes++; return c.Conn.Write(b) }
+func (c *throughConn) WriteThrough() net.Conn      { return c.Conn }
+
+// TestWriteThrough: frames go straight to the connection a WriteThrough
+// wrapper wraps (one writev on TCP, not a write per header and payload).
+func TestWriteThrough(t *testing.T) {
+	a, b := net.Pipe()
+	w := &throughConn{Conn: a}
+	cfg := Config{HeartbeatInterval: -1}
+	ca, cb := NewTCPConn(w, cfg), NewTCPConn(b, cfg)
+	defer ca.Close()
+	defer cb.Close()
+	go ca.WriteBatch([]Msg{{Buf: []byte("one"), PPID: 1}, {Buf: []byte("two"), PPID: 2}})
+	buf := make([]byte, 16)
+	for i, want := range []string{"one", "two"} {
+		n, ppid, err := cb.ReadMsg(buf)
+		if err != nil || string(buf[:n]) != want || ppid != uint32(i+1) {
+			t.Fatalf("ReadMsg = %q, %d, %v; want %q, %d", buf[:n], ppid, err, want, i+1)
+		}
+	}
+	if w.writes != 0 {
+		t.Errorf("the wrapper's Write was called %d times", w.writes)
+	}
+}

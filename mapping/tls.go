@@ -100,10 +100,28 @@ func TLSConnectionState(c Conn) (tls.ConnectionState, bool) {
 	return st, st.HandshakeComplete
 }
 
+// WriteThrough is a connection that wraps another and writes to it
+// unchanged (one that changes only how it reads, say). The TCP mapping
+// sends its frames straight to the connection it returns, in one writev
+// where that is a *net.TCPConn.
+type WriteThrough interface {
+	WriteThrough() net.Conn
+}
+
 // writeBuffers writes bufs to w: with one writev where w has it (a
 // *net.TCPConn), else joined in *scratch, so that a TLS connection sends a
-// frame as one record rather than one per buffer.
+// frame as one record rather than one per buffer. A wrapper of w that
+// writes through (WriteThrough) is looked past: net.Buffers would write
+// each buffer with a system call of its own to a connection it does not
+// know, a frame's header in a TCP segment apart from its payload.
 func writeBuffers(w net.Conn, bufs net.Buffers, scratch *[]byte) (int64, error) {
+	for {
+		wt, ok := w.(WriteThrough)
+		if !ok {
+			break
+		}
+		w = wt.WriteThrough()
+	}
 	if _, ok := w.(*tls.Conn); !ok {
 		return bufs.WriteTo(w)
 	}
