@@ -118,6 +118,7 @@ func (r *Registrar) serveAssociations(l *assocListener) error {
 		// those.
 		for _, pc := range touched {
 			pc.batching = false
+			pc.flushAcks()
 			id := pc.c.(*assocConn).id
 			for i, m := range pc.replies {
 				if pc.pending.Load() == 0 {

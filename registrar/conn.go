@@ -52,6 +52,14 @@ type peerConn struct {
 	// answers collect in replies and go out together (see readBatches).
 	batching bool
 	replies  []mapping.Msg
+	// acks are the keep-alive acknowledgements of the batch, handled
+	// together with one hold of r.mu (see flushAcks).
+	acks []peKey
+	// kaWait are the elements whose keep-alive found the send queue full
+	// (guarded by r.mu); kaWaiting says there are some, for the writer,
+	// which sends their keep-alives when it has made room.
+	kaWait    []*peState
+	kaWaiting atomic.Bool
 	// limited is set when a request of the batch was over a rate limit:
 	// a connection with a reader of its own then reads on only when the
 	// limit allows a batch again (see pause).
@@ -282,6 +290,11 @@ func (pc *peerConn) writeLoop() {
 			pc.wmu.Unlock()
 			clear(batch)
 			batch = batch[:0]
+			if pc.kaWaiting.Load() {
+				pc.r.mu.Lock()
+				pc.r.resumeKeepAlivesLocked(pc)
+				pc.r.mu.Unlock()
+			}
 		case <-pc.done:
 			return
 		}
@@ -333,6 +346,7 @@ func (pc *peerConn) readBatches(bc mapping.BatchConn) {
 			}
 		}
 		pc.batching = false
+		pc.flushAcks()
 		pc.flushReplies(bc)
 		if err != nil {
 			pc.r.cfg.Logger.Debug("connection ended", "peer", pc.c.RemoteAddr(), "err", err)

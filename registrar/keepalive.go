@@ -49,12 +49,13 @@ const maxScheduleLag = time.Second
 
 // sendKeepAliveLocked sends ASAP_ENDPOINT_KEEP_ALIVE to the element and
 // starts the wait for its answer. When the element's connection has
-// SendQueue messages waiting to be written, the keep-alive waits instead:
-// the element is due again after keepAliveRetry, without a wait for an
-// answer, so that a connection whose writer is behind (the registrar
-// busy, or many of its elements due at once) loses neither itself nor
-// its elements. A peer that does not read at all is still dropped: the
-// writer's WriteTimeout closes its connection.
+// SendQueue messages waiting to be written, the keep-alive waits instead,
+// off the schedule, on the connection's kaWait, until the writer has made
+// room (resumeKeepAlivesLocked): a connection whose writer is behind (the
+// registrar busy, or many of its elements due at once) so loses neither
+// itself nor its elements, and a waiting element costs nothing until
+// then. A peer that does not read at all is still dropped: the writer's
+// WriteTimeout closes its connection.
 func (r *Registrar) sendKeepAliveLocked(key peKey, st *peState) {
 	if !st.conn.queueFull() {
 		if b, ok := st.conn.encode(&asap.EndpointKeepAlive{Server: r.id, Handle: key.handle, ID: key.id}); ok {
@@ -67,17 +68,43 @@ func (r *Registrar) sendKeepAliveLocked(key peKey, st *peState) {
 			bufPool.Put(&b)
 		}
 	}
+	if st.waiting {
+		return
+	}
 	r.kaDeferred.Add(1)
 	if r.deferLog.allow() {
 		r.cfg.Logger.Warn("send queue full; keep-alives wait", "peer", st.conn.c.RemoteAddr(), "deferred", r.kaDeferred.Load())
 	}
-	r.scheduleLocked(st, keepAliveRetry+rand.N(keepAliveRetry))
+	r.unscheduleLocked(st)
+	st.waiting = true
+	st.conn.kaWait = append(st.conn.kaWait, st)
+	st.conn.kaWaiting.Store(true)
 }
 
-// keepAliveRetry is how long a keep-alive that found its connection's
-// send queue full waits at least (and at most twice that) before it is
-// tried again.
-const keepAliveRetry = 100 * time.Millisecond
+// resumeKeepAlivesLocked sends the keep-alives waiting on pc's kaWait, in
+// order, as long as the send queue has room; those of elements gone or
+// scheduled again meanwhile are dropped from it. The connection's writer
+// calls it after each write. r.mu is held.
+func (r *Registrar) resumeKeepAlivesLocked(pc *peerConn) {
+	i := 0
+	for ; i < len(pc.kaWait) && !pc.queueFull(); i++ {
+		st := pc.kaWait[i]
+		if !st.waiting || r.closed || r.owned[st.key] != st || st.conn != pc {
+			st.waiting = false
+			continue
+		}
+		st.waiting = false
+		r.sendKeepAliveLocked(st.key, st)
+	}
+	if i == 0 {
+		return
+	}
+	// sendKeepAliveLocked may have put elements back at the end.
+	n := copy(pc.kaWait, pc.kaWait[i:])
+	clear(pc.kaWait[n:])
+	pc.kaWait = pc.kaWait[:n]
+	pc.kaWaiting.Store(n > 0)
+}
 
 // KeepAlivesDeferred returns how many times a keep-alive waited because
 // its connection's send queue was full: the registrar stretching its
@@ -85,12 +112,41 @@ const keepAliveRetry = 100 * time.Millisecond
 // write to.
 func (r *Registrar) KeepAlivesDeferred() uint64 { return r.kaDeferred.Load() }
 
-// keepAliveAck handles ASAP_ENDPOINT_KEEP_ALIVE_ACK.
+// keepAliveAck handles ASAP_ENDPOINT_KEEP_ALIVE_ACK. Within a batch it
+// is only noted, and handled with the batch's others (flushAcks), so that
+// a reader takes r.mu once per batch of acknowledgements rather than once
+// each: at 10^5 elements and more, the readers and the schedule otherwise
+// queue on that lock.
 func (pc *peerConn) keepAliveAck(m *asap.EndpointKeepAliveAck) {
-	r := pc.r
 	key := peKey{m.Handle, m.ID}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	if pc.batching {
+		pc.acks = append(pc.acks, key)
+		return
+	}
+	pc.r.mu.Lock()
+	pc.ackLocked(key)
+	pc.r.mu.Unlock()
+}
+
+// flushAcks handles the acknowledgements noted during a batch. Reader
+// only.
+func (pc *peerConn) flushAcks() {
+	if len(pc.acks) == 0 {
+		return
+	}
+	pc.r.mu.Lock()
+	for _, key := range pc.acks {
+		pc.ackLocked(key)
+	}
+	pc.r.mu.Unlock()
+	clear(pc.acks)
+	pc.acks = pc.acks[:0]
+}
+
+// ackLocked ends the wait for the answer of the element's keep-alive, if
+// it registered over pc, and schedules the next one. r.mu is held.
+func (pc *peerConn) ackLocked(key peKey) {
+	r := pc.r
 	st := r.owned[key]
 	if st == nil || st.conn != pc || !st.awaiting {
 		return

@@ -108,6 +108,7 @@ type Registrar struct {
 	conns   map[*peerConn]struct{}
 	perAddr map[netip.Addr]int // connections in conns by connAddr
 	sched   schedule           // keep-alives of the owned elements
+	epoch   time.Time          // the schedule's clock starts here
 	wake    chan struct{}      // the schedule's first entry moved earlier
 	// refusedLog limits the logs of connections refused by the limits.
 	refusedLog tokenBucket
@@ -141,6 +142,7 @@ type peState struct {
 	due      time.Time // next keep-alive, or the keep-alive timeout
 	idx      int       // in the schedule; -1 when not on it
 	awaiting bool      // a keep-alive is outstanding
+	waiting  bool      // on its connection's kaWait, for room in the send queue
 }
 
 // New returns a registrar configured by cfg.
@@ -163,6 +165,7 @@ func New(cfg Config) *Registrar {
 		wake:       make(chan struct{}, 1),
 		refusedLog: newTokenBucket(1),
 		behindLog:  newTokenBucket(1),
+		epoch:      time.Now(),
 		deferLog:   newTokenBucket(1),
 		listeners:  make(map[mapping.Listener]struct{}),
 		done:       make(chan struct{}),

@@ -46,11 +46,12 @@ func BenchmarkKeepAliveSchedule(b *testing.B) {
 		done := make(chan struct{})
 		b.ResetTimer()
 		mu.Lock()
-		due := time.Now().Add(time.Millisecond)
+		epoch := time.Now()
+		due := epoch.Add(time.Millisecond)
 		for i := range sts {
 			sts[i].idx = -1
 			sts[i].due = due
-			heap.Push(&s, &sts[i])
+			heap.Push(&s, schedEntry{schedAt(due, epoch), &sts[i]})
 		}
 		mu.Unlock()
 		go func() {
@@ -61,10 +62,11 @@ func BenchmarkKeepAliveSchedule(b *testing.B) {
 			for fired < len(sts) {
 				mu.Lock()
 				now := time.Now()
-				for n := 0; len(s) > 0 && !s[0].due.After(now) && n < maxDuePerLock; n++ {
-					st := heap.Pop(&s).(*peState)
+				at := schedAt(now, epoch)
+				for n := 0; len(s) > 0 && s[0].at <= at && n < maxDuePerLock; n++ {
+					st := heap.Pop(&s).(schedEntry).st
 					st.due = now.Add(time.Hour)
-					heap.Push(&s, st)
+					heap.Push(&s, schedEntry{schedAt(st.due, epoch), st})
 					fired++
 				}
 				mu.Unlock()
@@ -83,23 +85,27 @@ func TestScheduleOrder(t *testing.T) {
 	sts := make([]*peState, 50)
 	for i := range sts {
 		sts[i] = &peState{idx: -1, due: base.Add(time.Duration((i*37)%50) * time.Second)}
-		heap.Push(&s, sts[i])
+		heap.Push(&s, schedEntry{schedAt(sts[i].due, base), sts[i]})
 	}
 	// Move some and remove some, as keep-alives and removals do.
 	sts[3].due = base.Add(-time.Second)
+	s[sts[3].idx].at = schedAt(sts[3].due, base)
 	heap.Fix(&s, sts[3].idx)
 	heap.Remove(&s, sts[7].idx)
 	if sts[7].idx != -1 {
 		t.Fatalf("removed element has index %d", sts[7].idx)
 	}
-	for i, st := range s {
-		if st.idx != i {
-			t.Fatalf("element at %d has index %d", i, st.idx)
+	for i, e := range s {
+		if e.st.idx != i {
+			t.Fatalf("element at %d has index %d", i, e.st.idx)
+		}
+		if e.at != schedAt(e.st.due, base) {
+			t.Fatalf("element at %d is due at %d on the schedule, its due time says %d", i, e.at, schedAt(e.st.due, base))
 		}
 	}
 	var last time.Time
 	for n := 0; len(s) > 0; n++ {
-		st := heap.Pop(&s).(*peState)
+		st := heap.Pop(&s).(schedEntry).st
 		if n == 0 && st != sts[3] {
 			t.Fatal("the element moved earliest is not first")
 		}
