@@ -16,6 +16,7 @@ import (
 	"github.com/rsp-go/rsp"
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/asap/endpoint"
+	"github.com/rsp-go/rsp/failover"
 	"github.com/rsp-go/rsp/internal/testutil"
 )
 
@@ -449,6 +450,43 @@ func TestSessionFailoverCallback(t *testing.T) {
 	defer mu.Unlock()
 	if len(calls) != 2 || calls[0].New.ID == calls[1].New.ID || calls[1].Old.ID != old || calls[1].Replay != 2 {
 		t.Errorf("callback calls %+v: want two, for two new elements, with 2 to replay", calls)
+	}
+}
+
+// TestSessionFailoverCallbackEndsSession: a callback whose error wraps
+// failover.ErrRefused ends the session instead of trying another element,
+// and the session's next Read reports it.
+func TestSessionFailoverCallbackEndsSession(t *testing.T) {
+	msgs := make(chan rsp.Message, 100)
+	pes, regs := startSessionPool(t, 3, "callback-end", peOptions{stateless: true, msgs: msgs})
+	var mu sync.Mutex
+	calls := 0
+	cfg := rsp.SessionConfig{HeartbeatInterval: 100 * time.Millisecond, OnFailover: func(ctx context.Context, f *rsp.Failover) error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		return fmt.Errorf("no resync possible: %w", failover.ErrRefused)
+	}}
+	s := dialSession(t, regs, "callback-end", cfg)
+	if _, err := s.WriteMsg([]byte("first"), rsp.WriteOptions{AckRequest: true}); err != nil {
+		t.Fatal(err)
+	}
+	<-msgs
+	waitFor(t, "the acknowledgement", time.Second, func() bool { return s.Acked() == 1 })
+	pes[s.Element().ID].proxy.BlackHole()
+	s.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := s.Read(make([]byte, 16))
+	if !errors.Is(err, failover.ErrRefused) {
+		t.Fatalf("Read after a refusing callback: %v, want an error wrapping failover.ErrRefused", err)
+	}
+	var oe *net.OpError
+	if !errors.As(err, &oe) {
+		t.Errorf("Read error %T is not a *net.OpError", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 1 {
+		t.Errorf("callback called %d times, want once: the session must not try further elements", calls)
 	}
 }
 
