@@ -25,6 +25,7 @@ import (
 
 	"github.com/rsp-go/rsp"
 	"github.com/rsp-go/rsp/asap/endpoint"
+	"github.com/rsp-go/rsp/internal/sctp"
 	"github.com/rsp-go/rsp/internal/testutil"
 	"github.com/rsp-go/rsp/registrar"
 )
@@ -32,7 +33,8 @@ import (
 // The test binary runs as a pool element process when RSP_TEST_PE names
 // its pool, registrars and delivery log: it serves stateless sessions and
 // appends "session-id seq" to the log for every message it receives, with
-// one write each, so that a killed process leaves a complete log.
+// one write each, so that a killed process leaves a complete log. It
+// listens over the network RSP_TEST_PE_NET names, TCP if unset.
 func TestMain(m *testing.M) {
 	if spec := os.Getenv("RSP_TEST_PE"); spec != "" {
 		runChildPE(spec)
@@ -53,10 +55,14 @@ func runChildPE(spec string) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	network := os.Getenv("RSP_TEST_PE_NET")
+	if network == "" {
+		network = "tcp"
+	}
 	ep := endpoint.New(endpoint.Config{Registrars: []string{reg}, CacheLifetime: -1})
 	lc := rsp.ListenConfig{Endpoint: ep, LocalAddr: "127.0.0.1:0",
 		Session: rsp.SessionConfig{Stateless: true, HeartbeatInterval: chaosHeartbeat}}
-	l, err := lc.Listen(context.Background(), "tcp", "pool:"+pool)
+	l, err := lc.Listen(context.Background(), network, "pool:"+pool)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -118,12 +124,24 @@ type childPE struct {
 
 func startChildPE(t testing.TB, pool, reg, dir string) *childPE {
 	t.Helper()
-	return startChild(t, pool, reg, filepath.Join(dir, fmt.Sprintf("pe-%d-%d.log", time.Now().UnixNano(), rand.Int())))
+	return startChildPEOver(t, "tcp", pool, reg, dir)
+}
+
+// startChildPEOver starts a pool element process that listens over
+// network ("tcp" or "sctp").
+func startChildPEOver(t testing.TB, network, pool, reg, dir string) *childPE {
+	t.Helper()
+	return startChildOver(t, network, pool, reg, filepath.Join(dir, fmt.Sprintf("pe-%d-%d.log", time.Now().UnixNano(), rand.Int())))
 }
 
 // startChild starts the test binary as a pool element process; mode is
 // the path of its delivery log, or "grpc".
 func startChild(t testing.TB, pool, reg, mode string) *childPE {
+	t.Helper()
+	return startChildOver(t, "tcp", pool, reg, mode)
+}
+
+func startChildOver(t testing.TB, network, pool, reg, mode string) *childPE {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -131,7 +149,7 @@ func startChild(t testing.TB, pool, reg, mode string) *childPE {
 	}
 	log := mode
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), "RSP_TEST_PE="+pool+","+reg+","+log)
+	cmd.Env = append(os.Environ(), "RSP_TEST_PE="+pool+","+reg+","+log, "RSP_TEST_PE_NET="+network)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -219,7 +237,35 @@ func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos takes seconds")
 	}
+	runChaos(t, chaosConfig{network: "tcp", sessions: 50, msgs: 200, dialTimeout: 300 * time.Millisecond})
+}
+
+// TestChaosSCTP is TestChaos over SCTP, shorter (User-mode Linux is
+// slow): 10 sessions of 100 messages to element processes listening over
+// SCTP, killed (SIGKILL, the kernel aborts their associations) and
+// stopped (SIGSTOP, associations open, nothing answers) in turn.
+func TestChaosSCTP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos takes seconds")
+	}
+	if !sctp.Supported() {
+		t.Skip("the kernel has no SCTP; run the SCTP tests inside User-mode Linux with .ci/uml/test-sctp")
+	}
+	runChaos(t, chaosConfig{network: "sctp", sessions: 10, msgs: 100, dialTimeout: 2 * time.Second})
+}
+
+// chaosConfig parameterises the chaos test.
+type chaosConfig struct {
+	network        string // the elements' network; over "sctp" all are processes
+	sessions, msgs int
+	dialTimeout    time.Duration // per element tried; system calls in User-mode Linux are slow
+}
+
+func runChaos(t *testing.T, cfg chaosConfig) {
 	r, regs := chaosRegistrar(t)
+	// In-process elements sit behind TCP proxies (to reset and black-hole
+	// them); over SCTP every element is a process.
+	inprocKind := func(i int) bool { return cfg.network == "tcp" && i%2 == 0 }
 	dir := t.TempDir()
 	got := new(deliveries)
 	const pool = "chaos"
@@ -233,10 +279,10 @@ func TestChaos(t *testing.T) {
 	var live []element
 	start := func(i int) {
 		var e element
-		if i%2 == 0 {
+		if inprocKind(i) {
 			e.inproc = startSessionPE(t, regs, pool, peOptions{stateless: true, heartbeat: chaosHeartbeat, got: got})
 		} else {
-			e.child = startChildPE(t, pool, regs[0], dir)
+			e.child = startChildPEOver(t, cfg.network, pool, regs[0], dir)
 		}
 		mu.Lock()
 		live = append(live, e)
@@ -247,7 +293,7 @@ func TestChaos(t *testing.T) {
 	}
 	waitFor(t, "the pool", 5*time.Second, func() bool { return poolSize(r, pool) == 4 })
 
-	const sessions, msgs = 50, 200
+	sessions, msgs := cfg.sessions, uint64(cfg.msgs)
 	type result struct {
 		id  [16]byte
 		fos []rsp.FailoverEvent
@@ -258,7 +304,7 @@ func TestChaos(t *testing.T) {
 	for range sessions {
 		go func() {
 			fch := make(chan rsp.FailoverEvent, 100)
-			d := &rsp.Dialer{Endpoint: ep, Timeout: 300 * time.Millisecond, Session: rsp.SessionConfig{
+			d := &rsp.Dialer{Endpoint: ep, Timeout: cfg.dialTimeout, Session: rsp.SessionConfig{
 				HeartbeatInterval: chaosHeartbeat, Failovers: fch, FailoverTimeout: 15 * time.Second}}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
@@ -294,7 +340,7 @@ func TestChaos(t *testing.T) {
 				return
 			case <-time.After(250 * time.Millisecond):
 			}
-			inproc := i%2 == 0
+			inproc := inprocKind(i)
 			mu.Lock()
 			var e element
 			for j, c := range live {
@@ -312,7 +358,7 @@ func TestChaos(t *testing.T) {
 			case e.inproc != nil:
 				kinds["reset"]++
 				e.inproc.crash()
-			case e.child != nil && i%4 == 3:
+			case e.child != nil && (i%4 == 3 || cfg.network != "tcp" && i%2 == 1):
 				kinds["process stopped"]++
 				e.child.stop()
 			case e.child != nil:
