@@ -248,6 +248,18 @@ func (h *Handlespace) Lookup(handle asap.PoolHandle, id asap.PEID) (*asap.PoolEl
 	return nil, false
 }
 
+// Handle returns the pool handle the handlespace stores for pool handle,
+// equal to it, and whether the pool exists: a caller that keeps the
+// handle per pool element shares that one string instead of keeping a
+// copy per element.
+func (h *Handlespace) Handle(handle asap.PoolHandle) (asap.PoolHandle, bool) {
+	p := h.pools[handle]
+	if p == nil {
+		return handle, false
+	}
+	return p.handle, true
+}
+
 // Policy returns a pool's policy type.
 func (h *Handlespace) Policy(handle asap.PoolHandle) (policy.Type, bool) {
 	p := h.pools[handle]

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/policy"
@@ -311,5 +312,26 @@ func TestUnreachableReportsCountPerReporter(t *testing.T) {
 	}
 	if n := h.ReportUnreachable("p", 2, reporterA); n != 0 {
 		t.Fatalf("unknown element: count %d", n)
+	}
+}
+
+// TestHandleShared checks that Handle gives the pool's own copy of its
+// handle, the one registered first, for an equal handle from elsewhere.
+func TestHandleShared(t *testing.T) {
+	h := New(Config{})
+	first := asap.PoolHandle([]byte("shared"))
+	if _, err := h.Register(first, elem(1, 1, policy.RoundRobin), t0); err != nil {
+		t.Fatal(err)
+	}
+	other := asap.PoolHandle([]byte("shared"))
+	got, ok := h.Handle(other)
+	if !ok || got != first {
+		t.Fatalf("Handle(%q) = %q, %v; want %q, true", other, got, ok, first)
+	}
+	if unsafe.StringData(string(got)) != unsafe.StringData(string(first)) {
+		t.Fatal("Handle returned a copy, not the pool's handle")
+	}
+	if got, ok := h.Handle("none"); ok || got != "none" {
+		t.Fatalf(`Handle("none") = %q, %v; want "none", false`, got, ok)
 	}
 }

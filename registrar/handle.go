@@ -171,6 +171,9 @@ func (pc *peerConn) register(m *asap.Registration) {
 	}
 	_, err := r.hs.Register(m.Handle, pe, start)
 	if err == nil {
+		// Every owned element of a pool keeps the handlespace's one copy
+		// of its handle, not the one decoded from its message.
+		key.handle, _ = r.hs.Handle(m.Handle)
 		st := r.owned[key]
 		if st == nil {
 			st = &peState{key: key, conn: pc, idx: -1}

@@ -140,7 +140,7 @@ type peState struct {
 	key      peKey
 	conn     *peerConn // the connection it registered on
 	due      time.Time // next keep-alive, or the keep-alive timeout
-	idx      int       // in the schedule; -1 when not on it
+	idx      int32     // in the schedule; -1 when not on it (int32 keeps peState in a smaller size class)
 	awaiting bool      // a keep-alive is outstanding
 	waiting  bool      // on its connection's kaWait, for room in the send queue
 }

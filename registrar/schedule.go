@@ -27,11 +27,11 @@ func (s schedule) Len() int           { return len(s) }
 func (s schedule) Less(i, j int) bool { return s[i].at < s[j].at }
 func (s schedule) Swap(i, j int) {
 	s[i], s[j] = s[j], s[i]
-	s[i].st.idx, s[j].st.idx = i, j
+	s[i].st.idx, s[j].st.idx = int32(i), int32(j)
 }
 func (s *schedule) Push(x any) {
 	e := x.(schedEntry)
-	e.st.idx = len(*s)
+	e.st.idx = int32(len(*s))
 	*s = append(*s, e)
 }
 func (s *schedule) Pop() any {
@@ -54,7 +54,7 @@ func (r *Registrar) scheduleLocked(st *peState, d time.Duration) {
 	at := schedAt(st.due, r.epoch)
 	if st.idx >= 0 {
 		r.sched[st.idx].at = at
-		heap.Fix(&r.sched, st.idx)
+		heap.Fix(&r.sched, int(st.idx))
 	} else {
 		heap.Push(&r.sched, schedEntry{at, st})
 	}
@@ -70,7 +70,7 @@ func (r *Registrar) scheduleLocked(st *peState, d time.Duration) {
 func (r *Registrar) unscheduleLocked(st *peState) {
 	st.waiting = false
 	if st.idx >= 0 {
-		heap.Remove(&r.sched, st.idx)
+		heap.Remove(&r.sched, int(st.idx))
 	}
 }
 

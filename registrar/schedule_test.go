@@ -90,13 +90,13 @@ func TestScheduleOrder(t *testing.T) {
 	// Move some and remove some, as keep-alives and removals do.
 	sts[3].due = base.Add(-time.Second)
 	s[sts[3].idx].at = schedAt(sts[3].due, base)
-	heap.Fix(&s, sts[3].idx)
-	heap.Remove(&s, sts[7].idx)
+	heap.Fix(&s, int(sts[3].idx))
+	heap.Remove(&s, int(sts[7].idx))
 	if sts[7].idx != -1 {
 		t.Fatalf("removed element has index %d", sts[7].idx)
 	}
 	for i, e := range s {
-		if e.st.idx != i {
+		if int(e.st.idx) != i {
 			t.Fatalf("element at %d has index %d", i, e.st.idx)
 		}
 		if e.at != schedAt(e.st.due, base) {
