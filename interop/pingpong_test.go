@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -21,6 +22,7 @@ import (
 	"github.com/rsp-go/rsp/asap/endpoint"
 	"github.com/rsp-go/rsp/internal/pingpong"
 	"github.com/rsp-go/rsp/internal/rsplibtest"
+	"github.com/rsp-go/rsp/internal/testutil"
 	"github.com/rsp-go/rsp/mapping"
 	"github.com/rsp-go/rsp/policy"
 )
@@ -290,20 +292,52 @@ func (e *pingPongElement) kill() {
 
 var ackLine = regexp.MustCompile(`Ack #(\d+) from PE \$([0-9a-f]{8}) \(reply #(\d+)\)`)
 
+// pingPongPEEnv, when set to a registrar's address, makes
+// TestHelperPingPongPE a PingPong pool element process.
+const pingPongPEEnv = "RSP_TEST_PINGPONG_PE"
+
+// TestHelperPingPongPE is not a test: run as a child process, it serves
+// PingPong as an rsp element registered with the registrar pingPongPEEnv
+// names, until it is killed.
+func TestHelperPingPongPE(t *testing.T) {
+	reg := os.Getenv(pingPongPEEnv)
+	if reg == "" {
+		t.Skip("a helper process of TestRsplibPingPongClientWithRSPElements")
+	}
+	ep := endpoint.New(endpoint.Config{Registrars: []string{"sctp:" + reg}})
+	e := startPingPongElement(t, ep)
+	fmt.Printf("PE %08x ready\n", uint32(e.reg.ID()))
+	select {}
+}
+
+// startPingPongProcess starts a PingPong element process registered with
+// reg and waits until it serves; it returns the process and its PE
+// identifier in hex.
+func startPingPongProcess(t *testing.T, reg string) (*rsplibtest.Process, string) {
+	t.Helper()
+	os.Setenv(pingPongPEEnv, reg)
+	p := rsplibtest.StartProcess(t, nil, os.Args[0], "-test.run=^TestHelperPingPongPE$", "-test.timeout=5m")
+	os.Unsetenv(pingPongPEEnv)
+	testutil.WaitFor(t, 15*time.Second, "the PingPong element process's word that it serves", func() bool { return readyLine.MatchString(p.Out.String()) })
+	return p, readyLine.FindStringSubmatch(p.Out.String())[1]
+}
+
 // TestRsplibPingPongClientWithRSPElements: rsplib's pingpongclient uses a
-// pool of rsp PingPong elements; the element it uses dies in the middle;
-// the client fails over to the other, echoes the cookie, and its reply
-// numbers go on without a gap.
+// pool of three rsp PingPong element processes; the element it uses is
+// killed (SIGKILL: the kernel aborts its associations) and the client
+// fails over to another, echoing the cookie; then the next one it uses is
+// stopped (SIGSTOP) for 2 s and resumed (SIGCONT). Its reply numbers go on
+// without a gap throughout. (rsplib's client fails over only when an
+// association fails: a stopped element's kernel keeps it up, and in User-
+// mode Linux the client did not leave a stopped element within 30 s.)
 func TestRsplibPingPongClientWithRSPElements(t *testing.T) {
 	rsplibtest.Require(t)
 	registrar := fmt.Sprintf("%s:3893", hostAddr)
 	rsplibtest.StartRegistrar(t, 3893, 9921)
-	ep := endpoint.New(endpoint.Config{Registrars: []string{"sctp:" + registrar}})
-	defer ep.Close()
-	pes := map[string]*pingPongElement{}
-	for range 2 {
-		e := startPingPongElement(t, ep)
-		pes[fmt.Sprintf("%08x", uint32(e.reg.ID()))] = e
+	procs := map[string]*rsplibtest.Process{}
+	for range 3 {
+		p, id := startPingPongProcess(t, registrar)
+		procs[id] = p
 	}
 	out := rsplibtest.Start(t, nil, "pingpongclient", "-registrar="+registrar, "-poolhandle="+pingPongPool, "-interval=100", "-asapannounce=off")
 	acks := func() [][]string { return ackLine.FindAllStringSubmatch(out.String(), -1) }
@@ -317,13 +351,15 @@ func TestRsplibPingPongClientWithRSPElements(t *testing.T) {
 		}
 	}
 	wait("no 5 acks", func(a [][]string) bool { return len(a) >= 5 })
-	first := acks()
-	victim := first[len(first)-1][2]
-	if pes[victim] == nil {
-		t.Fatalf("acks from PE %s, not an rsp element", victim)
+	a := acks()
+	victim := a[len(a)-1][2]
+	if procs[victim] == nil {
+		t.Fatalf("acks from PE %s, not an rsp element process", victim)
 	}
-	pes[victim].kill()
-	t.Logf("killed PE %s after %q", victim, first[len(first)-1][0])
+	if err := syscall.Kill(procs[victim].Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed PE %s after %q", victim, a[len(a)-1][0])
 	wait("no 5 acks from another element after the kill", func(a [][]string) bool {
 		n := 0
 		for _, m := range a {
@@ -333,6 +369,24 @@ func TestRsplibPingPongClientWithRSPElements(t *testing.T) {
 		}
 		return n >= 5
 	})
+	// rsplib's pool user fails over when the association fails; a
+	// stopped element's kernel keeps it up, so the client waits, and
+	// carries on with the element once it resumes.
+	a = acks()
+	stopped := a[len(a)-1][2]
+	if procs[stopped] == nil || stopped == victim {
+		t.Fatalf("acks from PE %s, not a live rsp element process", stopped)
+	}
+	if err := syscall.Kill(procs[stopped].Pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stopped PE %s after %q", stopped, a[len(a)-1][0])
+	time.Sleep(2 * time.Second)
+	before := len(acks())
+	if err := syscall.Kill(procs[stopped].Pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	wait("no 5 acks after the stopped element resumed", func(a [][]string) bool { return len(a) >= before+5 })
 	all := acks()
 	for i, m := range all {
 		if reply, _ := strconv.Atoi(m[3]); reply != i+1 {
