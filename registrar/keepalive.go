@@ -24,8 +24,11 @@ func (r *Registrar) keepAliveDelay() time.Duration {
 // element gets another KeepAliveTimeout instead of being removed for the
 // registrar's slowness. r.mu is held.
 func (r *Registrar) keepAliveDueLocked(st *peState, now time.Time) {
+	// st came off the schedule, and every path that stops owning an
+	// element takes it off the schedule first (unscheduleLocked): st is
+	// owned, without a look-up in r.owned per keep-alive.
 	key := st.key
-	if r.closed || r.owned[key] != st {
+	if r.closed {
 		return
 	}
 	if st.awaiting && now.Sub(st.due) > maxScheduleLag {
@@ -58,15 +61,20 @@ const maxScheduleLag = time.Second
 // WriteTimeout closes its connection.
 func (r *Registrar) sendKeepAliveLocked(key peKey, st *peState) {
 	if !st.conn.queueFull() {
-		if b, ok := st.conn.encode(&asap.EndpointKeepAlive{Server: r.id, Handle: key.handle, ID: key.id}); ok {
-			if st.conn.trySendBytes(b) {
-				st.awaiting = true
-				r.scheduleLocked(st, r.cfg.KeepAliveTimeout)
-				return
-			}
-			b = b[:0]
-			bufPool.Put(&b)
+		// Encoded here rather than by encode, whose asap.Message argument
+		// and buffer would be two allocations per keep-alive.
+		bp := bufPool.Get().(*[]byte)
+		b, err := asap.EndpointKeepAlive{Server: r.id, Handle: key.handle, ID: key.id}.AppendBinary((*bp)[:0])
+		switch {
+		case err != nil:
+			r.cfg.Logger.Error("encoding ASAP message", "type", asap.TypeEndpointKeepAlive, "err", err)
+		case st.conn.trySendBytes(b):
+			st.awaiting = true
+			r.scheduleLocked(st, r.cfg.KeepAliveTimeout)
+			return
 		}
+		*bp = b[:0]
+		bufPool.Put(bp)
 	}
 	if st.waiting {
 		return
