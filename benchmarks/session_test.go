@@ -251,9 +251,20 @@ func BenchmarkRoundTrip(b *testing.B) {
 // names, and plain TCP; it prints the plain listener's address.
 const envIdleServer = "RSP_BENCH_IDLE_SERVER"
 
+// envSCTPEcho makes the benchmark binary an rsp session echo element
+// over SCTP, "registrar,pool", for BenchmarkSCTPFailover to kill;
+// serveSCTPEcho serves it where the system has SCTP.
+const envSCTPEcho = "RSP_BENCH_SCTP_ECHO"
+
+var serveSCTPEcho func(spec string)
+
 func TestMain(m *testing.M) {
 	if reg := os.Getenv(envIdleServer); reg != "" {
 		serveIdle(reg)
+		return
+	}
+	if spec := os.Getenv(envSCTPEcho); spec != "" && serveSCTPEcho != nil {
+		serveSCTPEcho(spec)
 		return
 	}
 	os.Exit(m.Run())

@@ -1,0 +1,210 @@
+//go:build linux
+
+package benchmarks
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rsp-go/rsp"
+	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/asap/endpoint"
+	"github.com/rsp-go/rsp/internal/rsplibtest"
+	"github.com/rsp-go/rsp/internal/sctp"
+	"github.com/rsp-go/rsp/internal/testutil"
+)
+
+func init() { serveSCTPEcho = sctpEcho }
+
+func sctpEcho(spec string) {
+	reg, pool, _ := strings.Cut(spec, ",")
+	lc := rsp.ListenConfig{Registrars: []string{"sctp:" + reg}, LocalAddr: rsplibtest.HostAddr + ":0",
+		Session: rsp.SessionConfig{HeartbeatInterval: 200 * time.Millisecond, Stateless: true}}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	l, err := lc.Listen(ctx, "sctp", "pool:"+pool)
+	cancel()
+	if err != nil {
+		fmt.Println("listen:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("PE %08x ready\n", uint32(l.ID()))
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			os.Exit(1)
+		}
+		go func() {
+			defer c.Close()
+			io.Copy(c, c)
+		}()
+	}
+}
+
+var (
+	echoReady = regexp.MustCompile(`PE ([0-9a-f]{8}) ready`)
+	ackLine   = regexp.MustCompile(`Ack #\d+ from PE \$([0-9a-f]{8})`)
+)
+
+// BenchmarkSCTPFailover: the time from killing (SIGKILL) the pool element
+// a pool user uses to the user's next answer from another element, for an
+// rsp session over SCTP (peer=rsp-sctp: the next message written right
+// after the kill, until its echo is read) and for rsplib's own
+// pingpongclient against rspserver -pingpong elements (peer=rsplib: until
+// the client prints its next Ack from another element, read from its
+// output every millisecond; its pings go every 20 ms, so up to 20 ms of it
+// is the ping interval). Both use the same rsplib registrar, in the same
+// run, inside User-mode Linux; compare with benchstat -col /peer. Each
+// iteration starts two element processes, so run with -test.benchtime=Nx.
+func BenchmarkSCTPFailover(b *testing.B) {
+	if !sctp.Supported() {
+		b.Skip("the kernel has no SCTP; run the SCTP benchmarks inside User-mode Linux with .ci/uml/test-sctp")
+	}
+	rsplibtest.Require(b)
+	reg := fmt.Sprintf("%s:3953", rsplibtest.HostAddr)
+	rsplibtest.StartRegistrar(b, 3953, 9953)
+	b.Run("peer=rsp-sctp", func(b *testing.B) {
+		var total time.Duration
+		for i := range b.N {
+			b.StopTimer()
+			// A pool of its own: the registrar may still list the
+			// elements killed before.
+			total += rspFailover(b, reg, fmt.Sprintf("failover-%d-%d", time.Now().UnixNano(), i))
+		}
+		b.ReportMetric(float64(total.Microseconds())/1e3/float64(b.N), "ms/failover")
+		b.ReportMetric(0, "ns/op")
+	})
+	b.Run("peer=rsplib", func(b *testing.B) {
+		ep := endpoint.New(endpoint.Config{Registrars: []string{"sctp:" + reg}})
+		defer ep.Close()
+		seen := map[asap.PEID]bool{}
+		var total time.Duration
+		for range b.N {
+			b.StopTimer()
+			total += rsplibFailover(b, ep, reg, seen)
+		}
+		b.ReportMetric(float64(total.Microseconds())/1e3/float64(b.N), "ms/failover")
+		b.ReportMetric(0, "ns/op")
+	})
+}
+
+// rspFailover starts two echo element processes, runs a session to one,
+// kills it and returns how long the next echo took.
+func rspFailover(b *testing.B, reg, pool string) time.Duration {
+	procs := map[string]*rsplibtest.Process{}
+	os.Setenv(envSCTPEcho, reg+","+pool)
+	for range 2 {
+		p := rsplibtest.StartProcess(b, nil, os.Args[0], "-test.run=^$", "-test.bench=^$")
+		testutil.WaitFor(b, 20*time.Second, "the echo element's word that it serves", func() bool { return echoReady.MatchString(p.Out.String()) })
+		procs[echoReady.FindStringSubmatch(p.Out.String())[1]] = p
+	}
+	os.Unsetenv(envSCTPEcho)
+	defer func() {
+		for _, p := range procs {
+			syscall.Kill(p.Pid, syscall.SIGKILL)
+		}
+	}()
+	d := rsp.Dialer{Registrars: []string{"sctp:" + reg}, Timeout: 2 * time.Second,
+		Session: rsp.SessionConfig{HeartbeatInterval: 200 * time.Millisecond, FailoverTimeout: 10 * time.Second}}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := d.DialContext(ctx, "tcp", "pool:"+pool)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	s, ok := c.(*rsp.Session)
+	if !ok {
+		b.Fatalf("dialed a %T, want a session", c)
+	}
+	buf := make([]byte, 16)
+	echo := func(msg string) {
+		if _, err := s.Write([]byte(msg)); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(s, buf[:len(msg)]); err != nil || string(buf[:len(msg)]) != msg {
+			b.Fatalf("echo of %q: %q, %v", msg, buf[:len(msg)], err)
+		}
+	}
+	echo("first")
+	victim := fmt.Sprintf("%08x", uint32(s.Element().ID))
+	if procs[victim] == nil {
+		b.Fatalf("the session uses PE %s, not an echo element process", victim)
+	}
+	b.StartTimer()
+	start := time.Now()
+	syscall.Kill(procs[victim].Pid, syscall.SIGKILL)
+	echo("second")
+	took := time.Since(start)
+	b.StopTimer()
+	if now := fmt.Sprintf("%08x", uint32(s.Element().ID)); now == victim {
+		b.Fatalf("the echo came from the killed PE %s", victim)
+	}
+	return took
+}
+
+// rsplibFailover starts two rspserver -pingpong elements and
+// pingpongclient, kills the element the client uses and returns how long
+// until the client's next Ack from the other.
+func rsplibFailover(b *testing.B, ep *endpoint.Endpoint, reg string, seen map[asap.PEID]bool) time.Duration {
+	procs := map[string]*rsplibtest.Process{}
+	defer func() {
+		for _, p := range procs {
+			syscall.Kill(p.Pid, syscall.SIGKILL)
+		}
+	}()
+	for range 2 {
+		p := rsplibtest.StartProcess(b, nil, "rspserver", "-pingpong", "-registrar="+reg, "-asapannounce=off")
+		var id asap.PEID
+		testutil.WaitFor(b, 20*time.Second, "rspserver -pingpong to register", func() bool {
+			ep.Invalidate("PingPongPool")
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			res, err := ep.Resolve(ctx, "PingPongPool")
+			if err != nil {
+				return false
+			}
+			for _, pe := range res.PEs {
+				if !seen[pe.ID] {
+					id = pe.ID
+					seen[id] = true
+					return true
+				}
+			}
+			return false
+		})
+		procs[fmt.Sprintf("%08x", uint32(id))] = p
+	}
+	client := rsplibtest.StartProcess(b, nil, "pingpongclient", "-registrar="+reg, "-poolhandle=PingPongPool", "-interval=20", "-asapannounce=off")
+	defer syscall.Kill(client.Pid, syscall.SIGKILL)
+	acks := func() [][]string { return ackLine.FindAllStringSubmatch(client.Out.String(), -1) }
+	testutil.WaitFor(b, 20*time.Second, "pingpongclient's first acks", func() bool { return len(acks()) >= 3 })
+	a := acks()
+	victim := a[len(a)-1][1]
+	if procs[victim] == nil {
+		b.Fatalf("acks from PE %s, not a new rspserver", victim)
+	}
+	b.StartTimer()
+	start := time.Now()
+	syscall.Kill(procs[victim].Pid, syscall.SIGKILL)
+	deadline := start.Add(30 * time.Second)
+	for {
+		if slices.ContainsFunc(acks()[len(a):], func(m []string) bool { return m[1] != victim }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("pingpongclient: no ack from another element 30 s after the kill:\n%s", client.Out.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	took := time.Since(start)
+	b.StopTimer()
+	return took
+}
