@@ -305,7 +305,11 @@ func runChaos(t *testing.T, cfg chaosConfig) {
 		go func() {
 			fch := make(chan rsp.FailoverEvent, 100)
 			d := &rsp.Dialer{Endpoint: ep, Timeout: cfg.dialTimeout, Session: rsp.SessionConfig{
-				HeartbeatInterval: chaosHeartbeat, Failovers: fch, FailoverTimeout: 15 * time.Second}}
+				HeartbeatInterval: chaosHeartbeat, Failovers: fch, FailoverTimeout: 15 * time.Second,
+				// Elements die every 250 ms and the dead stay listed until
+				// the registrar's keep-alive timeout: a failover may meet
+				// many dead ones before a live one, within its timeout.
+				MaxFailoverAttempts: 64}}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			c, err := d.DialContext(ctx, "tcp", "pool:"+pool)
