@@ -81,22 +81,7 @@ func sctpPair(b *testing.B, peer string) (client, server net.Conn) {
 // reader has everything, over a plain SCTP association and over a session
 // riding one.
 func BenchmarkSCTPBulk(b *testing.B) {
-	const chunk = 32 << 10
-	for _, peer := range []string{"sctp", "rsp-sctp"} {
-		b.Run("peer="+peer, func(b *testing.B) {
-			c, s := sctpPair(b, peer)
-			n := counter(s, 64<<10)
-			buf := make([]byte, chunk)
-			b.SetBytes(chunk)
-			b.ResetTimer()
-			for b.Loop() {
-				if _, err := c.Write(buf); err != nil {
-					b.Fatal(err)
-				}
-			}
-			waitCount(b, n, int64(b.N)*chunk)
-		})
-	}
+	benchBulk(b, sctpPair, "sctp", "rsp-sctp")
 }
 
 // BenchmarkSCTPMessages64: a stream of 64-byte messages, one Write each,
@@ -104,35 +89,5 @@ func BenchmarkSCTPBulk(b *testing.B) {
 // ack request on every message (then the benchmark waits for the last
 // one's acknowledgement).
 func BenchmarkSCTPMessages64(b *testing.B) {
-	msg := make([]byte, 64)
-	for _, peer := range []string{"sctp", "rsp-sctp", "rsp-sctp-ackrequest"} {
-		b.Run("peer="+peer, func(b *testing.B) {
-			kind := peer
-			if peer == "rsp-sctp-ackrequest" {
-				kind = "rsp-sctp"
-			}
-			c, s := sctpPair(b, kind)
-			n := counter(s, 64<<10)
-			b.SetBytes(64)
-			b.ResetTimer()
-			var last uint64
-			for b.Loop() {
-				var err error
-				if peer == "rsp-sctp-ackrequest" {
-					last, err = c.(*rsp.Session).WriteMsg(msg, rsp.WriteOptions{AckRequest: true})
-				} else {
-					_, err = c.Write(msg)
-				}
-				if err != nil {
-					b.Fatal(err)
-				}
-			}
-			waitCount(b, n, int64(b.N)*64)
-			if last > 0 {
-				if err := c.(*rsp.Session).WaitAcked(context.Background(), last); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
+	benchMessages64(b, sctpPair, "sctp", "rsp-sctp")
 }

@@ -160,10 +160,24 @@ func waitCount(b *testing.B, n *atomic.Int64, want int64) {
 // BenchmarkBulk: one way bulk transfer in 32 KiB writes, until the reader
 // has everything.
 func BenchmarkBulk(b *testing.B) {
+	benchBulk(b, pair, "tcp", "rsp", "yamux", "smux")
+}
+
+// BenchmarkMessages64: a stream of 64-byte messages, one Write each: raw
+// TCP writing them one by one, and sessions, without and with an ack
+// request on every message (then the benchmark waits for the last one's
+// acknowledgement).
+func BenchmarkMessages64(b *testing.B) {
+	benchMessages64(b, pair, "tcp", "rsp")
+}
+
+// benchBulk runs the bulk benchmark over the pairs that dial makes for
+// each peer.
+func benchBulk(b *testing.B, dial func(*testing.B, string) (net.Conn, net.Conn), peers ...string) {
 	const chunk = 32 << 10
-	for _, peer := range []string{"tcp", "rsp", "yamux", "smux"} {
+	for _, peer := range peers {
 		b.Run("peer="+peer, func(b *testing.B) {
-			c, s := pair(b, peer)
+			c, s := dial(b, peer)
 			n := counter(s, 64<<10)
 			buf := make([]byte, chunk)
 			b.SetBytes(chunk)
@@ -178,26 +192,26 @@ func BenchmarkBulk(b *testing.B) {
 	}
 }
 
-// BenchmarkMessages64: a stream of 64-byte messages, one Write each: raw
-// TCP writing them one by one, and sessions, without and with an ack
-// request on every message (then the benchmark waits for the last one's
-// acknowledgement).
-func BenchmarkMessages64(b *testing.B) {
+// benchMessages64 runs the 64-byte message benchmark over the pairs that
+// dial makes for the plain peer and the session peer, and once more over
+// the session peer with an ack request on every message.
+func benchMessages64(b *testing.B, dial func(*testing.B, string) (net.Conn, net.Conn), plain, session string) {
 	msg := make([]byte, 64)
-	for _, peer := range []string{"tcp", "rsp", "rsp-ackrequest"} {
+	ackPeer := session + "-ackrequest"
+	for _, peer := range []string{plain, session, ackPeer} {
 		b.Run("peer="+peer, func(b *testing.B) {
 			kind := peer
-			if peer == "rsp-ackrequest" {
-				kind = "rsp"
+			if peer == ackPeer {
+				kind = session
 			}
-			c, s := pair(b, kind)
+			c, s := dial(b, kind)
 			n := counter(s, 64<<10)
 			b.SetBytes(64)
 			b.ResetTimer()
 			var last uint64
 			for b.Loop() {
 				var err error
-				if peer == "rsp-ackrequest" {
+				if peer == ackPeer {
 					last, err = c.(*rsp.Session).WriteMsg(msg, rsp.WriteOptions{AckRequest: true})
 				} else {
 					_, err = c.Write(msg)
