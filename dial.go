@@ -62,6 +62,10 @@ type Dialer struct {
 	// Session configures the sessions the dialer opens: heartbeats,
 	// buffers, failover and its callbacks.
 	Session SessionConfig
+
+	// dial, if set, connects to pool elements over TCP instead of the
+	// network (tests on fake time use an in-memory one).
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Dial connects to a pool element of the pool address names ("pool:echo").

@@ -90,6 +90,10 @@ type ListenConfig struct {
 
 	// Logger receives the listener's logs; nil discards them.
 	Logger *slog.Logger
+
+	// listen, if set, listens over TCP instead of the network (tests on
+	// fake time use an in-memory one).
+	listen func(ctx context.Context, network, addr string) (net.Listener, error)
 }
 
 // Listen announces on the local network address and registers it in the
@@ -123,6 +127,8 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (*L
 			cfg = lc.Session.withDefaults().sctpConfig()
 		}
 		inner, err = listenSCTP(ctx, local, cfg)
+	} else if lc.listen != nil {
+		inner, err = lc.listen(ctx, network, local)
 	} else {
 		var nlc net.ListenConfig
 		inner, err = nlc.Listen(ctx, network, local)

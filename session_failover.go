@@ -29,8 +29,15 @@ type Failover struct {
 	Replay int
 
 	conn mapping.BatchConn
-	sent uint64 // the last message Send wrote on conn
+	// The messages Send wrote on conn, from first to last: the replay
+	// leaves them out.
+	resync seqRange
 }
+
+// seqRange is a range of sequence numbers, empty when first is 0.
+type seqRange struct{ first, last uint64 }
+
+func (r seqRange) has(seq uint64) bool { return r.first != 0 && seq >= r.first && seq <= r.last }
 
 // Send sends a resynchronisation message to the new element, before the
 // messages replayed. It is numbered after them (spec/session.md, 5.5) and
@@ -53,7 +60,10 @@ func (f *Failover) Send(b []byte) error {
 	if err := f.conn.WriteMsg(frame, ulpack.PPID); err != nil {
 		return err
 	}
-	f.sent = seq
+	if f.resync.first == 0 {
+		f.resync.first = seq
+	}
+	f.resync.last = seq
 	return nil
 }
 
@@ -253,7 +263,7 @@ func (s *Session) failover(cause error) error {
 		installed bool
 		replayed  int
 		first     uint64
-		resynced  uint64 // the last resynchronisation message written
+		resynced  seqRange // the resynchronisation messages written
 	)
 	install := func() {
 		if installed || conn == nil {
@@ -329,7 +339,7 @@ func (s *Session) failover(cause error) error {
 			s.mu.Unlock()
 			f := &Failover{Session: s, Old: old, New: Element{Handle: string(s.handle), PoolElement: newPE}, Cause: cause, Replay: replay, conn: conn}
 			err := s.cfg.OnFailover(ctx, f)
-			resynced = f.sent
+			resynced = f.resync
 			ev := failover.Event{Kind: failover.CallbackDone, Err: err}
 			if err == nil {
 				ev.Settled = a.Doubt
@@ -367,11 +377,11 @@ func (s *Session) failover(cause error) error {
 
 // takeOver makes conn, to element pe, the session's connection: the
 // messages not acknowledged go again from the first, and pe numbers its
-// own messages from 1. resynced is the last resynchronisation message the
-// failover callback wrote on c (Failover.Send), which pe may acknowledge
-// before the replay goes. It returns the first sequence number replayed
-// and how many are.
-func (s *Session) takeOver(c mapping.BatchConn, pe asap.PoolElement, ack ulpack.HelloAck, resynced uint64) (uint64, int) {
+// own messages from 1. resynced are the resynchronisation messages the
+// failover callback wrote on c (Failover.Send): they are not replayed, and
+// pe may acknowledge them before the replay goes. It returns the first
+// sequence number replayed and how many are.
+func (s *Session) takeOver(c mapping.BatchConn, pe asap.PoolElement, ack ulpack.HelloAck, resynced seqRange) (uint64, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ack.Ack <= s.snd.Next()-1 {
@@ -385,13 +395,16 @@ func (s *Session) takeOver(c mapping.BatchConn, pe asap.PoolElement, ack ulpack.
 	s.snd.SetWindow(ack.Window)
 	s.stateless = ack.Stateless
 	s.card = nil
-	// Everything not acknowledged goes again, in order.
+	// Everything not acknowledged goes again, in order, but for what the
+	// callback wrote on c already.
 	s.pending = s.pending[:0]
-	for _, frame := range s.snd.Replay() {
-		s.pending = append(s.pending, frame)
+	for seq, frame := range s.snd.Replay() {
+		if !resynced.has(seq) {
+			s.pending = append(s.pending, frame)
+		}
 	}
 	s.written, s.peerAcked = s.snd.Acked(), s.snd.Acked()
-	s.sent = max(s.written, resynced)
+	s.sent = max(s.written, resynced.last)
 	s.rcv = ulpack.NewReceiver(s.cfg.receiverConfig(), 0)
 	s.consumed, s.ackNow = 0, false // the old element's to acknowledge
 	s.lastRecv, s.pingAt = time.Now(), time.Time{}

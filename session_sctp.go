@@ -79,11 +79,15 @@ func (d *Dialer) dialSessionConn(ctx context.Context, cfg SessionConfig, network
 		ind, ok := pa.PeerAdaptation()
 		return bc, ok && ind == ulpack.PPID, nil
 	}
-	nd := d.NetDialer
-	if nd == nil {
-		nd = &net.Dialer{}
+	dial := d.dial
+	if dial == nil {
+		nd := d.NetDialer
+		if nd == nil {
+			nd = &net.Dialer{}
+		}
+		dial = nd.DialContext
 	}
-	nc, err := nd.DialContext(ctx, tcpNetwork(network), addr)
+	nc, err := dial(ctx, tcpNetwork(network), addr)
 	if err != nil {
 		return nil, false, err
 	}
