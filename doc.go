@@ -77,10 +77,13 @@
 // resolution, never the failed one, within [SessionConfig.FailoverTimeout]
 // and [SessionConfig.MaxFailoverAttempts] (package failover decides);
 // echoes the last cookie to the new element, calls
-// [SessionConfig.OnFailover] (which may send resynchronisation messages
-// or refuse the element), replays what was not acknowledged, and sends a
-// [FailoverEvent] to [SessionConfig.Failovers]. The application's next
-// Read and Write just work.
+// [SessionConfig.OnFailover] (or the callback [WithFailoverCallback] set
+// for that dial; it may send resynchronisation messages with
+// [Failover.SendMsg], see how many of the old element's messages are still
+// unread, [Failover.Unread], or refuse the element), replays what was not
+// acknowledged, and sends a [FailoverEvent] to [SessionConfig.Failovers].
+// The application's next Read and Write just work: the old element's
+// messages not yet read come first, then the new element's.
 //
 // # Guarantees
 //

@@ -68,10 +68,11 @@ type SessionConfig struct {
 	NoFailover bool
 	// OnFailover, if set, is called once a new element has taken the
 	// session over and before the unacknowledged messages are replayed to
-	// it; it may send resynchronisation messages with f.Send. An error
-	// refuses the element: the session tries the next one. An error that
-	// wraps failover.ErrRefused ends the session instead: its reads and
-	// writes then fail with that error.
+	// it; it may send resynchronisation messages with f.Send or f.SendMsg.
+	// An error refuses the element: the session tries the next one. An
+	// error that wraps failover.ErrRefused ends the session instead: its
+	// reads and writes then fail with that error. A callback set for one
+	// dial with WithFailoverCallback takes its place for that session.
 	OnFailover func(ctx context.Context, f *Failover) error
 	// Failovers, if set, receives a FailoverEvent after each failover
 	// (the failover indication); a full channel drops the event.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/rsp-go/rsp/asap"
@@ -14,9 +15,11 @@ import (
 	"github.com/rsp-go/rsp/ulpack"
 )
 
-// Failover is what the failover callback (SessionConfig.OnFailover) is
-// given: the element that failed, the one that took the session over, and
-// a way to send resynchronisation messages before the replay.
+// Failover is what the failover callback (SessionConfig.OnFailover, or
+// WithFailoverCallback for one dial) is given: the element that failed,
+// the one that took the session over, what of the old element the
+// application has not read yet, and a way to send resynchronisation
+// messages before the replay.
 type Failover struct {
 	// Session is the session failing over. Its Write and Read must not be
 	// called from the callback: the session waits for it.
@@ -28,10 +31,18 @@ type Failover struct {
 	// Replay is how many messages will be replayed after the callback.
 	Replay int
 
-	conn mapping.BatchConn
+	unread int
+	conn   mapping.BatchConn
+	st     *resyncState
+}
+
+// resyncState is what a failover callback's Send and SendMsg share.
+type resyncState struct {
+	mu   sync.Mutex // serialises Send and SendMsg
+	done bool       // the callback returned
 	// The messages Send wrote on conn, from first to last: the replay
 	// leaves them out.
-	resync seqRange
+	sent seqRange
 }
 
 // seqRange is a range of sequence numbers, empty when first is 0.
@@ -39,32 +50,97 @@ type seqRange struct{ first, last uint64 }
 
 func (r seqRange) has(seq uint64) bool { return r.first != 0 && seq >= r.first && seq <= r.last }
 
+// Unread returns how many messages from the old element the session had
+// received and the application had not yet read whole when the callback
+// was called (a message Read took part of counts). The session delivers
+// them, in order, before any message of the new element; they are not
+// acknowledged to anyone, since the old element is gone.
+func (f *Failover) Unread() int { return f.unread }
+
 // Send sends a resynchronisation message to the new element, before the
-// messages replayed. It is numbered after them (spec/session.md, 5.5) and
-// replayed like any message if a later failover finds it unacknowledged.
+// messages replayed: SendMsg without options.
 func (f *Failover) Send(b []byte) error {
+	_, err := f.SendMsg(b, WriteOptions{})
+	return err
+}
+
+// SendMsg sends a resynchronisation message to the new element with the
+// options of Session.WriteMsg, before the messages replayed, and returns
+// its sequence number (for Session.Acked and WaitAcked once the callback
+// returned). It is numbered after the messages replayed (spec/session.md,
+// 5.5) and, unacknowledged, replayed like any message by a later
+// failover; if the callback then refuses the new element, it stays
+// unacknowledged too and goes to the next element with the replay. As
+// with WriteMsg, Stream and Unordered need an SCTP association to the new
+// element (ErrNotSupported over the TCP mapping), and Element and Addr,
+// if set, must name the new element. It may be called only until the
+// callback returns, from one goroutine at a time.
+func (f *Failover) SendMsg(b []byte, o WriteOptions) (uint64, error) {
 	s := f.Session
+	f.st.mu.Lock()
+	defer f.st.mu.Unlock()
+	if f.st.done {
+		return 0, s.opError("write", fmt.Errorf("%w: the failover callback returned", net.ErrClosed))
+	}
 	if len(b) > s.cfg.MaxMessageSize {
-		return s.opError("write", ErrMessageTooLong)
+		return 0, s.opError("write", ErrMessageTooLong)
+	}
+	streams := o.Stream != 0 || o.Unordered
+	if streams {
+		if err := checkStreamOn(f.conn, o.Stream); err != nil {
+			return 0, s.opError("write", err)
+		}
+	}
+	if (o.Element != 0 && o.Element != f.New.ID) || (o.Addr != nil && o.Addr.String() != f.conn.RemoteAddr().String()) {
+		return 0, s.opError("write", fmt.Errorf("%w: sending to an element other than the new one", ErrNotSupported))
 	}
 	s.mu.Lock()
-	seq, err := s.queueLocked(b, false, 0)
-	var frame []byte
+	seq, err := s.queueLocked(b, o.AckRequest, o.PPID)
+	var m mapping.Msg
 	if err == nil {
-		frame = s.pending[len(s.pending)-1]
+		m = mapping.Msg{Buf: s.pending[len(s.pending)-1], PPID: ulpack.PPID}
+		if streams {
+			s.setStreamLocked(seq, o.Stream, o.Unordered)
+			m.Stream, m.Unordered = o.Stream, o.Unordered
+		}
 	}
 	s.mu.Unlock()
 	if err != nil {
-		return s.opError("write", err)
+		return 0, s.opError("write", err)
 	}
-	if err := f.conn.WriteMsg(frame, ulpack.PPID); err != nil {
-		return err
+	if _, err := f.conn.WriteBatch([]mapping.Msg{m}); err != nil {
+		return 0, s.opError("write", err)
 	}
-	if f.resync.first == 0 {
-		f.resync.first = seq
+	if f.st.sent.first == 0 {
+		f.st.sent.first = seq
 	}
-	f.resync.last = seq
-	return nil
+	f.st.sent.last = seq
+	return seq, nil
+}
+
+// failoverHook is the context key of WithFailoverCallback.
+type failoverHook struct{}
+
+// WithFailoverCallback returns a context that makes the session a
+// Dialer's DialContext opens with it call fn as its failover callback,
+// instead of the Dialer's SessionConfig.OnFailover (which it overrides
+// for that session only; a nil fn leaves the session without callback).
+// As net/http/httptrace does for a request's hooks, this sets a hook per
+// connection through the context the dial is given, which net/http's
+// Transport and gRPC's context dialer pass on.
+func WithFailoverCallback(ctx context.Context, fn func(ctx context.Context, f *Failover) error) context.Context {
+	return context.WithValue(ctx, failoverHook{}, fn)
+}
+
+// sessionConfig is the configuration of a session dialed with ctx: the
+// Dialer's, with the failover callback of WithFailoverCallback if ctx has
+// one.
+func (d *Dialer) sessionConfig(ctx context.Context) SessionConfig {
+	cfg := d.Session.withDefaults()
+	if fn, ok := ctx.Value(failoverHook{}).(func(context.Context, *Failover) error); ok {
+		cfg.OnFailover = fn
+	}
+	return cfg
 }
 
 // FailoverEvent is the failover indication (SessionConfig.Failovers): a
@@ -105,7 +181,7 @@ func (d *Dialer) dialSession(ctx context.Context, network string, handle asap.Po
 
 // openSession opens a session to element pe on c, closing c on failure.
 func (d *Dialer) openSession(ctx context.Context, handle asap.PoolHandle, pe asap.PoolElement, c mapping.BatchConn) (net.Conn, error) {
-	cfg := d.Session.withDefaults()
+	cfg := d.sessionConfig(ctx)
 	id := newSessionID()
 	c, ack, err := d.hello(ctx, cfg, c, id, 1, false, nil)
 	if err != nil {
@@ -336,10 +412,20 @@ func (s *Session) failover(cause error) error {
 		case failover.Callback:
 			s.mu.Lock()
 			replay, _ := s.snd.Len()
+			unread := 0
+			for _, m := range s.rq {
+				if m.from.ID == old.ID {
+					unread++
+				}
+			}
 			s.mu.Unlock()
-			f := &Failover{Session: s, Old: old, New: Element{Handle: string(s.handle), PoolElement: newPE}, Cause: cause, Replay: replay, conn: conn}
+			f := &Failover{Session: s, Old: old, New: Element{Handle: string(s.handle), PoolElement: newPE}, Cause: cause,
+				Replay: replay, unread: unread, conn: conn, st: new(resyncState)}
 			err := s.cfg.OnFailover(ctx, f)
-			resynced = f.resync
+			f.st.mu.Lock()
+			f.st.done = true
+			resynced = f.st.sent
+			f.st.mu.Unlock()
 			ev := failover.Event{Kind: failover.CallbackDone, Err: err}
 			if err == nil {
 				ev.Settled = a.Doubt
@@ -405,6 +491,11 @@ func (s *Session) takeOver(c mapping.BatchConn, pe asap.PoolElement, ack ulpack.
 	}
 	s.written, s.peerAcked = s.snd.Acked(), s.snd.Acked()
 	s.sent = max(s.written, resynced.last)
+	if len(s.pending) == 0 {
+		// The writer is done with what the callback wrote; with a replay
+		// to write, it is once it wrote that.
+		s.written = s.sent
+	}
 	s.rcv = ulpack.NewReceiver(s.cfg.receiverConfig(), 0)
 	s.consumed, s.ackNow = 0, false // the old element's to acknowledge
 	s.lastRecv, s.pingAt = time.Now(), time.Time{}

@@ -145,6 +145,12 @@ func (s *Session) checkStream(stream uint16) error {
 	s.mu.Lock()
 	c := s.conn
 	s.mu.Unlock()
+	return checkStreamOn(c, stream)
+}
+
+// checkStreamOn reports whether c can send a message on stream (and
+// unordered).
+func checkStreamOn(c mapping.Conn, stream uint16) error {
 	// A *mapping.SCTPConn, where the kernel has SCTP.
 	sc, ok := c.(sctpInfoConn)
 	if !ok {
