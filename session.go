@@ -102,7 +102,7 @@ type Session struct {
 	rq        []inMsg          // received, not yet read whole
 	roff      int              // bytes of rq[0] read
 	rcv       *ulpack.Receiver // duplicates, what was processed, when to acknowledge
-	consumed  uint64           // read whole, processed at the application's next call
+	consumed  []uint64         // read whole, processed at the application's next call
 	ackNow    bool             // Ack asked for an acknowledgement without delay
 	rwait     chan struct{}
 	failovers int
@@ -121,9 +121,10 @@ type inMsg struct {
 	ackReq  bool // the application's ack request
 	ackNow  bool // the sender's
 	payload []byte
-	// buf is the buffer payload lies in where ReadBatch handed it over:
-	// Read gives it back (mapping.RecycleBuf) once it read it whole.
-	buf  []byte
+	// lease holds the connection's read buffer that payload lies in
+	// (mapping.TCPConn.ShareReads): Read releases it once it read the
+	// message whole.
+	lease *mapping.Lease
 	from Element
 	// The SCTP stream and ordering it came with.
 	stream    uint16
@@ -244,13 +245,15 @@ func waitChan(ch *chan struct{}) chan struct{} {
 // settle applies the implicit acknowledgement rule at an application call:
 // the message read whole before counts as processed. mu is held.
 func (s *Session) settle() {
-	if s.consumed == 0 {
+	if len(s.consumed) == 0 {
 		return
 	}
 	if !s.cfg.ManualAck {
-		s.processed(s.consumed)
+		for _, seq := range s.consumed {
+			s.processed(seq)
+		}
 	}
-	s.consumed = 0
+	s.consumed = s.consumed[:0]
 }
 
 // Read reads the data of the messages received, in order.
@@ -267,13 +270,21 @@ func (s *Session) Read(b []byte) (int, error) {
 				s.mu.Unlock()
 				return 0, nil
 			}
-			m := &s.rq[0]
-			n := copy(b, m.payload[s.roff:])
-			s.roff += n
-			if s.roff == len(m.payload) {
-				buf := m.buf
+			// As many messages as fit, read across their boundaries.
+			n := 0
+			for n < len(b) && len(s.rq) > 0 {
+				m := &s.rq[0]
+				k := copy(b[n:], m.payload[s.roff:])
+				n += k
+				s.roff += k
+				if s.roff < len(m.payload) {
+					break
+				}
+				lease := m.lease
 				s.consumedLocked(*m)
-				mapping.RecycleBuf(buf) // nothing refers to it any more
+				if lease != nil {
+					lease.Release() // nothing refers to it any more
+				}
 			}
 			s.mu.Unlock()
 			return n, nil
@@ -314,7 +325,7 @@ func (s *Session) consumedLocked(m inMsg) {
 	s.rq = s.rq[1:]
 	s.roff = 0
 	if m.from.ID == s.pe.ID {
-		s.consumed = m.seq
+		s.consumed = append(s.consumed, m.seq)
 	}
 }
 

@@ -497,7 +497,7 @@ func (s *Session) takeOver(c mapping.BatchConn, pe asap.PoolElement, ack ulpack.
 		s.written = s.sent
 	}
 	s.rcv = ulpack.NewReceiver(s.cfg.receiverConfig(), 0)
-	s.consumed, s.ackNow = 0, false // the old element's to acknowledge
+	s.consumed, s.ackNow = s.consumed[:0], false // the old element's to acknowledge
 	s.lastRecv, s.pingAt = time.Now(), time.Time{}
 	s.failovers++
 	gen := s.gen

@@ -241,6 +241,9 @@ func (s *Session) readLoop(c mapping.BatchConn, gen int) {
 		ms[i].Buf = make([]byte, 512)
 	}
 	limit := s.cfg.MaxMessageSize + ulpack.DataLen
+	if sc, ok := c.(interface{ ShareReads(bool) }); ok {
+		sc.ShareReads(true) // messages stay in the read buffer until read
+	}
 	var p ulpack.Parser
 	for {
 		n, err := c.ReadBatch(ms, limit)
@@ -265,7 +268,11 @@ func (s *Session) readLoop(c mapping.BatchConn, gen int) {
 			return
 		}
 		for i := range ms[:n] {
-			if ms[i].Buf == nil || len(ms[i].Buf) > 64<<10 {
+			if ms[i].Lease != nil {
+				ms[i].Lease.Release() // not kept: a control frame, a duplicate
+				ms[i].Lease = nil
+			}
+			if ms[i].Buf == nil || len(ms[i].Buf) != 512 {
 				ms[i].Buf = make([]byte, 512)
 			}
 		}
@@ -318,15 +325,20 @@ func (s *Session) received(p *ulpack.Parser, ms []mapping.Msg, gen int) error {
 			}
 			s.exchanged = true
 			payload := f.Payload
-			var buf []byte
-			if len(m.Buf) > 512 && m.N == len(m.Buf) {
+			var lease *mapping.Lease
+			switch {
+			case m.Lease != nil:
+				// In the connection's read buffer: keep it there
+				// rather than copy, until Read is done with it.
+				lease, m.Buf, m.Lease = m.Lease, nil, nil
+			case len(m.Buf) > 512 && m.N == len(m.Buf):
 				// A buffer of its own (ReadBatch's for a long message):
-				// keep it rather than copy.
-				buf, m.Buf = m.Buf, nil
-			} else {
+				// keep it.
+				m.Buf = nil
+			default:
 				payload = append([]byte(nil), payload...)
 			}
-			s.rq = append(s.rq, inMsg{seq: f.Seq, ppid: f.PPID, ackReq: f.AckRequest, ackNow: f.AckNow, payload: payload, buf: buf, from: s.pe,
+			s.rq = append(s.rq, inMsg{seq: f.Seq, ppid: f.PPID, ackReq: f.AckRequest, ackNow: f.AckNow, payload: payload, lease: lease, from: s.pe,
 				stream: m.Stream, unordered: m.Unordered})
 			wakeReaders = true
 		case *ulpack.Ack:

@@ -74,3 +74,45 @@ func TestSessionAckTiming(t *testing.T) {
 		synctest.Wait()
 	})
 }
+
+// TestSessionReadAcrossMessages: one Read takes as many whole messages as
+// its buffer holds, and each of them counts as processed at the
+// application's next call, so that all are acknowledged.
+func TestSessionReadAcrossMessages(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const delay = 10 * time.Millisecond
+		a, b := mapping.Pipe()
+		cfg := SessionConfig{AckDelay: delay}.withDefaults()
+		sender := newSession(cfg, false, "p", [16]byte{1}, a.(mapping.BatchConn), Element{})
+		receiver := newSession(cfg, false, "p", [16]byte{1}, b.(mapping.BatchConn), Element{})
+		sender.start()
+		receiver.start()
+		for _, m := range []string{"ab", "cd", "ef"} {
+			if _, err := sender.Write([]byte(m)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		synctest.Wait()
+		buf := make([]byte, 16)
+		if n, err := receiver.Read(buf[:5]); err != nil || string(buf[:n]) != "abcde" {
+			t.Fatalf("Read = %q, %v; want \"abcde\"", buf[:n], err)
+		}
+		if n, err := receiver.Read(buf); err != nil || string(buf[:n]) != "f" {
+			t.Fatalf("Read = %q, %v; want \"f\"", buf[:n], err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			receiver.Read(buf) // the next call: all three are processed
+		}()
+		time.Sleep(delay)
+		synctest.Wait()
+		if n := sender.Acked(); n != 3 {
+			t.Fatalf("acknowledged %d after the ack delay, want 3", n)
+		}
+		sender.Close()
+		<-done
+		receiver.Close()
+		synctest.Wait()
+	})
+}

@@ -182,12 +182,14 @@ func benchBulk(b *testing.B, dial func(*testing.B, string) (net.Conn, net.Conn),
 			buf := make([]byte, chunk)
 			b.SetBytes(chunk)
 			b.ResetTimer()
+			cpu := cpuTime(os.Getpid())
 			for b.Loop() {
 				if _, err := c.Write(buf); err != nil {
 					b.Fatal(err)
 				}
 			}
 			waitCount(b, n, int64(b.N)*chunk)
+			reportCPU(b, cpu)
 		})
 	}
 }

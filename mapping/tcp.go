@@ -1,7 +1,6 @@
 package mapping
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -99,19 +98,25 @@ type TCPConn struct {
 	cfg Config
 
 	// Reader state, kept across calls so that a deadline in the middle of
-	// a frame loses nothing.
-	rmu sync.Mutex
-	// r buffers reads while frames come in; it goes back to readerPool
-	// once drained, and a connection waiting for its next frame reads the
-	// header straight into hdr, so that an idle connection holds no read
-	// buffer.
-	r      *bufio.Reader
+	// a frame loses nothing. Frames are read into rb, whose bytes
+	// rb.b[rr:rw] were read and not yet taken: one read system call
+	// brings as many frames as have arrived and fit. rb goes back to
+	// readBufPool once drained (and, where ReadBatch handed messages out
+	// in it, once their Leases are released), and a connection waiting
+	// for its next frame reads the header straight into hdr, so that an
+	// idle connection holds no read buffer. A frame longer than rb has a
+	// body of its own.
+	rmu    sync.Mutex
+	rb     *Lease
+	rr, rw int
+	full   bool // the last read into rb filled all it asked for
 	hdr    [FrameHeaderLen]byte
 	hdrN   int
 	fh     FrameHeader
 	inBody bool
 	body   []byte
 	bodyN  int
+	share  atomic.Bool // ShareReads
 
 	wmu       sync.Mutex
 	wbroken   error       // a write failed mid-frame: the stream is unusable
@@ -192,19 +197,24 @@ func (c *TCPConn) ReadMsg(b []byte) (int, uint32, error) {
 // ReadBatch reads one message, waiting for it, and then those that are
 // already buffered whole, up to len(ms), without another system call. A
 // message longer than its Buf but not than limit comes in a new Buf, which
-// the caller owns (ReadBatch keeps no reference to it).
+// the caller owns (ReadBatch keeps no reference to it); on a connection
+// that shares its read buffers (ShareReads), that Buf may instead lie in
+// the connection's read buffer, with Msg.Lease set, until the caller
+// releases it. ReadBatch never writes into a Buf that came with a Lease:
+// it drops it from ms (Buf and Lease nil) when it fills that slot again.
 func (c *TCPConn) ReadBatch(ms []Msg, limit int) (int, error) {
 	if len(ms) == 0 {
 		return 0, nil
 	}
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
+	share := c.share.Load()
 	n := 0
 	for n < len(ms) {
 		if n > 0 && !c.dataFrameBuffered() {
 			break
 		}
-		payload, ppid, err := c.readFrame()
+		payload, inRB, ppid, err := c.readFrame()
 		if err != nil {
 			if n > 0 && err != io.EOF {
 				return n, nil // reported by the next call
@@ -212,73 +222,83 @@ func (c *TCPConn) ReadBatch(ms []Msg, limit int) (int, error) {
 			return n, err
 		}
 		m := &ms[n]
+		if m.Lease != nil {
+			m.Buf, m.Lease = nil, nil
+		}
 		m.PPID, m.Err = ppid, nil
 		switch {
 		case len(payload) <= len(m.Buf):
 			m.N = copy(m.Buf, payload)
-		case len(payload) <= limit:
-			// The frame's own buffer, read from the socket, becomes the
-			// message's: no copy; the next long frame gets a new one.
-			m.Buf, m.N = payload, len(payload)
-			c.body = nil
-		default:
+		case len(payload) > limit:
 			m.N, m.Err = 0, ErrMessageTooLong
+		case !inRB:
+			// A frame longer than the read buffer, read into a body of
+			// its own, which becomes the message's: no copy.
+			m.Buf, m.N = payload, len(payload)
+		case share:
+			c.rb.refs.Add(1)
+			m.Buf, m.N, m.Lease = payload, len(payload), c.rb
+		default:
+			m.Buf, m.N = bytes.Clone(payload), len(payload)
 		}
 		n++
 	}
 	return n, nil
 }
 
-// Long frames are read into buffers of bodySize from bodyPool, which
-// their readers give back with RecycleBuf once done with them, so that a
-// stream of them allocates (and clears) no memory for each.
-const (
-	bodySize    = 64 << 10
-	bodyPooledN = 4 << 10 // frames this long and longer
-)
+// ShareReads sets whether ReadBatch hands out long messages in the
+// connection's read buffer, each with a Lease, rather than in a buffer
+// of their own (a copy). A session, which keeps the messages it received
+// until the application read them, shares them.
+func (c *TCPConn) ShareReads(on bool) { c.share.Store(on) }
 
-var bodyPool = sync.Pool{New: func() any { return new([bodySize]byte) }}
+// readBufSize is how much one read system call brings at most: several
+// frames of a bulk stream. A read buffer is twice as long, so that the
+// frame read last fits whole.
+const readBufSize = 128 << 10
 
-func newBody(n int) []byte {
-	if n < bodyPooledN || n > bodySize {
-		return make([]byte, n)
-	}
-	return bodyPool.Get().(*[bodySize]byte)[:n]
+// Lease is a connection's read buffer, which messages that ReadBatch
+// handed out (Msg.Lease, with ShareReads) lie in. The buffer goes back to
+// the connections' pool once the connection and every message are done
+// with it.
+type Lease struct {
+	b    []byte
+	refs atomic.Int32
 }
 
-// RecycleBuf gives a buffer that ReadBatch handed over (a message longer
-// than the Buf it was given) back for the connections' later reads, once
-// the caller is done with it and holds no reference to it. Any other
-// buffer is left to the garbage collector.
-func RecycleBuf(b []byte) {
-	if cap(b) == bodySize {
-		bodyPool.Put((*[bodySize]byte)(b[:bodySize]))
+// Release gives up a message's hold on its read buffer: the message's Buf
+// must not be used after it.
+func (l *Lease) Release() {
+	if l.refs.Add(-1) == 0 {
+		readBufPool.Put(l)
 	}
 }
 
-// readerPool holds the read buffers of connections between bursts.
-var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+var readBufPool = sync.Pool{New: func() any { return &Lease{b: make([]byte, 2*readBufSize)} }}
 
-// buffered is how many bytes wait in the read buffer. rmu is held.
-func (c *TCPConn) buffered() int {
-	if c.r == nil {
-		return 0
+func newReadBuf() *Lease {
+	l := readBufPool.Get().(*Lease)
+	l.refs.Store(1)
+	return l
+}
+
+// dropReadBuf gives the drained read buffer up. rmu is held.
+func (c *TCPConn) dropReadBuf() {
+	if c.rb != nil {
+		c.rb.Release()
+		c.rb = nil
 	}
-	return c.r.Buffered()
+	c.rr, c.rw = 0, 0
 }
 
 // dataFrameBuffered reports whether a whole data frame waits in the read
 // buffer, so that reading it takes no system call. rmu is held.
 func (c *TCPConn) dataFrameBuffered() bool {
-	if c.inBody || c.hdrN > 0 || c.buffered() < FrameHeaderLen {
+	if c.inBody || c.hdrN > 0 || c.rw-c.rr < FrameHeaderLen {
 		return false
 	}
-	hdr, err := c.r.Peek(FrameHeaderLen)
-	if err != nil {
-		return false
-	}
-	fh, err := ParseFrameHeader(hdr, c.cfg.MaxMessageSize)
-	return err == nil && fh.Type == FrameData && c.r.Buffered() >= FrameHeaderLen+int(fh.Length)
+	fh, err := ParseFrameHeader(c.rb.b[c.rr:c.rw], c.cfg.MaxMessageSize)
+	return err == nil && fh.Type == FrameData && c.rw-c.rr >= FrameHeaderLen+int(fh.Length)
 }
 
 // WriteBatch sends the messages in order with one write (writev) where
@@ -338,7 +358,7 @@ func (c *TCPConn) WriteBatch(ms []Msg) (int, error) {
 
 // readMsg is ReadMsg with rmu held.
 func (c *TCPConn) readMsg(b []byte) (int, uint32, error) {
-	payload, ppid, err := c.readFrame()
+	payload, _, ppid, err := c.readFrame()
 	if err != nil {
 		return 0, 0, err
 	}
@@ -348,55 +368,57 @@ func (c *TCPConn) readMsg(b []byte) (int, uint32, error) {
 	return copy(b, payload), ppid, nil
 }
 
-// readFrame reads frames up to the next data frame and returns its payload,
-// valid until the next read. It answers heartbeats on the way. rmu is held.
-func (c *TCPConn) readFrame() ([]byte, uint32, error) {
+// readFrame reads frames up to the next data frame and returns its
+// payload, valid until the next read, and whether it lies in rb. It
+// answers heartbeats on the way. rmu is held.
+func (c *TCPConn) readFrame() ([]byte, bool, uint32, error) {
 	for {
 		if !c.inBody {
-			for c.hdrN < FrameHeaderLen {
-				n, err := c.readSome(c.hdr[c.hdrN:])
-				c.hdrN += n
-				if err != nil {
-					if err == io.EOF && c.hdrN > 0 {
-						err = io.ErrUnexpectedEOF
-					}
-					return nil, 0, c.opError("read", err)
-				}
-			}
-			fh, err := ParseFrameHeader(c.hdr[:], c.cfg.MaxMessageSize)
+			fh, err := c.readHeader()
 			if err != nil {
-				c.fail(err)
-				return nil, 0, c.opError("read", err)
+				return nil, false, 0, err
 			}
 			c.fh, c.inBody, c.bodyN = fh, true, 0
-			if cap(c.body) < int(fh.Length) {
-				c.body = newBody(int(fh.Length))
-			}
-			c.body = c.body[:fh.Length]
-		}
-		for c.bodyN < len(c.body) {
-			n, err := c.readSome(c.body[c.bodyN:])
-			c.bodyN += n
-			if err != nil {
-				if err == io.EOF {
-					err = io.ErrUnexpectedEOF
+			if int(fh.Length) > readBufSize {
+				c.body = make([]byte, fh.Length)
+				if c.rb != nil {
+					c.bodyN = copy(c.body, c.rb.b[c.rr:c.rw])
+					c.rr += c.bodyN
 				}
-				return nil, 0, c.opError("read", err)
 			}
 		}
-		c.inBody, c.hdrN = false, 0
+		var payload []byte
+		inRB := false
+		switch l := int(c.fh.Length); {
+		case l > readBufSize:
+			// The rest of a long frame comes straight into its body.
+			for c.bodyN < len(c.body) {
+				n, err := c.readSome(c.body[c.bodyN:])
+				c.bodyN += n
+				if err != nil {
+					if err == io.EOF {
+						err = io.ErrUnexpectedEOF
+					}
+					return nil, false, 0, c.opError("read", err)
+				}
+			}
+			payload, c.body = c.body, nil
+		case l > 0:
+			if err := c.fill(l); err != nil {
+				return nil, false, 0, err
+			}
+			payload, inRB = c.rb.b[c.rr:c.rr+l:c.rr+l], true
+			c.rr += l
+		}
+		c.inBody = false
 		if c.framing {
 			c.dmu.Lock()
 			c.framing, c.frameDL = false, time.Time{}
 			c.dmu.Unlock()
 		}
-		payload := c.body
-		if cap(c.body) > 64<<10 {
-			c.body = nil // do not keep a large buffer for small messages
-		}
 		switch c.fh.Type {
 		case FrameData:
-			return payload, c.fh.Tag, nil
+			return payload, inRB, c.fh.Tag, nil
 		case FrameHeartbeat:
 			// The reader never waits for the write lock: a writer
 			// that holds it may itself wait for the peer to read,
@@ -410,31 +432,92 @@ func (c *TCPConn) readFrame() ([]byte, uint32, error) {
 	}
 }
 
-// readSome reads into p, from the buffer or else from the socket within
-// the deadline the frame under way asks for. rmu is held.
+// readHeader reads the next frame header: from the read buffer, or, on a
+// connection that waits for its next frame with nothing buffered,
+// straight into hdr. rmu is held.
+func (c *TCPConn) readHeader() (FrameHeader, error) {
+	var hdr []byte
+	direct := c.hdrN > 0 || c.rr == c.rw
+	if direct && c.hdrN == 0 && c.rb != nil && c.full {
+		// The last read filled all it asked for: more is likely to
+		// have come, so read on into a buffer, which this connection
+		// keeps while it waits if nothing has.
+		if c.rb.refs.Load() > 1 {
+			c.rb.Release()
+			c.rb = newReadBuf()
+		}
+		c.rr, c.rw, direct = 0, 0, false
+	}
+	if direct {
+		c.dropReadBuf()
+		for c.hdrN < FrameHeaderLen {
+			n, err := c.readSome(c.hdr[c.hdrN:])
+			c.hdrN += n
+			if err != nil {
+				if err == io.EOF && c.hdrN > 0 {
+					err = io.ErrUnexpectedEOF
+				}
+				return FrameHeader{}, c.opError("read", err)
+			}
+		}
+		c.hdrN = 0
+		hdr = c.hdr[:]
+	} else {
+		if err := c.fill(FrameHeaderLen); err != nil {
+			return FrameHeader{}, err
+		}
+		hdr = c.rb.b[c.rr : c.rr+FrameHeaderLen]
+		c.rr += FrameHeaderLen
+	}
+	fh, err := ParseFrameHeader(hdr, c.cfg.MaxMessageSize)
+	if err != nil {
+		c.fail(err)
+		return FrameHeader{}, c.opError("read", err)
+	}
+	return fh, nil
+}
+
+// fill reads until n bytes (at most readBufSize) are buffered in rb, with
+// as few system calls as it can: a read takes all the room up to
+// readBufSize, and the frame that crosses it is read up to its end only,
+// into rb's second half, so that frames never move to make room. rmu is
+// held.
+func (c *TCPConn) fill(n int) error {
+	for c.rw-c.rr < n {
+		if c.rb == nil {
+			c.rb, c.rr, c.rw = newReadBuf(), 0, 0
+		}
+		if c.rr+n > len(c.rb.b) {
+			// Not reached by frames read as above; kept for safety.
+			rb := newReadBuf()
+			c.rw = copy(rb.b, c.rb.b[c.rr:c.rw])
+			c.rr = 0
+			c.rb.Release()
+			c.rb = rb
+		}
+		end := readBufSize
+		if c.rr+n > end {
+			end = c.rr + n
+		}
+		k, err := c.readSome(c.rb.b[c.rw:end])
+		c.rw += k
+		c.full = c.rw == end
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return c.opError("read", err)
+		}
+	}
+	return nil
+}
+
+// readSome reads into p from the socket, within the deadline the frame
+// under way asks for. rmu is held.
 func (c *TCPConn) readSome(p []byte) (int, error) {
-	mid := c.inBody || c.hdrN > 0
-	var n int
-	var err error
-	if c.buffered() == 0 {
-		c.readDeadline(mid)
-		if c.r != nil {
-			c.r.Reset(nil)
-			readerPool.Put(c.r)
-			c.r = nil
-		}
-	}
-	switch {
-	case c.r == nil && !mid:
-		// Waiting for a frame: its header comes straight into hdr.
-		n, err = c.c.Read(p)
-	default:
-		if c.r == nil {
-			c.r = readerPool.Get().(*bufio.Reader)
-			c.r.Reset(c.c)
-		}
-		n, err = c.r.Read(p)
-	}
+	mid := c.inBody || c.hdrN > 0 || c.rr < c.rw
+	c.readDeadline(mid)
+	n, err := c.c.Read(p)
 	if n > 0 {
 		c.lastRecv.Store(time.Now().UnixNano())
 	}

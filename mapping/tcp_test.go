@@ -285,14 +285,16 @@ func FuzzReadBatch(f *testing.F) {
 	seed = append(AppendFrameHeader(seed, FrameHeader{Type: FrameHeartbeat, Length: 1}), 'x')
 	f.Add(seed, uint8(16), uint8(3), uint8(0))
 	f.Add(seed, uint8(2), uint8(1), uint8(5))
+	f.Add(seed, uint8(2), uint8(0x81), uint8(5))
 	const limit = 64
 	type msg struct {
 		data    string
 		ppid    uint32
 		tooLong bool
 	}
-	read := func(stream []byte, chunk int, each func(c *TCPConn) ([]msg, error)) []msg {
+	read := func(stream []byte, chunk int, share bool, each func(c *TCPConn) ([]msg, error)) []msg {
 		c := NewTCPConn(&streamConn{r: bytes.NewReader(stream), chunk: chunk}, Config{HeartbeatInterval: -1, MaxMessageSize: 1 << 10})
+		c.ShareReads(share)
 		defer c.Close()
 		var all []msg
 		for range len(stream) + 1 {
@@ -305,7 +307,7 @@ func FuzzReadBatch(f *testing.F) {
 		return all
 	}
 	f.Fuzz(func(t *testing.T, stream []byte, room, slots, chunk uint8) {
-		want := read(stream, int(chunk), func(c *TCPConn) ([]msg, error) {
+		want := read(stream, int(chunk), false, func(c *TCPConn) ([]msg, error) {
 			buf := make([]byte, limit)
 			n, ppid, err := c.ReadMsg(buf)
 			if errors.Is(err, ErrMessageTooLong) {
@@ -320,7 +322,9 @@ func FuzzReadBatch(f *testing.F) {
 		for i := range ms {
 			ms[i].Buf = make([]byte, int(room)%(limit+1))
 		}
-		got := read(stream, int(chunk), func(c *TCPConn) ([]msg, error) {
+		// With the top bit of slots, long messages come in the shared
+		// read buffer, released once copied.
+		got := read(stream, int(chunk), slots&0x80 != 0, func(c *TCPConn) ([]msg, error) {
 			n, err := c.ReadBatch(ms, limit)
 			var out []msg
 			for _, m := range ms[:n] {
@@ -329,6 +333,9 @@ func FuzzReadBatch(f *testing.F) {
 					continue
 				}
 				out = append(out, msg{data: string(m.Buf[:m.N]), ppid: m.PPID})
+				if m.Lease != nil {
+					m.Lease.Release()
+				}
 			}
 			return out, err
 		})
@@ -531,5 +538,106 @@ func TestWriteThrough(t *testing.T) {
 	}
 	if w.writes != 0 {
 		t.Errorf("the wrapper's Write was called %d times", w.writes)
+	}
+}
+
+// countingConn counts the reads of the stream it wraps.
+type countingConn struct {
+	streamConn
+	reads int
+}
+
+func (c *countingConn) Read(b []byte) (int, error) { c.reads++; return c.streamConn.Read(b) }
+
+// TestReadBatchSharesReadBuffer reads streams of frames of all sizes, some
+// across the read buffer's end and some longer than it, through reads of
+// several sizes, with ShareReads: every message comes out whole and stays
+// unchanged while its Lease is held, whatever is read after it.
+func TestReadBatchSharesReadBuffer(t *testing.T) {
+	sizes := []int{100, 40000, 70000, 0, 32 << 10, readBufSize, readBufSize + 1, 5, 200000, 1, 32 << 10, 32 << 10, 32 << 10, 32 << 10, 32 << 10}
+	var stream []byte
+	var want [][]byte
+	for i, size := range sizes {
+		payload := bytes.Repeat([]byte{byte(i + 1)}, size)
+		if size > 2 {
+			payload[0], payload[size-1] = 0xfe, 0xff
+		}
+		want = append(want, payload)
+		stream = AppendFrameHeader(stream, FrameHeader{Type: FrameData, Length: uint32(size), Tag: uint32(i)})
+		stream = append(stream, payload...)
+		if i == 3 {
+			stream = append(AppendFrameHeader(stream, FrameHeader{Type: FrameHeartbeat, Length: 3}), "hb!"...)
+		}
+	}
+	for _, chunk := range []int{0, 1, 7, 1000, 65536, 100000} {
+		if chunk == 1 && testing.Short() {
+			continue
+		}
+		c := NewTCPConn(&streamConn{r: bytes.NewReader(stream), chunk: chunk}, Config{HeartbeatInterval: -1})
+		c.ShareReads(true)
+		ms := make([]Msg, 3)
+		var got []Msg
+		for {
+			for i := range ms {
+				ms[i] = Msg{Buf: make([]byte, 64)}
+			}
+			n, err := c.ReadBatch(ms, 1<<20)
+			got = append(got, ms[:n]...)
+			if err != nil {
+				if err != io.EOF {
+					t.Fatalf("chunk %d: ReadBatch: %v", chunk, err)
+				}
+				break
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("chunk %d: %d messages, want %d", chunk, len(got), len(want))
+		}
+		for i, m := range got {
+			if !bytes.Equal(m.Buf[:m.N], want[i]) || m.PPID != uint32(i) {
+				t.Errorf("chunk %d: message %d of %d bytes changed (%d bytes, PPID %d)", chunk, i, len(want[i]), m.N, m.PPID)
+			}
+			if shared := m.Lease != nil; shared != (len(want[i]) > 64 && len(want[i]) <= readBufSize) {
+				t.Errorf("chunk %d: message %d of %d bytes: Lease %v", chunk, i, len(want[i]), shared)
+			}
+			if m.Lease != nil {
+				m.Lease.Release()
+			}
+		}
+	}
+}
+
+// TestReadBatchFewReads: a bulk stream of 32 KiB messages takes about one
+// read system call per read buffer, not one or two per message.
+func TestReadBatchFewReads(t *testing.T) {
+	const frames, size = 64, 32 << 10
+	var stream []byte
+	for range frames {
+		stream = AppendFrameHeader(stream, FrameHeader{Type: FrameData, Length: size, Tag: 1})
+		stream = append(stream, make([]byte, size)...)
+	}
+	cc := &countingConn{streamConn: streamConn{r: bytes.NewReader(stream)}}
+	c := NewTCPConn(cc, Config{HeartbeatInterval: -1})
+	c.ShareReads(true)
+	ms := make([]Msg, 8)
+	got := 0
+	for {
+		n, err := c.ReadBatch(ms, 1<<20)
+		for _, m := range ms[:n] {
+			if m.N != size {
+				t.Fatalf("message of %d bytes", m.N)
+			}
+			m.Lease.Release()
+		}
+		got += n
+		if err != nil {
+			break
+		}
+	}
+	if got != frames {
+		t.Fatalf("%d messages, want %d", got, frames)
+	}
+	if max := 2*len(stream)/readBufSize + 2; cc.reads > max {
+		t.Errorf("%d reads for %d messages in %d bytes, want at most %d", cc.reads, frames, len(stream), max)
 	}
 }
