@@ -49,7 +49,10 @@
 // and the element) and [Session.Ack]. On the element, Accept returns a
 // *Session for each pool user that opened one ([Session.SetCookie],
 // [Session.EchoedCookie], [Session.GoAway]) and a plain connection for any
-// other client. To an element that does not speak sessions, and with
+// other client. [Listener.Shutdown] stops an element without loss: it
+// deregisters, lets the applications finish what they read, and moves
+// every session to another element ([Listener.Close] is immediate and
+// leaves accepted connections open). To an element that does not speak sessions, and with
 // [Dialer.Plain], a Dialer returns a plain connection: a *net.TCPConn, so
 // that libraries that tune TCP (gRPC sets TCP_USER_TIMEOUT for its
 // keepalive) find one. [PoolElementOf] tells which element a connection

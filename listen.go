@@ -264,6 +264,12 @@ type Listener struct {
 	closeOnce sync.Once
 	wg        sync.WaitGroup // updateLoop
 	awg       sync.WaitGroup // acceptLoop
+
+	// Sessions opened and not ended (session_shutdown.go).
+	smu      sync.Mutex
+	live     map[*Session]struct{}
+	draining bool          // Shutdown was called
+	idle     chan struct{} // closed once draining and no session is live
 }
 
 // Handle returns the pool handle the listener is registered under.
@@ -343,21 +349,25 @@ func (l *Listener) hand(c net.Conn) {
 	}
 }
 
-// sessionEnded counts a session as no longer active.
-func (l *Listener) sessionEnded() {
-	l.active.Add(-1)
-	l.loadChanged()
+// Close deregisters the listener from its pool (waiting at most
+// DefaultDeregisterWait for the registrar), then closes it. It is
+// immediate: it does not wait for connections. Those already accepted,
+// sessions included, stay open, as with any net.Listener, for the
+// application to close; sessions opened but not yet accepted go away
+// (GOAWAY): their pool users fail over. Shutdown instead moves every
+// session to another element.
+func (l *Listener) Close() error {
+	return l.close(context.Background())
 }
 
-// Close deregisters the listener from its pool (waiting at most
-// DefaultDeregisterWait for the registrar), then closes it. Connections
-// already accepted stay open.
-func (l *Listener) Close() error {
+// close deregisters the listener (within ctx and DefaultDeregisterWait)
+// and closes it.
+func (l *Listener) close(ctx context.Context) error {
 	err := net.ErrClosed
 	l.closeOnce.Do(func() {
 		close(l.quit)
 		l.wg.Wait()
-		ctx, cancel := context.WithTimeout(context.Background(), DefaultDeregisterWait)
+		ctx, cancel := context.WithTimeout(ctx, DefaultDeregisterWait)
 		derr := l.reg.Close(ctx)
 		cancel()
 		if derr != nil {

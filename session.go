@@ -85,7 +85,7 @@ type Session struct {
 	resumed    bool
 	err        error // the session ended: why (after the queued data is read)
 	closing    bool  // Close was called
-	goAway     bool  // GoAway was called
+	goAway     bool  // GOAWAY goes next (GoAway, or a drained shutdown)
 	peerEOF    bool  // the peer sent CLOSE
 	peerErr    error // the CLOSE was not NORMAL
 	// Send side: ulpack's Sender keeps the frames until acknowledged (the
@@ -112,6 +112,11 @@ type Session struct {
 	// streams holds the SCTP stream and ordering of the messages not yet
 	// acknowledged that asked for them (session_sctp.go).
 	streams map[uint64]streamOpt
+	// draining: the pool element shuts down (Listener.Shutdown,
+	// session_shutdown.go); lastRead is the last message the application
+	// took whole.
+	draining bool
+	lastRead uint64
 }
 
 // inMsg is a received message.
@@ -289,6 +294,11 @@ func (s *Session) Read(b []byte) (int, error) {
 			s.mu.Unlock()
 			return n, nil
 		}
+		if s.draining {
+			s.drainedLocked()
+			s.mu.Unlock()
+			return 0, io.EOF
+		}
 		if s.err != nil || s.peerEOF {
 			err := s.err
 			if s.peerEOF {
@@ -326,6 +336,7 @@ func (s *Session) consumedLocked(m inMsg) {
 	s.roff = 0
 	if m.from.ID == s.pe.ID {
 		s.consumed = append(s.consumed, m.seq)
+		s.lastRead = m.seq
 	}
 }
 
@@ -365,6 +376,11 @@ func (s *Session) ReadMsg() (Message, error) {
 			s.consumedLocked(m)
 			s.mu.Unlock()
 			return msg, nil
+		}
+		if s.draining {
+			s.drainedLocked()
+			s.mu.Unlock()
+			return Message{}, io.EOF
 		}
 		if s.err != nil || s.peerEOF {
 			err := s.err
@@ -409,6 +425,7 @@ func (s *Session) Ack(m Message) error {
 	for seq := s.rcv.Acked() + 1; seq <= m.Seq; seq++ {
 		s.rcv.Processed(now, seq) // those not received yet stay unprocessed
 	}
+	s.drainedLocked()
 	s.wake()
 	return nil
 }
@@ -486,7 +503,7 @@ func (s *Session) write(b []byte, o WriteOptions) (uint64, error) {
 	s.settle()
 	for {
 		switch {
-		case s.closing:
+		case s.closing, s.goAway:
 			s.mu.Unlock()
 			return 0, s.opError("write", net.ErrClosed)
 		case s.err != nil:
@@ -516,6 +533,7 @@ func (s *Session) write(b []byte, o WriteOptions) (uint64, error) {
 	if err == nil && (o.Stream != 0 || o.Unordered) {
 		s.setStreamLocked(seq, o.Stream, o.Unordered)
 	}
+	s.drainedLocked() // a reply goes before the GOAWAY
 	s.mu.Unlock()
 	if err != nil {
 		return 0, s.opError("write", err)
@@ -633,8 +651,9 @@ func (s *Session) BusinessCard() *asap.BusinessCard {
 }
 
 // Close closes the session: the messages written are sent, then the peer
-// reads io.EOF. Blocked Reads and Writes return net.ErrClosed. Close does
-// not wait for the peer's acknowledgements.
+// reads io.EOF (on a pool element that shuts down, Listener.Shutdown, the
+// pool user fails over instead). Blocked Reads and Writes return
+// net.ErrClosed. Close does not wait for the peer's acknowledgements.
 func (s *Session) Close() error {
 	s.mu.Lock()
 	if s.closing {
@@ -643,6 +662,7 @@ func (s *Session) Close() error {
 	}
 	s.settle()
 	s.closing = true
+	s.goAway = s.goAway || s.draining // a pool user fails over
 	broadcast(&s.rwait)
 	broadcast(&s.wwait)
 	s.mu.Unlock()

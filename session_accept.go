@@ -103,7 +103,7 @@ func (l *Listener) sniff(c net.Conn) {
 	select {
 	case l.ready <- s:
 	case <-l.done:
-		s.Close()
+		s.GoAway() // never served here: the pool user fails over
 	}
 }
 
@@ -176,6 +176,7 @@ func (l *Listener) openSession(c mapping.BatchConn, first []byte) (*Session, err
 	s.echoed = echoed
 	s.snd.SetWindow(hello.Window)
 	s.rcv = ulpack.NewReceiver(cfg.receiverConfig(), next-1)
+	l.opened(s)
 	s.start()
 	go func() {
 		if card := l.businessCard(); card != nil {

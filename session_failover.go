@@ -321,7 +321,11 @@ func (s *Session) failover(cause error) error {
 		feed(failover.Event{Kind: failover.BusinessCardReceived, Candidates: candidates(card.PEs)})
 		s.fedCard = card
 	}
-	feed(failover.Event{Kind: failover.TransportError, PE: old.ID, Err: cause, Stream: stream})
+	kind := failover.TransportError
+	if errors.Is(cause, errGoAway) {
+		kind = failover.GoAway // no failure to report: the element left
+	}
+	feed(failover.Event{Kind: kind, PE: old.ID, Err: cause, Stream: stream})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -55,7 +55,7 @@ func (s *Session) loop() {
 			continue
 		}
 		batch = s.collect(batch, now)
-		closing, goAway := s.closing, s.goAway
+		closing, goAway := s.closing || s.goAway, s.goAway
 		due := earliest(s.rcv.Deadline(), pingDue)
 		upTo := s.sent
 		s.mu.Unlock()
@@ -227,7 +227,7 @@ func (s *Session) end(err error) {
 		c.Close()
 	}
 	if s.l != nil {
-		s.l.sessionEnded()
+		s.l.sessionEnded(s)
 	}
 }
 
@@ -320,8 +320,8 @@ func (s *Session) received(p *ulpack.Parser, ms []mapping.Msg, gen int) error {
 			if err != nil {
 				return fmt.Errorf("%w: DATA %d: %w", ErrProtocol, f.Seq, err)
 			}
-			if !fresh {
-				continue // a duplicate of a replay
+			if !fresh || s.draining {
+				continue // a duplicate of a replay, or for the next element
 			}
 			s.exchanged = true
 			payload := f.Payload

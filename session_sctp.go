@@ -121,7 +121,7 @@ func (l *Listener) sniffSCTP(ms *msgStream) {
 		select {
 		case l.ready <- s:
 		case <-l.done:
-			s.Close()
+			s.GoAway() // never served here: the pool user fails over
 		}
 		return
 	case err == nil && ppid != mapping.PPIDASAP:
