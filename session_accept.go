@@ -33,6 +33,15 @@ func (c *prefixConn) NetConn() net.Conn { return c.Conn }
 // unchanged (mapping.WriteThrough).
 func (c *prefixConn) WriteThrough() net.Conn { return c.Conn }
 
+// ReadThrough returns the underlying connection once the prefix is read
+// (mapping.ReadThrough), nil before.
+func (c *prefixConn) ReadThrough() net.Conn {
+	if len(c.prefix) > 0 {
+		return nil
+	}
+	return c.Conn
+}
+
 // CloseWrite shuts down the sending side where the connection can.
 func (c *prefixConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -110,6 +111,8 @@ type TCPConn struct {
 	rb     *Lease
 	rr, rw int
 	full   bool // the last read into rb filled all it asked for
+	raw    syscall.RawConn
+	noRaw  bool // the connection has no socket to wait on (readIdle)
 	hdr    [FrameHeaderLen]byte
 	hdrN   int
 	fh     FrameHeader
@@ -447,6 +450,14 @@ func (c *TCPConn) readHeader() (FrameHeader, error) {
 			c.rb = newReadBuf()
 		}
 		c.rr, c.rw, direct = 0, 0, false
+	}
+	if direct && c.hdrN == 0 {
+		c.dropReadBuf()
+		ok, err := c.readIdle()
+		if err != nil {
+			return FrameHeader{}, c.opError("read", err)
+		}
+		direct = !ok
 	}
 	if direct {
 		c.dropReadBuf()

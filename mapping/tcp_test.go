@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -639,5 +640,54 @@ func TestReadBatchFewReads(t *testing.T) {
 	}
 	if max := 2*len(stream)/readBufSize + 2; cc.reads > max {
 		t.Errorf("%d reads for %d messages in %d bytes, want at most %d", cc.reads, frames, len(stream), max)
+	}
+}
+
+// readCountConn counts the reads that go through it, and reads through to
+// the connection it wraps (ReadThrough).
+type readCountConn struct {
+	net.Conn
+	reads int
+}
+
+func (c *readCountConn) Read(b []byte) (int, error) { c.reads++; return c.Conn.Read(b) }
+func (c *readCountConn) ReadThrough() net.Conn      { return c.Conn }
+
+// TestReadIdleOnTheSocket: a connection waiting for its next frame waits
+// on the socket under a ReadThrough wrapper and reads the frame with one
+// read there; its read deadline still holds.
+func TestReadIdleOnTheSocket(t *testing.T) {
+	if runtime.GOOS == "windows" || runtime.GOOS == "plan9" {
+		t.Skip("no socket to wait on without a buffer")
+	}
+	a, b := tcpPair(t, Config{HeartbeatInterval: -1})
+	rc := &readCountConn{Conn: b.NetConn()}
+	r := NewTCPConn(rc, Config{HeartbeatInterval: -1})
+	buf := make([]byte, 100)
+	for i := range 5 {
+		done := make(chan error, 1)
+		go func() { done <- a.WriteMsg([]byte("ping"), uint32(i)) }()
+		r.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, ppid, err := r.ReadMsg(buf)
+		if err != nil || string(buf[:n]) != "ping" || ppid != uint32(i) {
+			t.Fatalf("ReadMsg = %q, %d, %v", buf[:n], ppid, err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rc.reads != 0 {
+		t.Errorf("%d reads through the wrapper, want all on the socket", rc.reads)
+	}
+	r.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, _, err := r.ReadMsg(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("ReadMsg past the deadline: %v", err)
+	} else if oe, ok := err.(*net.OpError); !ok || oe.Op != "read" {
+		t.Fatalf("ReadMsg past the deadline: %#v, want a *net.OpError of read", err)
+	}
+	a.Close()
+	r.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := r.ReadMsg(buf); err != io.EOF {
+		t.Fatalf("ReadMsg after the peer closed: %v, want io.EOF", err)
 	}
 }

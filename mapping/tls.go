@@ -108,6 +108,15 @@ type WriteThrough interface {
 	WriteThrough() net.Conn
 }
 
+// ReadThrough is a connection that wraps another and, once it has no
+// bytes of its own left to give (a prefix read ahead), reads from it
+// unchanged: ReadThrough returns it then, nil before. The TCP mapping
+// waits for a frame on the socket it returns without holding a read
+// buffer.
+type ReadThrough interface {
+	ReadThrough() net.Conn
+}
+
 // writeBuffers writes bufs to w: with one writev where w has it (a
 // *net.TCPConn), else joined in *scratch, so that a TLS connection sends a
 // frame as one record rather than one per buffer. A wrapper of w that
