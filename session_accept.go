@@ -107,8 +107,6 @@ func (l *Listener) sniff(c net.Conn) {
 		l.log.Debug("session: refused", "remote", c.RemoteAddr(), "err", err)
 		return
 	}
-	l.active.Add(1)
-	l.loadChanged()
 	select {
 	case l.ready <- s:
 	case <-l.done:

@@ -116,8 +116,6 @@ func (l *Listener) sniffSCTP(ms *msgStream) {
 			l.log.Debug("session: refused", "remote", ms.RemoteAddr(), "err", err)
 			return
 		}
-		l.active.Add(1)
-		l.loadChanged()
 		select {
 		case l.ready <- s:
 		case <-l.done:

@@ -125,9 +125,11 @@ func (l *Listener) liveSessions() []*Session {
 	return ss
 }
 
-// opened records a new session; if the listener shuts down, it drains at
-// once.
+// opened counts a new session as active, before it can end; if the
+// listener shuts down, it drains at once.
 func (l *Listener) opened(s *Session) {
+	l.active.Add(1)
+	l.loadChanged()
 	l.smu.Lock()
 	if l.live == nil {
 		l.live = make(map[*Session]struct{})
