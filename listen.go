@@ -235,7 +235,8 @@ func poolElementFor(a net.Addr, pol policy.Policy) (asap.PoolElement, error) {
 }
 
 // Listener is a net.Listener whose address is registered in a pool. Close
-// deregisters it before it stops accepting.
+// deregisters it before it stops accepting; Shutdown also moves its
+// sessions to other elements of the pool.
 type Listener struct {
 	net.Listener
 	handle   asap.PoolHandle

@@ -674,6 +674,8 @@ func (s *Session) Close() error {
 // pool user that this element stops serving it (GOAWAY, as when the
 // server shuts down), with the acknowledgement of what it processed: the
 // pool user fails over to another element rather than end the session.
+// Listener.Shutdown does this for every session once its application has
+// processed what it read.
 func (s *Session) GoAway() error {
 	if s.client {
 		return s.opError("close", fmt.Errorf("%w: a pool user sends no GOAWAY", ErrNotSupported))
