@@ -501,14 +501,57 @@ func (e *enrpSide) dialLoop(network, address string) {
 	}
 }
 
+// dialLearnt connects once to si, a registrar that a peer's list named,
+// over the kind of connection the list came on (a TCP listener is
+// described as SCTP in server information, as rsplib knows only SCTP). A
+// dial that fails is left to a later peer list.
+func (e *enrpSide) dialLearnt(from *link, si asap.ServerInformation) {
+	r := e.r
+	network := "tcp"
+	if isSCTP(from.c) {
+		network = "sctp"
+	}
+	address := netip.AddrPortFrom(si.Transport.Addrs[0].Unmap(), si.Transport.Port).String()
+	timeout := e.cfg.HeartbeatInterval
+	if timeout <= 0 {
+		timeout = DefaultPeerHeartbeatInterval
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*timeout+time.Second)
+		defer cancel()
+		go func() {
+			select {
+			case <-r.done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		d := e.enrpDialer()
+		c, err := d.DialContext(ctx, network, address)
+		if err != nil {
+			r.cfg.Logger.Info("registrar named in a peer list unreachable", "peer", fmt.Sprintf("%08x", uint32(si.Server)), "addr", address, "err", err)
+			return
+		}
+		e.run(c, true)
+	}()
+}
+
+// isSCTP reports whether c is an SCTP association.
+func isSCTP(c mapping.Conn) bool {
+	_, ok := c.(interface {
+		PeerAddrs() ([]netip.Addr, error)
+	})
+	return ok
+}
+
 // run serves one ENRP connection in new goroutines; it starts with a
 // presence that asks the peer to answer with its own.
 func (e *enrpSide) run(c mapping.Conn, dialed bool) *link {
 	r := e.r
 	l := &link{e: e, c: c, out: make(chan []byte, e.cfg.SendQueue), done: make(chan struct{}), dialed: dialed}
-	if _, sctp := c.(interface {
-		PeerAddrs() ([]netip.Addr, error)
-	}); sctp && dialed {
+	if dialed && isSCTP(c) {
 		l.info, _ = serverInfo(r.id, c.LocalAddr())
 	}
 	e.lmu.Lock()
@@ -623,7 +666,11 @@ func (l *link) readLoop() {
 		r.mu.Lock()
 		err = e.core.Receive(now, b)
 		out := e.core.TakeOut()
+		dials := e.core.TakeDials()
 		r.mu.Unlock()
+		for _, si := range dials {
+			e.dialLearnt(l, si)
+		}
 		if err == nil && n >= 12 {
 			id := asap.ServerID(binary.BigEndian.Uint32(b[4:]))
 			e.lmu.Lock()

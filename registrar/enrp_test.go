@@ -421,3 +421,44 @@ func TestPoolOverSCTP(t *testing.T) {
 		return (h == rs[1].ID() || h == rs[2].ID()) && h == home(rs[2], "echo", reg.ID()) && len(rs[1].Peers()) == 1
 	})
 }
+
+// TestPoolLearnsPeersFromPeerLists: registrars 2 and 3 are configured with
+// registrar 1 only; each asks it for its peer list, and the one that
+// learns of the other from it connects, so that the three form a full
+// mesh and a registration at 2 reaches 3 directly even once 1 is gone.
+func TestPoolLearnsPeersFromPeerLists(t *testing.T) {
+	start := func(id asap.ServerID, peers ...string) (*registrar.Registrar, string) {
+		cfg := registrar.Config{
+			ID:                id,
+			KeepAliveInterval: 50 * time.Millisecond,
+			KeepAliveTimeout:  2 * time.Second,
+			ENRP:              fastENRP,
+			Logger:            testutil.Logger(t, fmt.Sprintf("r%d", id)),
+		}
+		enrpAddr := testutil.FreeAddr(t)
+		cfg.ENRP.Listen = []string{"tcp:" + enrpAddr}
+		cfg.ENRP.Peers = peers
+		r, addr := testutil.StartRegistrar(t, cfg)
+		testutil.WaitFor(t, 5*time.Second, "the ENRP listener", func() bool { return len(r.ENRPAddrs()) > 0 })
+		return r, addr
+	}
+	r1, _ := start(1)
+	r1ENRP := "tcp:" + r1.ENRPAddrs()[0].String()
+	r2, r2addr := start(2, r1ENRP)
+	testutil.WaitFor(t, 10*time.Second, "registrar 1 knows registrar 2", func() bool { return slices.Contains(r1.Peers(), 2) })
+	r3, _ := start(3, r1ENRP)
+	for _, r := range []*registrar.Registrar{r1, r2, r3} {
+		testutil.WaitFor(t, 10*time.Second, "every registrar knows both others", func() bool { return len(r.Peers()) == 2 })
+	}
+	if got := r3.Peers(); !slices.Equal(got, []asap.ServerID{1, 2}) {
+		t.Fatalf("registrar 3's peers %v, want 1 and 2", got)
+	}
+	r1.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	reg, err := peEndpoint(t, nil, r2addr).Register(ctx, "learnt", elem(7001))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "the registration at 2 reaches 3 without 1", func() bool { return home(r3, "learnt", reg.ID()) == 2 })
+}

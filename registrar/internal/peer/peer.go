@@ -199,6 +199,8 @@ type Core struct {
 	synced        bool
 	sessions      map[asap.ServerID]*session
 	stats         Stats
+	dials         []asap.ServerInformation
+	dialing       map[asap.ServerID]time.Time // dials asked for, by when they were
 }
 
 type peerState struct {
@@ -247,7 +249,18 @@ func New(cfg Config, hs *handlespace.Handlespace) *Core {
 		hs:       hs,
 		peers:    make(map[asap.ServerID]*peerState),
 		sessions: make(map[asap.ServerID]*session),
+		dialing:  make(map[asap.ServerID]time.Time),
 	}
+}
+
+// TakeDials returns the registrars learnt from peer lists that the
+// registrar should connect to, and forgets them. Each is asked for once;
+// it is asked for again when a later peer list still names it and it has
+// not become a peer within MaxTimeLastHeard.
+func (c *Core) TakeDials() []asap.ServerInformation {
+	d := c.dials
+	c.dials = nil
+	return d
 }
 
 // ID returns the registrar's server identifier.
@@ -418,6 +431,9 @@ func (c *Core) Handle(now time.Time, m enrp.Message) error {
 		p = &peerState{id: h.Sender, bucket: newBucket(c.cfg.MaxMessageRate, now)}
 		c.peers[h.Sender] = p
 		c.cfg.Logger.Info("new ENRP peer", "peer", h.Sender)
+		delete(c.dialing, h.Sender)
+		// Its peer list names the registrars to connect to as well.
+		c.send(p.id, &enrp.ListRequest{Header: c.hdr(p.id)})
 		if pr, ok := m.(*enrp.Presence); !ok || pr.Info == nil {
 			c.reply(h.Sender, c.Presence(h.Sender, true))
 		}
@@ -453,11 +469,7 @@ func (c *Core) Handle(now time.Time, m enrp.Message) error {
 	case *enrp.ListRequest:
 		c.listRequest(p)
 	case *enrp.ListResponse:
-		for _, si := range m.Servers {
-			if si.Server != c.cfg.ID && c.peers[si.Server] == nil {
-				c.cfg.Logger.Debug("peer list names an unknown server", "peer", si.Server)
-			}
-		}
+		c.listResponse(now, m)
 	case *enrp.InitTakeover:
 		c.initTakeover(now, p, m)
 	case *enrp.InitTakeoverAck:
@@ -667,6 +679,33 @@ func (c *Core) listRequest(p *peerState) {
 		}
 	}
 	c.reply(p.id, resp)
+}
+
+// listResponse asks to connect to the servers of a peer list that are
+// not yet peers, as far as MaxPeers allows, counting the connections
+// already asked for.
+func (c *Core) listResponse(now time.Time, m *enrp.ListResponse) {
+	for id, at := range c.dialing {
+		if now.Sub(at) >= c.cfg.MaxTimeLastHeard || c.peers[id] != nil {
+			delete(c.dialing, id)
+		}
+	}
+	for _, si := range m.Servers {
+		if si.Server == 0 || si.Server == c.cfg.ID || c.peers[si.Server] != nil || len(si.Transport.Addrs) == 0 || si.Transport.Port == 0 {
+			continue
+		}
+		if _, ok := c.dialing[si.Server]; ok {
+			continue
+		}
+		if len(c.peers)+len(c.dialing) >= c.cfg.MaxPeers {
+			c.cfg.Logger.Info("peer list names more servers than the peer limit allows; not connecting", "peer", si.Server)
+			continue
+		}
+		c.cfg.Logger.Info("peer list names a new server; connecting", "peer", si.Server)
+		c.dialing[si.Server] = now
+		si.Transport.Addrs = slices.Clone(si.Transport.Addrs)
+		c.dials = append(c.dials, si)
+	}
 }
 
 func (c *Core) initTakeover(now time.Time, p *peerState, m *enrp.InitTakeover) {

@@ -1,0 +1,98 @@
+package peer
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/enrp"
+	"github.com/rsp-go/rsp/handlespace"
+)
+
+func infoOf(id asap.ServerID, port uint16) asap.ServerInformation {
+	return asap.ServerInformation{Server: id, Transport: asap.Transport{Kind: asap.ParamSCTPTransport, Port: port, Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}}
+}
+
+func dialIDs(d []asap.ServerInformation) []asap.ServerID {
+	var ids []asap.ServerID
+	for _, si := range d {
+		ids = append(ids, si.Server)
+	}
+	return ids
+}
+
+// TestPeerListServersAreDialed: a registrar asks a new peer for its peer
+// list and asks to connect to the servers it names that are not yet
+// peers, once each until MaxTimeLastHeard has passed, and no more than
+// MaxPeers allows.
+func TestPeerListServersAreDialed(t *testing.T) {
+	cfg := fast(1)
+	cfg.MaxPeers = 4
+	c := New(cfg, handlespace.New(handlespace.Config{}))
+	now := epoch
+	c.Start(now)
+	hello := infoOf(2, 9002)
+	if err := c.Handle(now, &enrp.Presence{Header: enrp.Header{Sender: 2}, Info: &hello}); err != nil {
+		t.Fatal(err)
+	}
+	asked := false
+	for _, o := range c.TakeOut() {
+		if _, ok := o.Msg.(*enrp.ListRequest); ok && o.To == 2 {
+			asked = true
+		}
+	}
+	if !asked {
+		t.Fatal("no ENRP_LIST_REQUEST to the new peer")
+	}
+	// Peer 3 becomes a peer on its own.
+	if err := c.Handle(now, &enrp.Presence{Header: enrp.Header{Sender: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	c.TakeOut()
+	list := func(ids ...asap.ServerID) *enrp.ListResponse {
+		m := &enrp.ListResponse{Header: enrp.Header{Sender: 2, Receiver: 1}}
+		for _, id := range ids {
+			m.Servers = append(m.Servers, infoOf(id, 9000+uint16(id)))
+		}
+		m.Servers = append(m.Servers, asap.ServerInformation{Server: 9}) // no address: cannot be dialed
+		return m
+	}
+	steps := []struct {
+		name  string
+		after time.Duration
+		list  []asap.ServerID
+		want  []asap.ServerID
+	}{
+		// 1 is this registrar, 2 and 3 are peers; 4 and 5 fill MaxPeers
+		// (2 peers + 2 dials), 6 is over it.
+		{"first list", 0, []asap.ServerID{1, 2, 3, 4, 5, 6}, []asap.ServerID{4, 5}},
+		{"same list again", 10 * ms, []asap.ServerID{1, 2, 3, 4, 5, 6}, nil},
+		{"dials expired", cfg.MaxTimeLastHeard, []asap.ServerID{4, 6}, []asap.ServerID{4, 6}},
+	}
+	for _, s := range steps {
+		now = now.Add(s.after)
+		if err := c.Handle(now, list(s.list...)); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if d := cmp.Diff(s.want, dialIDs(c.TakeDials())); d != "" {
+			t.Errorf("%s: dials (-want +got):\n%s", s.name, d)
+		}
+	}
+	// A dialed server that answers is a peer and no longer counts as a
+	// dial: the limit now leaves room for none.
+	if err := c.Handle(now, &enrp.Presence{Header: enrp.Header{Sender: 4}}); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(10 * ms)
+	if err := c.Handle(now, list(7)); err != nil {
+		t.Fatal(err)
+	}
+	if d := dialIDs(c.TakeDials()); len(d) != 0 {
+		t.Errorf("dials over MaxPeers: %v", d)
+	}
+	if got := c.Peers(); len(got) != 3 {
+		t.Errorf("peers %v, want 2, 3, 4", got)
+	}
+}
