@@ -31,6 +31,7 @@ const (
 	DefaultMaxBadPeerMessages    = 100
 	DefaultPeerSendQueue         = 8192
 	DefaultENRPPort              = 9901
+	DefaultMentorWait            = 5 * time.Second
 )
 
 // ENRPConfig configures a registrar's ENRP side (RFC 5353): the peer
@@ -70,6 +71,21 @@ type ENRPConfig struct {
 	MaxElementsPerResponse int
 	SendQueue              int
 
+	// StaticPeers keeps the registrar to the connections to Peers and
+	// those peers make: it does not connect to the registrars its peers'
+	// lists name (as it does by default, within MaxPeers), for a network
+	// where peers are reachable only at the configured addresses.
+	StaticPeers bool
+
+	// MentorWait is how long a registrar with Peers waits, once it has
+	// started, for the first peer that answers (its mentor) to send it
+	// the handlespace before it serves pool elements and users (RFC 5353
+	// §3.2): Serve accepts ASAP connections, and the announces begin,
+	// only then. When no mentor's handlespace arrives within MentorWait
+	// it serves anyway. Zero means DefaultMentorWait; negative, or no
+	// Peers, serves at once. ServeConn is not held back.
+	MentorWait time.Duration
+
 	// TLSConfig, when set, runs ENRP over TCP with TLS 1.3 both ways: it
 	// is the server configuration of the Listen listeners (with
 	// ClientAuth tls.RequireAndVerifyClientCert and ClientCAs, peers
@@ -92,6 +108,12 @@ func (c ENRPConfig) withDefaults() ENRPConfig {
 	if c.SendQueue <= 0 {
 		c.SendQueue = DefaultPeerSendQueue
 	}
+	switch {
+	case len(c.Peers) == 0 || c.MentorWait < 0:
+		c.MentorWait = 0
+	case c.MentorWait == 0:
+		c.MentorWait = DefaultMentorWait
+	}
 	return c
 }
 
@@ -102,9 +124,11 @@ func (c ENRPConfig) withDefaults() ENRPConfig {
 type enrpSide struct {
 	r       *Registrar
 	cfg     ENRPConfig
-	core    *peer.Core // guarded by r.mu
-	started bool       // guarded by r.mu
-	running bool       // guarded by r.mu
+	core    *peer.Core    // guarded by r.mu
+	started bool          // guarded by r.mu
+	running bool          // guarded by r.mu
+	ready   chan struct{} // closed once the core is Ready
+	isReady bool          // guarded by r.mu
 
 	lmu       sync.Mutex
 	links     map[*link]struct{}
@@ -137,9 +161,11 @@ func newENRPSide(r *Registrar) *enrpSide {
 		cfg:       cfg,
 		links:     make(map[*link]struct{}),
 		listeners: make(map[mapping.Listener]struct{}),
+		ready:     make(chan struct{}),
 	}
 	e.core = peer.New(peer.Config{
 		ID:                     r.id,
+		MentorWait:             cfg.MentorWait,
 		HeartbeatInterval:      cfg.HeartbeatInterval,
 		MaxTimeLastHeard:       cfg.MaxTimeLastHeard,
 		MaxTimeNoResponse:      cfg.MaxTimeNoResponse,
@@ -359,9 +385,33 @@ func (e *enrpSide) ensureRunning() {
 		return
 	}
 	e.running = true
-	e.core.Start(time.Now())
+	now := time.Now()
+	e.core.Start(now)
+	e.checkReadyLocked(now)
 	r.wg.Add(1)
 	go e.timerLoop()
+}
+
+// checkReadyLocked closes e.ready when the core has become Ready; r.mu
+// is held.
+func (e *enrpSide) checkReadyLocked(now time.Time) {
+	if !e.isReady && e.core.Ready(now) {
+		e.isReady = true
+		close(e.ready)
+	}
+}
+
+// awaitReady waits until the registrar may serve ASAP: its mentor's
+// handlespace is here or MentorWait has passed. It returns false on
+// Close.
+func (e *enrpSide) awaitReady() bool {
+	e.ensureRunning()
+	select {
+	case <-e.ready:
+		return true
+	case <-e.r.done:
+		return false
+	}
 }
 
 // ServeENRP accepts ENRP connections from peer registrars on l until
@@ -667,9 +717,12 @@ func (l *link) readLoop() {
 		err = e.core.Receive(now, b)
 		out := e.core.TakeOut()
 		dials := e.core.TakeDials()
+		e.checkReadyLocked(now)
 		r.mu.Unlock()
 		for _, si := range dials {
-			e.dialLearnt(l, si)
+			if !e.cfg.StaticPeers {
+				e.dialLearnt(l, si)
+			}
 		}
 		if err == nil && n >= 12 {
 			id := asap.ServerID(binary.BigEndian.Uint32(b[4:]))
@@ -722,6 +775,7 @@ func (e *enrpSide) timerLoop() {
 		if !e.core.Deadline().After(now) {
 			e.core.Tick(now)
 		}
+		e.checkReadyLocked(now)
 		out := e.core.TakeOut()
 		d := e.core.Deadline()
 		r.mu.Unlock()

@@ -2,6 +2,7 @@ package registrar_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -57,7 +58,9 @@ func (m *member) blackHole(pool []*member) {
 }
 
 // startPool starts n registrars with IDs 1..n, each a peer of all others
-// over TCP.
+// over TCP through the proxies, and only through them (StaticPeers): the
+// peer lists name the listeners themselves, which a black hole does not
+// cut.
 func startPool(t *testing.T, n int, tweak func(i int, cfg *registrar.Config)) []*member {
 	t.Helper()
 	enrpAddrs := make([]string, n)
@@ -81,6 +84,7 @@ func startPool(t *testing.T, n int, tweak func(i int, cfg *registrar.Config)) []
 			ENRP:              fastENRP,
 			Logger:            testutil.Logger(t, fmt.Sprintf("r%d", i+1)),
 		}
+		cfg.ENRP.StaticPeers = true
 		cfg.ENRP.Listen = []string{"tcp:" + enrpAddrs[i]}
 		for j, o := range pool {
 			if j != i {
@@ -461,4 +465,62 @@ func TestPoolLearnsPeersFromPeerLists(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, 10*time.Second, "the registration at 2 reaches 3 without 1", func() bool { return home(r3, "learnt", reg.ID()) == 2 })
+}
+
+// TestNewRegistrarServesAfterItsMentor: a registrar that joins a pool of
+// two serves pool users only once its mentor's handlespace has arrived,
+// and then answers with the elements of both; one whose mentor never
+// answers serves after MentorWait.
+func TestNewRegistrarServesAfterItsMentor(t *testing.T) {
+	pool := startPool(t, 2, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i, m := range pool {
+		if _, err := peEndpoint(t, nil, m.addr()).Register(ctx, asap.PoolHandle(fmt.Sprintf("pool%d", i+1)), elem(uint16(7100+i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range pool {
+		testutil.WaitFor(t, 10*time.Second, "both registrations everywhere", func() bool { return len(homes(m.r)) == 2 })
+	}
+	resolve := func(addr string, h asap.PoolHandle, d time.Duration) (endpoint.Resolution, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		pu := endpoint.New(endpoint.Config{Registrars: []string{addr}, CacheLifetime: -1})
+		defer pu.Close()
+		return pu.Resolve(ctx, h)
+	}
+	mentor := testutil.StartProxy(t, pool[0].r.ENRPAddrs()[0].String())
+	mentor.BlackHole()
+	start := func(id asap.ServerID, wait time.Duration) (*registrar.Registrar, string) {
+		cfg := registrar.Config{ID: id, ENRP: fastENRP, Logger: testutil.Logger(t, fmt.Sprintf("r%d", id))}
+		cfg.ENRP.Listen = []string{"tcp:" + testutil.FreeAddr(t)}
+		cfg.ENRP.Peers = []string{"tcp:" + mentor.Addr()}
+		cfg.ENRP.MentorWait = wait
+		return testutil.StartRegistrar(t, cfg)
+	}
+	r3, addr3 := start(3, time.Minute)
+	if res, err := resolve(addr3, "pool1", 700*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a registrar without its mentor's handlespace answered: %+v, %v", res, err)
+	}
+	mentor.Restore()
+	for i := range pool {
+		h := asap.PoolHandle(fmt.Sprintf("pool%d", i+1))
+		res, err := resolve(addr3, h, 20*time.Second)
+		if err != nil || len(res.PEs) != 1 {
+			t.Fatalf("first resolution of %s at the new registrar: %+v, %v; want its element", h, res, err)
+		}
+	}
+	testutil.WaitFor(t, 10*time.Second, "the new registrar peers with both", func() bool { return slices.Equal(r3.Peers(), []asap.ServerID{1, 2}) })
+
+	// A mentor that never answers holds a registrar back MentorWait only.
+	mentor.BlackHole()
+	began := time.Now()
+	_, addr4 := start(4, time.Second)
+	if _, err := resolve(addr4, "pool1", 15*time.Second); errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a registrar whose mentor is silent does not serve after MentorWait: %v", err)
+	}
+	if d := time.Since(began); d < time.Second {
+		t.Errorf("served after %v, before MentorWait", d)
+	}
 }

@@ -210,7 +210,8 @@ func Listen(ctx context.Context, network, address string) (mapping.Listener, err
 // Serve accepts connections on l and serves each until Close. It always
 // returns a non-nil error; after Close it is ErrRegistrarClosed. With
 // Config.Announce set, the first Serve starts the announces, and fails if
-// the multicast group cannot be used.
+// the multicast group cannot be used. With ENRP peers configured, Serve
+// first waits for the mentor's handlespace (see ENRPConfig.MentorWait).
 func (r *Registrar) Serve(l mapping.Listener) error {
 	r.mu.Lock()
 	if r.closed {
@@ -225,11 +226,15 @@ func (r *Registrar) Serve(l mapping.Listener) error {
 		delete(r.listeners, l)
 		r.mu.Unlock()
 	}()
-	if err := r.startAnnouncing(); err != nil {
+	if err := r.startENRP(); err != nil {
 		l.Close()
 		return err
 	}
-	if err := r.startENRP(); err != nil {
+	if !r.enrp.awaitReady() {
+		l.Close()
+		return ErrRegistrarClosed
+	}
+	if err := r.startAnnouncing(); err != nil {
 		l.Close()
 		return err
 	}

@@ -112,6 +112,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.ENRP.MaxTimeLastHeard, "peer-max-time-last-heard", registrar.DefaultPeerMaxTimeLastHeard, "silence after which a peer is probed")
 	fs.DurationVar(&cfg.ENRP.MaxTimeNoResponse, "peer-max-time-no-response", registrar.DefaultPeerMaxTimeNoResponse, "time a probed peer has to answer before it is taken over")
 	fs.DurationVar(&cfg.ENRP.TakeoverExpiry, "takeover-expiry", registrar.DefaultTakeoverExpiry, "time a takeover waits for its acknowledgements before asking again")
+	fs.DurationVar(&cfg.ENRP.MentorWait, "mentor-wait", registrar.DefaultMentorWait, "with -peer, how long to wait for the first peer's handlespace before serving pool elements and users (negative: serve at once)")
 	fs.IntVar(&cfg.ENRP.MaxPeers, "max-peers", registrar.DefaultMaxPeers, "most ENRP peers")
 	fs.Float64Var(&cfg.ENRP.MaxMessageRate, "max-peer-rate", 0, "ENRP messages per second per peer (0: unlimited)")
 	var peerIDs listFlag

@@ -97,6 +97,12 @@ type Config struct {
 	MinLife time.Duration
 	MaxLife time.Duration
 
+	// MentorWait is how long a new registrar waits for a mentor's
+	// handlespace before it serves pool elements and users anyway (RFC
+	// 5353 §3.2; see Ready): a registrar whose peers are all down still
+	// starts. Zero: it serves at once.
+	MentorWait time.Duration
+
 	// AuditMismatches is how many presences in a row must carry a
 	// checksum different from the peer's elements here before the core
 	// asks the peer for its own elements; 1 asks at the first, as rsplib
@@ -194,6 +200,8 @@ type Core struct {
 	out   []Out
 
 	started       bool
+	startedAt     time.Time
+	waiting       bool // for the mentor, until MentorWait from startedAt
 	nextHeartbeat time.Time
 	mentor        asap.ServerID // the peer the whole handlespace came from
 	synced        bool
@@ -330,7 +338,23 @@ func (c *Core) Removed(handle asap.PoolHandle, pe *asap.PoolElement) {
 // Start begins at now: the first presence goes out at once.
 func (c *Core) Start(now time.Time) {
 	c.started = true
+	c.startedAt = now
+	c.waiting = c.cfg.MentorWait > 0 && !c.synced
 	c.nextHeartbeat = now
+}
+
+// Ready reports whether the registrar may serve pool elements and users:
+// its mentor's handlespace has arrived, or MentorWait has passed since
+// Start (then it serves what it has; the audit brings the rest), or it
+// was not to wait. Deadline includes the end of the wait.
+func (c *Core) Ready(now time.Time) bool {
+	if c.waiting && (c.synced || !now.Before(c.startedAt.Add(c.cfg.MentorWait))) {
+		c.waiting = false
+		if !c.synced {
+			c.cfg.Logger.Warn("no mentor's handlespace within the wait; serving with what is here", "wait", c.cfg.MentorWait, "elements", c.hs.Len())
+		}
+	}
+	return c.started && !c.waiting
 }
 
 // Receive handles the bytes of one ENRP message received at now. An error
@@ -790,6 +814,7 @@ func (c *Core) Tick(now time.Time) {
 	if !c.started {
 		c.Start(now)
 	}
+	c.Ready(now) // ends the mentor wait when it is over
 	if !now.Before(c.nextHeartbeat) {
 		c.send(0, c.Presence(0, false))
 		c.nextHeartbeat = now.Add(c.cfg.HeartbeatInterval)
@@ -853,6 +878,9 @@ func (c *Core) Deadline() time.Time {
 		if !t.IsZero() && t.Before(d) {
 			d = t
 		}
+	}
+	if c.waiting {
+		earlier(c.startedAt.Add(c.cfg.MentorWait))
 	}
 	for _, p := range c.peers {
 		switch {
