@@ -63,16 +63,19 @@ func (m *member) blackHole(pool []*member) {
 // cut.
 func startPool(t *testing.T, n int, tweak func(i int, cfg *registrar.Config)) []*member {
 	t.Helper()
-	enrpAddrs := make([]string, n)
-	for i := range enrpAddrs {
-		enrpAddrs[i] = testutil.FreeAddr(t)
+	// The listeners are open before the proxies in front of them dial
+	// them, so that no port is left free for a proxy's connection to
+	// itself to take.
+	enrpLs := make([]mapping.Listener, n)
+	for i := range enrpLs {
+		enrpLs[i] = testutil.ListenTCP(t)
 	}
 	pool := make([]*member, n)
 	for i := range pool {
 		pool[i] = &member{index: i, enrp: make(map[int]*testutil.Proxy)}
 		for j := range n {
 			if j != i {
-				pool[i].enrp[j] = testutil.StartProxy(t, enrpAddrs[i])
+				pool[i].enrp[j] = testutil.StartProxy(t, enrpLs[i].Addr().String())
 			}
 		}
 	}
@@ -85,7 +88,6 @@ func startPool(t *testing.T, n int, tweak func(i int, cfg *registrar.Config)) []
 			Logger:            testutil.Logger(t, fmt.Sprintf("r%d", i+1)),
 		}
 		cfg.ENRP.StaticPeers = true
-		cfg.ENRP.Listen = []string{"tcp:" + enrpAddrs[i]}
 		for j, o := range pool {
 			if j != i {
 				cfg.ENRP.Peers = append(cfg.ENRP.Peers, "tcp:"+o.enrp[i].Addr())
@@ -95,6 +97,7 @@ func startPool(t *testing.T, n int, tweak func(i int, cfg *registrar.Config)) []
 			tweak(i, &cfg)
 		}
 		r, addr := testutil.StartRegistrar(t, cfg)
+		testutil.ServeENRP(t, r, enrpLs[i])
 		m.r = r
 		m.asap = testutil.StartProxy(t, addr[len("tcp:"):])
 	}
@@ -439,10 +442,9 @@ func TestPoolLearnsPeersFromPeerLists(t *testing.T) {
 			ENRP:              fastENRP,
 			Logger:            testutil.Logger(t, fmt.Sprintf("r%d", id)),
 		}
-		enrpAddr := testutil.FreeAddr(t)
-		cfg.ENRP.Listen = []string{"tcp:" + enrpAddr}
 		cfg.ENRP.Peers = peers
 		r, addr := testutil.StartRegistrar(t, cfg)
+		testutil.ServeENRP(t, r, testutil.ListenTCP(t))
 		testutil.WaitFor(t, 5*time.Second, "the ENRP listener", func() bool { return len(r.ENRPAddrs()) > 0 })
 		return r, addr
 	}
@@ -494,10 +496,11 @@ func TestNewRegistrarServesAfterItsMentor(t *testing.T) {
 	mentor.BlackHole()
 	start := func(id asap.ServerID, wait time.Duration) (*registrar.Registrar, string) {
 		cfg := registrar.Config{ID: id, ENRP: fastENRP, Logger: testutil.Logger(t, fmt.Sprintf("r%d", id))}
-		cfg.ENRP.Listen = []string{"tcp:" + testutil.FreeAddr(t)}
 		cfg.ENRP.Peers = []string{"tcp:" + mentor.Addr()}
 		cfg.ENRP.MentorWait = wait
-		return testutil.StartRegistrar(t, cfg)
+		r, addr := testutil.StartRegistrar(t, cfg)
+		testutil.ServeENRP(t, r, testutil.ListenTCP(t))
+		return r, addr
 	}
 	r3, addr3 := start(3, time.Minute)
 	if res, err := resolve(addr3, "pool1", 700*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {

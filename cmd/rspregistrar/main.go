@@ -114,6 +114,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.ENRP.TakeoverExpiry, "takeover-expiry", registrar.DefaultTakeoverExpiry, "time a takeover waits for its acknowledgements before asking again")
 	fs.DurationVar(&cfg.ENRP.MentorWait, "mentor-wait", registrar.DefaultMentorWait, "with -peer, how long to wait for the first peer's handlespace before serving pool elements and users (negative: serve at once)")
 	fs.IntVar(&cfg.ENRP.MaxPeers, "max-peers", registrar.DefaultMaxPeers, "most ENRP peers")
+	fs.BoolVar(&cfg.ENRP.StaticPeers, "static-peers", false, "connect only to the -peer registrars (and accept those that connect), not to the registrars their peer lists name")
 	fs.Float64Var(&cfg.ENRP.MaxMessageRate, "max-peer-rate", 0, "ENRP messages per second per peer (0: unlimited)")
 	var peerIDs listFlag
 	fs.Var(&peerIDs, "allow-peer", "certificate identity (a name, or a prefix and *) of registrars that may be ENRP peers over TLS; repeatable, comma-separated; needed with -allow and ENRP peers")

@@ -4,11 +4,13 @@ package testutil
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/rsp-go/rsp/mapping"
 	"github.com/rsp-go/rsp/registrar"
 )
 
@@ -70,11 +72,49 @@ func StartRegistrar(t testing.TB, cfg registrar.Config) (*registrar.Registrar, s
 	if err != nil {
 		t.Fatal(err)
 	}
-	go r.Serve(l)
-	t.Cleanup(func() { r.Close() })
+	served := make(chan error, 1)
+	go func() { served <- r.Serve(l) }()
+	t.Cleanup(func() {
+		r.Close()
+		// A registrar that could not serve (an ENRP listener whose port
+		// was taken, say) fails the test that counted on it, with why.
+		if err := <-served; !errors.Is(err, registrar.ErrRegistrarClosed) {
+			t.Errorf("registrar %08x: Serve: %v", uint32(r.ID()), err)
+		}
+	})
 	scheme := "tcp:"
 	if cfg.TLSConfig != nil {
 		scheme = "tls:"
 	}
 	return r, scheme + l.Addr().String()
+}
+
+// ListenTCP opens a listener of the TCP mapping on a loopback port, closed
+// when the test ends. Unlike an address from FreeAddr, its port is held
+// from the start: nothing else can take it (not even a connection from a
+// proxy in front of it to itself, which Linux makes of a dial to a port
+// that nobody listens on when the ephemeral port it picks is that port).
+func ListenTCP(t testing.TB) mapping.Listener {
+	t.Helper()
+	var lc mapping.ListenConfig
+	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// ServeENRP serves ENRP connections from peers on l for r until the test
+// ends (r.ServeENRP), failing the test if it stops for another reason
+// than r's Close.
+func ServeENRP(t testing.TB, r *registrar.Registrar, l mapping.Listener) {
+	served := make(chan error, 1)
+	go func() { served <- r.ServeENRP(l) }()
+	t.Cleanup(func() {
+		r.Close()
+		if err := <-served; !errors.Is(err, registrar.ErrRegistrarClosed) {
+			t.Errorf("registrar %08x: ServeENRP: %v", uint32(r.ID()), err)
+		}
+	})
 }

@@ -96,3 +96,55 @@ func TestPeerListServersAreDialed(t *testing.T) {
 		t.Errorf("peers %v, want 2, 3, 4", got)
 	}
 }
+
+// TestPeerListsAreAskedForAgain: a registrar asks each peer for its peer
+// list when it first hears it and again every ListInterval, so that it
+// learns of a registrar that joined the peer after that first answer (or
+// whose address the peer did not know yet) and connects to it.
+func TestPeerListsAreAskedForAgain(t *testing.T) {
+	cfg := fast(1)
+	c := New(cfg, handlespace.New(handlespace.Config{}))
+	now := epoch
+	c.Start(now)
+	hello := infoOf(2, 9002)
+	presence := &enrp.Presence{Header: enrp.Header{Sender: 2}, Info: &hello}
+	listRequests := func() int {
+		n := 0
+		for _, o := range c.TakeOut() {
+			if _, ok := o.Msg.(*enrp.ListRequest); ok && o.To == 2 {
+				n++
+			}
+		}
+		return n
+	}
+	if err := c.Handle(now, presence); err != nil {
+		t.Fatal(err)
+	}
+	if n := listRequests(); n != 1 {
+		t.Fatalf("%d list requests to a new peer, want 1", n)
+	}
+	// The first answer names nobody else.
+	if err := c.Handle(now, &enrp.ListResponse{Header: enrp.Header{Sender: 2, Receiver: 1}, Servers: []asap.ServerInformation{hello}}); err != nil {
+		t.Fatal(err)
+	}
+	asked := 0
+	for end := now.Add(3 * c.cfg.ListInterval); now.Before(end); now = now.Add(50 * ms) {
+		if err := c.Handle(now, presence); err != nil {
+			t.Fatal(err)
+		}
+		if !c.Deadline().After(now) {
+			c.Tick(now)
+		}
+		asked += listRequests()
+	}
+	if asked < 2 || asked > 4 {
+		t.Fatalf("asked the peer for its list %d times in three list intervals, want about 3", asked)
+	}
+	// A later answer that names a new registrar has it dialed.
+	if err := c.Handle(now, &enrp.ListResponse{Header: enrp.Header{Sender: 2, Receiver: 1}, Servers: []asap.ServerInformation{hello, infoOf(4, 9004)}}); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]asap.ServerID{4}, dialIDs(c.TakeDials())); d != "" {
+		t.Errorf("dials (-want +got):\n%s", d)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/enrp"
 )
 
 // TestNewRegistrarWaitsForItsMentor: with MentorWait set, a new registrar
@@ -71,6 +72,60 @@ func TestNewRegistrarWaitsForItsMentor(t *testing.T) {
 			}
 			if got := len(view(b.hs)); got != tt.elements {
 				t.Errorf("holds %d elements when Ready, want %d", got, tt.elements)
+			}
+		})
+	}
+}
+
+// TestNewMentorWhenTheMentorGoes: a new registrar whose mentor dies before
+// its handlespace has arrived asks another peer for the whole handlespace,
+// and is Ready with it long before MentorWait, whether the mentor owned
+// nothing (it is only forgotten) or owned elements (it is taken over).
+func TestNewMentorWhenTheMentorGoes(t *testing.T) {
+	const wait = 30 * time.Second
+	for _, mentorOwns := range []bool{false, true} {
+		t.Run(map[bool]string{false: "forgotten", true: "taken over"}[mentorOwns], func(t *testing.T) {
+			w := newWorld(t)
+			// 1 stays, 2 is the mentor, 3 joins.
+			a, m := w.add(fast(1)), w.add(fast(2))
+			w.register(a, "echo", 10)
+			w.register(a, "echo", 11)
+			if mentorOwns {
+				w.register(m, "echo", 20)
+			}
+			w.run(300*ms, 10*ms)
+			want := w.converged()
+			// The mentor's handle table never reaches the new registrar,
+			// which hears the mentor first.
+			w.drop = func(from, to asap.ServerID, typ enrp.MessageType) bool {
+				return from == 2 && to == 3 && typ == enrp.TypeHandleTableResponse
+			}
+			w.partition([]asap.ServerID{1}, []asap.ServerID{3})
+			cfg := fast(3)
+			cfg.MentorWait = wait
+			b := w.add(cfg)
+			w.run(100*ms, 10*ms)
+			if b.core.Ready(w.now) {
+				t.Fatal("Ready without the mentor's handlespace")
+			}
+			m.down = true
+			w.heal()
+			start := w.now
+			for !b.core.Ready(w.now) {
+				if w.now.Sub(start) > 5*time.Second {
+					t.Fatalf("not Ready %v after the mentor died (MentorWait %v); peers %v, holds %v", w.now.Sub(start), wait, b.core.Peers(), view(b.hs))
+				}
+				w.run(10*ms, 10*ms)
+			}
+			w.run(time.Second, 10*ms)
+			got := w.converged()
+			if len(got) != len(want) {
+				t.Errorf("the new registrar holds %v, want the elements of %v", got, want)
+			}
+			for k, h := range got {
+				if h == 2 {
+					t.Errorf("%s still homed at the dead mentor", keyName(k))
+				}
 			}
 		})
 	}

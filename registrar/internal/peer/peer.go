@@ -103,6 +103,12 @@ type Config struct {
 	// starts. Zero: it serves at once.
 	MentorWait time.Duration
 
+	// ListInterval is how often each peer is asked for its peer list
+	// (ENRP_LIST_REQUEST) after the request when it was first heard, so
+	// that registrars that joined it later are found too (TakeDials).
+	// Zero means 10 HeartbeatIntervals.
+	ListInterval time.Duration
+
 	// AuditMismatches is how many presences in a row must carry a
 	// checksum different from the peer's elements here before the core
 	// asks the peer for its own elements; 1 asks at the first, as rsplib
@@ -143,6 +149,7 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxTimeNoResponse, DefaultMaxTimeNoResponse)
 	def(&c.TakeoverExpiry, DefaultTakeoverExpiry)
 	def(&c.SessionTimeout, DefaultSessionTimeout)
+	def(&c.ListInterval, 10*c.HeartbeatInterval)
 	def(&c.MaxLife, DefaultMaxLife)
 	defInt(&c.MaxElementsPerResponse, DefaultMaxElementsPerResponse)
 	defInt(&c.MaxPeers, DefaultMaxPeers)
@@ -224,6 +231,7 @@ type peerState struct {
 	retryOwn  bool
 	mismatch  int
 	bucket    bucket
+	listAt    time.Time // when to ask it for its peer list again
 }
 
 type takeover struct {
@@ -457,7 +465,7 @@ func (c *Core) Handle(now time.Time, m enrp.Message) error {
 		c.cfg.Logger.Info("new ENRP peer", "peer", h.Sender)
 		delete(c.dialing, h.Sender)
 		// Its peer list names the registrars to connect to as well.
-		c.send(p.id, &enrp.ListRequest{Header: c.hdr(p.id)})
+		c.askList(p, now)
 		if pr, ok := m.(*enrp.Presence); !ok || pr.Info == nil {
 			c.reply(h.Sender, c.Presence(h.Sender, true))
 		}
@@ -502,7 +510,7 @@ func (c *Core) Handle(now time.Time, m enrp.Message) error {
 			c.checkTakeover(now, tp)
 		}
 	case *enrp.TakeoverServer:
-		c.takeoverServer(p, m)
+		c.takeoverServer(now, p, m)
 	case *enrp.Error:
 		c.cfg.Logger.Info("peer reported an ENRP error", "peer", p.id, "causes", m.Causes)
 	}
@@ -705,6 +713,12 @@ func (c *Core) listRequest(p *peerState) {
 	c.reply(p.id, resp)
 }
 
+// askList asks p for its peer list, and again after ListInterval.
+func (c *Core) askList(p *peerState, now time.Time) {
+	p.listAt = now.Add(c.cfg.ListInterval)
+	c.send(p.id, &enrp.ListRequest{Header: c.hdr(p.id)})
+}
+
 // listResponse asks to connect to the servers of a peer list that are
 // not yet peers, as far as MaxPeers allows, counting the connections
 // already asked for.
@@ -754,7 +768,7 @@ func (c *Core) initTakeover(now time.Time, p *peerState, m *enrp.InitTakeover) {
 
 // takeoverServer handles TAKEOVER_SERVER: p is the target's elements'
 // new home.
-func (c *Core) takeoverServer(p *peerState, m *enrp.TakeoverServer) {
+func (c *Core) takeoverServer(now time.Time, p *peerState, m *enrp.TakeoverServer) {
 	if m.Target == c.cfg.ID {
 		c.cfg.Logger.Warn("peer took this registrar over; its audit will return our elements", "peer", p.id)
 		c.send(0, c.Presence(0, false))
@@ -765,11 +779,34 @@ func (c *Core) takeoverServer(p *peerState, m *enrp.TakeoverServer) {
 	}
 	n := c.hs.TakeOver(m.Target, p.id)
 	if _, ok := c.peers[m.Target]; ok {
-		delete(c.peers, m.Target)
-		delete(c.sessions, m.Target)
+		c.forget(now, m.Target)
 		c.stats.TakenOver++
 	}
 	c.cfg.Logger.Info("peer took over a registrar", "peer", p.id, "target", m.Target, "elements", n)
+}
+
+// forget removes peer id from the table. A mentor that goes before its
+// handlespace has arrived hands its role to the first other peer that
+// answers, which is asked for the whole handlespace (RFC 5353 §3.2: the
+// new registrar keeps hunting for a mentor); with none, the next new peer
+// is the mentor. Without this the registrar would wait MentorWait in vain.
+func (c *Core) forget(now time.Time, id asap.ServerID) {
+	delete(c.peers, id)
+	delete(c.sessions, id)
+	if id != c.mentor || c.synced {
+		return
+	}
+	c.mentor = 0
+	for _, next := range c.Peers() {
+		p := c.peers[next]
+		if p.takeover != nil || p.takenBy != 0 || !p.probeAt.IsZero() {
+			continue // not answering either
+		}
+		c.mentor = next
+		c.cfg.Logger.Info("mentor gone before its handlespace arrived; asking another peer", "gone", id, "mentor", next)
+		c.requestTable(p, now, false)
+		return
+	}
 }
 
 // owns reports whether id is home of any pool element here.
@@ -792,18 +829,17 @@ func (c *Core) checkTakeover(now time.Time, tp *peerState) {
 			return
 		}
 	}
-	c.finishTakeover(tp)
+	c.finishTakeover(now, tp)
 }
 
-func (c *Core) finishTakeover(tp *peerState) {
+func (c *Core) finishTakeover(now time.Time, tp *peerState) {
 	c.send(0, &enrp.TakeoverServer{Header: c.hdr(0), Target: tp.id})
 	var keys []Key
 	for handle, pe := range c.hs.OwnedBy(tp.id) {
 		keys = append(keys, Key{handle, pe.ID})
 	}
 	c.hs.TakeOver(tp.id, c.cfg.ID)
-	delete(c.peers, tp.id)
-	delete(c.sessions, tp.id)
+	c.forget(now, tp.id)
 	c.stats.Takeovers++
 	c.cfg.Logger.Warn("took over a registrar", "peer", tp.id, "elements", len(keys))
 	c.cfg.TookOver(tp.id, keys)
@@ -832,6 +868,9 @@ func (c *Core) Tick(now time.Time) {
 		if !p.retryAt.IsZero() && !now.Before(p.retryAt) {
 			c.requestTable(p, now, p.retryOwn)
 		}
+		if !now.Before(p.listAt) {
+			c.askList(p, now)
+		}
 		switch {
 		case p.takenBy != 0:
 			if now.Sub(p.takenAt) >= 2*c.cfg.TakeoverExpiry {
@@ -855,8 +894,7 @@ func (c *Core) Tick(now time.Time) {
 			// went, or a registrar without elements): as rsplib does, the
 			// peer is only forgotten.
 			c.cfg.Logger.Info("peer does not answer and owns no pool elements; removed", "peer", p.id)
-			delete(c.peers, p.id)
-			delete(c.sessions, p.id)
+			c.forget(now, p.id)
 		case now.Sub(p.probeAt) >= c.cfg.MaxTimeNoResponse:
 			c.cfg.Logger.Warn("peer does not answer; taking it over", "peer", p.id)
 			p.takeover = &takeover{started: now, acks: make(map[asap.ServerID]bool)}
@@ -897,6 +935,7 @@ func (c *Core) Deadline() time.Time {
 			earlier(p.sync.sent.Add(c.cfg.MaxTimeNoResponse))
 		}
 		earlier(p.retryAt)
+		earlier(p.listAt)
 	}
 	return d
 }

@@ -23,6 +23,8 @@ type world struct {
 	nodes map[asap.ServerID]*node
 	cut   map[[2]asap.ServerID]bool
 	sent  map[enrp.MessageType]int
+	// drop, when set, drops the messages it returns true for.
+	drop func(from, to asap.ServerID, t enrp.MessageType) bool
 }
 
 // node is one registrar: its core, its handlespace and the elements
@@ -125,7 +127,8 @@ func (w *world) deliver() {
 		q = q[1:]
 		dst := w.nodes[e.to]
 		src := w.nodes[e.from]
-		if dst == nil || dst.down || src.down || w.cut[[2]asap.ServerID{e.from, e.to}] {
+		if dst == nil || dst.down || src.down || w.cut[[2]asap.ServerID{e.from, e.to}] ||
+			w.drop != nil && w.drop(e.from, e.to, enrp.MessageType(e.b[0])) {
 			continue
 		}
 		dst.core.Receive(w.now, e.b)
