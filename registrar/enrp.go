@@ -265,10 +265,11 @@ func (r *Registrar) adopt(c mapping.Conn, keys []peKey) {
 		if !ok || pe.Home != r.id || r.owned[key] != nil {
 			continue // gone, or registered again somewhere since
 		}
-		st := &peState{key: key, conn: pc, idx: -1, awaiting: true}
+		st := newPeState(key, pc)
+		st.awaiting = true
 		r.owned[key] = st
 		pc.pes[key] = struct{}{}
-		r.scheduleLocked(st, r.cfg.KeepAliveTimeout)
+		r.scheduleLocked(st, r.cfg.KeepAliveTimeout, r.schedNow(time.Now()))
 		pc.send(&asap.EndpointKeepAlive{Server: r.id, Handle: key.handle, ID: key.id, Home: true})
 		n++
 	}

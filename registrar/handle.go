@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"time"
 
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/handlespace"
@@ -176,9 +177,9 @@ func (pc *peerConn) register(m *asap.Registration) {
 		key.handle, _ = r.hs.Handle(m.Handle)
 		st := r.owned[key]
 		if st == nil {
-			st = &peState{key: key, conn: pc, idx: -1}
+			st = newPeState(key, pc)
 			r.owned[key] = st
-			r.scheduleLocked(st, r.keepAliveDelay())
+			r.scheduleLocked(st, r.keepAliveDelay(), r.schedNow(time.Now()))
 		}
 		pc.pes[key] = struct{}{}
 		r.registeredLocked(m.Handle, &pe)
@@ -379,7 +380,7 @@ func (pc *peerConn) unreachable(m *asap.EndpointUnreachable) {
 	defer r.mu.Unlock()
 	if st := r.owned[key]; st != nil {
 		if !st.awaiting {
-			r.sendKeepAliveLocked(key, st)
+			r.sendKeepAliveLocked(key, st, r.schedNow(time.Now()))
 		}
 		return
 	}

@@ -12,7 +12,7 @@ import (
 func (r *Registrar) keepAliveDelay() time.Duration {
 	iv := r.cfg.KeepAliveInterval
 	if iv < 0 {
-		return 1<<63 - 1
+		return never
 	}
 	return iv*3/4 + rand.N(iv/2+1)
 }
@@ -31,11 +31,12 @@ func (r *Registrar) keepAliveDueLocked(st *peState, now time.Time) {
 	if r.closed {
 		return
 	}
-	if st.awaiting && now.Sub(st.due) > maxScheduleLag {
+	at := r.schedNow(now)
+	if lag := time.Duration(at - st.at); st.awaiting && lag > maxScheduleLag {
 		if r.behindLog.allow() {
-			r.cfg.Logger.Warn("keep-alive schedule behind; giving elements more time to answer", "lag", now.Sub(st.due))
+			r.cfg.Logger.Warn("keep-alive schedule behind; giving elements more time to answer", "lag", lag)
 		}
-		r.scheduleLocked(st, r.cfg.KeepAliveTimeout)
+		r.scheduleLocked(st, r.cfg.KeepAliveTimeout, at)
 		return
 	}
 	if st.awaiting {
@@ -43,7 +44,7 @@ func (r *Registrar) keepAliveDueLocked(st *peState, now time.Time) {
 		r.removeLocked(key, st)
 		return
 	}
-	r.sendKeepAliveLocked(key, st)
+	r.sendKeepAliveLocked(key, st, at)
 }
 
 // maxScheduleLag is how late the keep-alive schedule may run before the
@@ -59,7 +60,7 @@ const maxScheduleLag = time.Second
 // itself nor its elements, and a waiting element costs nothing until
 // then. A peer that does not read at all is still dropped: the writer's
 // WriteTimeout closes its connection.
-func (r *Registrar) sendKeepAliveLocked(key peKey, st *peState) {
+func (r *Registrar) sendKeepAliveLocked(key peKey, st *peState, now int64) {
 	if !st.conn.queueFull() {
 		// Encoded here rather than by encode, whose asap.Message argument
 		// and buffer would be two allocations per keep-alive.
@@ -70,7 +71,7 @@ func (r *Registrar) sendKeepAliveLocked(key peKey, st *peState) {
 			r.cfg.Logger.Error("encoding ASAP message", "type", asap.TypeEndpointKeepAlive, "err", err)
 		case st.conn.trySendBytes(b):
 			st.awaiting = true
-			r.scheduleLocked(st, r.cfg.KeepAliveTimeout)
+			r.scheduleLocked(st, r.cfg.KeepAliveTimeout, now)
 			return
 		}
 		*bp = b[:0]
@@ -95,6 +96,7 @@ func (r *Registrar) sendKeepAliveLocked(key peKey, st *peState) {
 // calls it after each write. r.mu is held.
 func (r *Registrar) resumeKeepAlivesLocked(pc *peerConn) {
 	i := 0
+	now := r.schedNow(time.Now())
 	for ; i < len(pc.kaWait) && !pc.queueFull(); i++ {
 		st := pc.kaWait[i]
 		if !st.waiting || r.closed || r.owned[st.key] != st || st.conn != pc {
@@ -102,7 +104,7 @@ func (r *Registrar) resumeKeepAlivesLocked(pc *peerConn) {
 			continue
 		}
 		st.waiting = false
-		r.sendKeepAliveLocked(st.key, st)
+		r.sendKeepAliveLocked(st.key, st, now)
 	}
 	if i == 0 {
 		return
@@ -132,7 +134,7 @@ func (pc *peerConn) keepAliveAck(m *asap.EndpointKeepAliveAck) {
 		return
 	}
 	pc.r.mu.Lock()
-	pc.ackLocked(key)
+	pc.ackLocked(key, pc.r.schedNow(time.Now()))
 	pc.r.mu.Unlock()
 }
 
@@ -143,8 +145,9 @@ func (pc *peerConn) flushAcks() {
 		return
 	}
 	pc.r.mu.Lock()
+	now := pc.r.schedNow(time.Now()) // one clock read for the batch
 	for _, key := range pc.acks {
-		pc.ackLocked(key)
+		pc.ackLocked(key, now)
 	}
 	pc.r.mu.Unlock()
 	clear(pc.acks)
@@ -153,14 +156,14 @@ func (pc *peerConn) flushAcks() {
 
 // ackLocked ends the wait for the answer of the element's keep-alive, if
 // it registered over pc, and schedules the next one. r.mu is held.
-func (pc *peerConn) ackLocked(key peKey) {
+func (pc *peerConn) ackLocked(key peKey, now int64) {
 	r := pc.r
 	st := r.owned[key]
 	if st == nil || st.conn != pc || !st.awaiting {
 		return
 	}
 	st.awaiting = false
-	r.scheduleLocked(st, r.keepAliveDelay())
+	r.scheduleLocked(st, r.keepAliveDelay(), now)
 }
 
 // removeLocked takes an owned pool element out of the handlespace and stops

@@ -652,17 +652,17 @@ func TestScheduleBehindRemovesNobody(t *testing.T) {
 		r.mu.Unlock()
 		t.Fatal("no probe outstanding")
 	}
-	due := st.due
+	due := r.dueTime(st)
 	r.unscheduleLocked(st)
 	r.keepAliveDueLocked(st, due.Add(maxScheduleLag+time.Second))
-	kept, rescheduled := r.owned[peKey{"late", 1}] == st, st.idx >= 0 && st.due.After(due)
+	kept, rescheduled := r.owned[peKey{"late", 1}] == st, st.slot >= 0 && r.dueTime(st).After(due)
 	r.mu.Unlock()
 	if !kept || !rescheduled {
 		t.Fatalf("timeout handled %v late: element kept %v, given more time %v", maxScheduleLag+time.Second, kept, rescheduled)
 	}
 	r.mu.Lock()
 	r.unscheduleLocked(st)
-	r.keepAliveDueLocked(st, st.due)
+	r.keepAliveDueLocked(st, r.dueTime(st))
 	_, still := r.owned[peKey{"late", 1}]
 	r.mu.Unlock()
 	if still {

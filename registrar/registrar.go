@@ -109,7 +109,8 @@ type Registrar struct {
 	perAddr map[netip.Addr]int // connections in conns by connAddr
 	sched   schedule           // keep-alives of the owned elements
 	epoch   time.Time          // the schedule's clock starts here
-	wake    chan struct{}      // the schedule's first entry moved earlier
+	wakeAt  int64              // when the schedule runs next, on its clock
+	wake    chan struct{}      // an element was scheduled before wakeAt
 	// refusedLog limits the logs of connections refused by the limits.
 	refusedLog tokenBucket
 	// behindLog limits the logs of a keep-alive schedule running late.
@@ -137,12 +138,23 @@ type peKey struct {
 
 // peState is the registrar's view of a pool element it is home for.
 type peState struct {
-	key      peKey
-	conn     *peerConn // the connection it registered on
-	due      time.Time // next keep-alive, or the keep-alive timeout
-	idx      int32     // in the schedule; -1 when not on it (int32 keeps peState in a smaller size class)
-	awaiting bool      // a keep-alive is outstanding
-	waiting  bool      // on its connection's kaWait, for room in the send queue
+	key  peKey
+	conn *peerConn // the connection it registered on
+	// at is when the next keep-alive is due, or the answer to the last
+	// one overdue, on the schedule's clock (schedNow); prev and next
+	// link it into its slot of the schedule, slot, or -1 when it is not
+	// on the schedule.
+	at         int64
+	prev, next *peState
+	slot       int32
+	awaiting   bool // a keep-alive is outstanding
+	waiting    bool // on its connection's kaWait, for room in the send queue
+}
+
+// newPeState returns the state of an element registered over pc, not on
+// the schedule.
+func newPeState(key peKey, pc *peerConn) *peState {
+	return &peState{key: key, conn: pc, slot: -1}
 }
 
 // New returns a registrar configured by cfg.
@@ -166,6 +178,7 @@ func New(cfg Config) *Registrar {
 		refusedLog: newTokenBucket(1),
 		behindLog:  newTokenBucket(1),
 		epoch:      time.Now(),
+		wakeAt:     1<<63 - 1,
 		deferLog:   newTokenBucket(1),
 		listeners:  make(map[mapping.Listener]struct{}),
 		done:       make(chan struct{}),

@@ -2,6 +2,8 @@ package registrar
 
 import (
 	"container/heap"
+	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -9,13 +11,14 @@ import (
 
 // BenchmarkKeepAliveSchedule compares the two ways of timing keep-alives:
 // a time.AfterFunc per pool element (impl=afterfunc, the registrar's way
-// before the schedule) and one heap driven by one goroutine (impl=heap,
-// the schedule's structure and loop). Each op is one element coming due,
-// with the same work in both: the registrar's lock taken and the element
-// rescheduled (as after a keep-alive is sent). All b.N elements come due
-// at once, as after a takeover or a burst of registrations, so ns/op is
-// the cost per keep-alive of the timing alone; encoding and sending the
-// keep-alives cost the same either way and are not included.
+// before the schedule) and one schedule driven by one goroutine
+// (impl=wheel, the schedule's structure and loop). Each op is one element
+// coming due, with the same work in both: the registrar's lock taken and
+// the element rescheduled (as after a keep-alive is sent). All b.N
+// elements come due at once, as after a takeover or a burst of
+// registrations, so ns/op is the cost per keep-alive of the timing alone;
+// encoding and sending the keep-alives cost the same either way and are
+// not included.
 func BenchmarkKeepAliveSchedule(b *testing.B) {
 	b.Run("impl=afterfunc", func(b *testing.B) {
 		var mu sync.Mutex
@@ -39,7 +42,7 @@ func BenchmarkKeepAliveSchedule(b *testing.B) {
 			t.Stop()
 		}
 	})
-	b.Run("impl=heap", func(b *testing.B) {
+	b.Run("impl=wheel", func(b *testing.B) {
 		var mu sync.Mutex
 		var s schedule
 		sts := make([]peState, b.N)
@@ -47,28 +50,24 @@ func BenchmarkKeepAliveSchedule(b *testing.B) {
 		b.ResetTimer()
 		mu.Lock()
 		epoch := time.Now()
-		due := epoch.Add(time.Millisecond)
+		due := int64(time.Millisecond)
 		for i := range sts {
-			sts[i].idx = -1
-			sts[i].due = due
-			heap.Push(&s, schedEntry{schedAt(due, epoch), &sts[i]})
+			sts[i].slot = -1
+			s.add(&sts[i], due)
 		}
 		mu.Unlock()
 		go func() {
 			defer close(done)
 			fired := 0
-			t := time.NewTimer(time.Until(due))
+			t := time.NewTimer(time.Until(epoch.Add(time.Duration(due))))
 			<-t.C
 			for fired < len(sts) {
 				mu.Lock()
-				now := time.Now()
-				at := schedAt(now, epoch)
-				for n := 0; len(s) > 0 && s[0].at <= at && n < maxDuePerLock; n++ {
-					st := heap.Pop(&s).(schedEntry).st
-					st.due = now.Add(time.Hour)
-					heap.Push(&s, schedEntry{schedAt(st.due, epoch), st})
+				now := int64(time.Since(epoch))
+				s.run(now, maxDuePerLock, func(st *peState) {
+					s.add(st, now+int64(time.Hour))
 					fired++
-				}
+				})
 				mu.Unlock()
 			}
 		}()
@@ -77,44 +76,218 @@ func BenchmarkKeepAliveSchedule(b *testing.B) {
 	})
 }
 
-// The schedule's heap keeps every element's index and pops them in due
-// order.
+// BenchmarkScheduleSteady measures the schedule in the steady state of a
+// registrar holding n elements at the default keep-alive interval: each
+// op is the earliest element coming due and rescheduled 3.75-6.25 s
+// later, as every keep-alive is, on the timing wheel (impl=wheel) and on
+// the binary heap the registrar had before (impl=heap, by due time, each
+// element keeping its index). With 10^6 elements the heap's sift-downs
+// are cache misses.
+func BenchmarkScheduleSteady(b *testing.B) {
+	for _, n := range []int{1000, 1000000} {
+		b.Run(fmt.Sprintf("impl=heap/elements=%d", n), func(b *testing.B) {
+			rnd := rand.New(rand.NewPCG(1, 2))
+			h := make(refHeap, 0, n)
+			sts := make([]peState, n)
+			for i := range sts {
+				heap.Push(&h, refEntry{rnd.Int64N(int64(5 * time.Second)), &sts[i]})
+			}
+			b.ResetTimer()
+			for range b.N {
+				e := heap.Pop(&h).(refEntry)
+				e.at += int64(3750*time.Millisecond) + rnd.Int64N(int64(2500*time.Millisecond))
+				heap.Push(&h, e)
+			}
+		})
+		b.Run(fmt.Sprintf("impl=wheel/elements=%d", n), func(b *testing.B) {
+			rnd := rand.New(rand.NewPCG(1, 2))
+			var s schedule
+			sts := make([]peState, n)
+			for i := range sts {
+				sts[i].slot = -1
+				s.add(&sts[i], rnd.Int64N(int64(5*time.Second)))
+			}
+			b.ResetTimer()
+			now := int64(0)
+			for i := 0; i < b.N; {
+				now += wheelTick / 8
+				s.run(now, b.N-i, func(st *peState) {
+					s.add(st, now+int64(3750*time.Millisecond)+rnd.Int64N(int64(2500*time.Millisecond)))
+					i++
+				})
+			}
+		})
+	}
+}
+
+// refHeap is the schedule as it was: a binary heap by due time whose
+// entries hold the due time, each element its index (in slot).
+type refHeap []refEntry
+
+type refEntry struct {
+	at int64
+	st *peState
+}
+
+func (s refHeap) Len() int           { return len(s) }
+func (s refHeap) Less(i, j int) bool { return s[i].at < s[j].at }
+func (s refHeap) Swap(i, j int) {
+	s[i], s[j] = s[j], s[i]
+	s[i].st.slot, s[j].st.slot = int32(i), int32(j)
+}
+func (s *refHeap) Push(x any) {
+	e := x.(refEntry)
+	e.st.slot = int32(len(*s))
+	*s = append(*s, e)
+}
+func (s *refHeap) Pop() any {
+	old := *s
+	e := old[len(old)-1]
+	*s = old[:len(old)-1]
+	e.st.slot = -1
+	return e
+}
+
+// The schedule runs every element once it is due, no earlier, and no
+// later than the end of the tick it is due in; elements moved or removed
+// come due at their new time or not at all; elements due more than a
+// revolution ahead, or scheduled for a time already past, come due on
+// time too; a run does no more than its limit and says when more are due.
 func TestScheduleOrder(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(3, 4))
 	var s schedule
-	base := time.Unix(1000, 0)
-	sts := make([]*peState, 50)
+	const n = 5000
+	sts := make([]*peState, n)
+	want := make(map[*peState]int64)
+	horizon := int64(3 * wheelSlots * wheelTick) // three revolutions
 	for i := range sts {
-		sts[i] = &peState{idx: -1, due: base.Add(time.Duration((i*37)%50) * time.Second)}
-		heap.Push(&s, schedEntry{schedAt(sts[i].due, base), sts[i]})
+		sts[i] = &peState{slot: -1}
+		at := rnd.Int64N(horizon)
+		s.add(sts[i], at)
+		want[sts[i]] = at
 	}
-	// Move some and remove some, as keep-alives and removals do.
-	sts[3].due = base.Add(-time.Second)
-	s[sts[3].idx].at = schedAt(sts[3].due, base)
-	heap.Fix(&s, int(sts[3].idx))
-	heap.Remove(&s, int(sts[7].idx))
-	if sts[7].idx != -1 {
-		t.Fatalf("removed element has index %d", sts[7].idx)
-	}
-	for i, e := range s {
-		if int(e.st.idx) != i {
-			t.Fatalf("element at %d has index %d", i, e.st.idx)
+	// Move some, remove some.
+	for i := 0; i < n; i += 7 {
+		s.remove(sts[i])
+		if sts[i].slot != -1 {
+			t.Fatalf("removed element keeps slot %d", sts[i].slot)
 		}
-		if e.at != schedAt(e.st.due, base) {
-			t.Fatalf("element at %d is due at %d on the schedule, its due time says %d", i, e.at, schedAt(e.st.due, base))
+		delete(want, sts[i])
+		if i%2 == 0 {
+			at := rnd.Int64N(horizon)
+			s.add(sts[i], at)
+			want[sts[i]] = at
 		}
 	}
-	var last time.Time
-	for n := 0; len(s) > 0; n++ {
-		st := heap.Pop(&s).(schedEntry).st
-		if n == 0 && st != sts[3] {
-			t.Fatal("the element moved earliest is not first")
+	if s.Len() != len(want) {
+		t.Fatalf("Len = %d, want %d", s.Len(), len(want))
+	}
+	fired := make(map[*peState]int64)
+	check := func(now int64) {
+		t.Helper()
+		for {
+			nFired := len(fired)
+			more := s.run(now, 100, func(st *peState) {
+				if _, dup := fired[st]; dup {
+					t.Fatalf("element fired twice")
+				}
+				fired[st] = now
+				if st.slot != -1 || st.at > now {
+					t.Fatalf("element due at %d fired at %d (slot %d)", st.at, now, st.slot)
+				}
+			})
+			if len(fired)-nFired > 100 {
+				t.Fatalf("run fired %d, over its limit of 100", len(fired)-nFired)
+			}
+			if !more {
+				break
+			}
+			if len(fired) == nFired {
+				t.Fatal("run reports more due but fired none")
+			}
 		}
-		if st.due.Before(last) {
-			t.Fatalf("popped %v after %v", st.due, last)
+		if s.due(now) {
+			t.Fatalf("elements still due at %d after the runs", now)
 		}
-		if st.idx != -1 {
-			t.Fatalf("popped element keeps index %d", st.idx)
+	}
+	now := int64(0)
+	for iter := 0; now < horizon+2*wheelTick; iter++ {
+		if iter > 10*n {
+			t.Fatalf("the schedule does not advance: at %d after %d runs", now, iter)
 		}
-		last = st.due
+		// Wake where the schedule asks to, or sooner.
+		next, ok := s.next()
+		if !ok {
+			break
+		}
+		if next < now && !s.due(now) {
+			t.Fatalf("next = %d, before the last run at %d, with nothing due", next, now)
+		}
+		now = max(now, min(next, now+rnd.Int64N(3*wheelTick)+1))
+		check(now)
+		if iter%50 == 0 {
+			// An element scheduled in the past comes due at the next run.
+			st := &peState{slot: -1}
+			s.add(st, now-int64(time.Second))
+			want[st] = now - int64(time.Second)
+		}
+	}
+	check(now + 1)
+	if s.Len() != 0 {
+		t.Fatalf("%d elements left on the schedule", s.Len())
+	}
+	for st, at := range want {
+		got, ok := fired[st]
+		switch {
+		case !ok:
+			t.Fatalf("element due at %d never fired", at)
+		case got < at:
+			t.Fatalf("element due at %d fired early, at %d", at, got)
+		}
+	}
+	if len(fired) != len(want) {
+		t.Fatalf("%d fired, %d scheduled", len(fired), len(want))
+	}
+}
+
+// The schedule asks to run again at the first element's time exactly when
+// its slot holds a few, and no later than the end of the tick otherwise.
+func TestScheduleNext(t *testing.T) {
+	var s schedule
+	if _, ok := s.next(); ok {
+		t.Fatal("empty schedule has a next time")
+	}
+	a, b := &peState{slot: -1}, &peState{slot: -1}
+	s.add(a, 5*wheelTick+7)
+	s.add(b, 5*wheelTick+3)
+	if next, _ := s.next(); next != 5*wheelTick+3 {
+		t.Fatalf("next = %d, want %d", next, 5*wheelTick+3)
+	}
+	s.remove(b)
+	if next, _ := s.next(); next != 5*wheelTick+7 {
+		t.Fatalf("next = %d, want %d", next, 5*wheelTick+7)
+	}
+	s.remove(a)
+	for i := range wheelExact + 1 {
+		s.add(&peState{slot: -1}, 9*wheelTick+int64(i))
+	}
+	if next, _ := s.next(); next != 10*wheelTick {
+		t.Fatalf("next = %d with a full slot, want its tick's end %d", next, 10*wheelTick)
+	}
+	// Due a revolution and more ahead: the wheel passes the slot by.
+	var far schedule
+	c := &peState{slot: -1}
+	far.add(c, 2*wheelSlots*wheelTick+wheelTick/2)
+	fired := false
+	for now := int64(0); now <= 2*wheelSlots*wheelTick+wheelTick; now += wheelTick / 2 {
+		far.run(now, 10, func(st *peState) {
+			if now < st.at {
+				t.Fatalf("fired at %d, due at %d", now, st.at)
+			}
+			fired = true
+		})
+	}
+	if !fired {
+		t.Fatal("element due two revolutions ahead never fired")
 	}
 }
