@@ -119,6 +119,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	var peerIDs listFlag
 	fs.Var(&peerIDs, "allow-peer", "certificate identity (a name, or a prefix and *) of registrars that may be ENRP peers over TLS; repeatable, comma-separated; needed with -allow and ENRP peers")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	debugListen := fs.String("debug-listen", "", "TCP address to serve the runtime's profiles (net/http/pprof) at, such as 127.0.0.1:6060; they describe the process to whoever reaches them, so keep it on loopback (default: none)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -170,6 +171,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg.ENRP.Peers, cfg.ENRP.Listen = peers, enrpListen
 	if err := enrpTLS(&cfg, peerIDs, len(rules) > 0); err != nil {
 		return err
+	}
+	if *debugListen != "" {
+		a, err := serveDebug(ctx, *debugListen, log)
+		if err != nil {
+			return fmt.Errorf("-debug-listen: %w", err)
+		}
+		log.Info("serving profiles", "url", "http://"+a.String()+"/debug/pprof/")
 	}
 	r := registrar.New(cfg)
 	errc := make(chan error, len(listen))

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -353,5 +355,33 @@ func TestProcess(t *testing.T) {
 				t.Errorf("no shutting down line in the log:\n%s", log)
 			}
 		})
+	}
+}
+
+// TestDebugListen checks that -debug-listen serves the runtime's profiles,
+// and only until the registrar ends.
+func TestDebugListen(t *testing.T) {
+	t.Parallel()
+	stop, log, ended := runInProcess(t, "-listen", "tcp:127.0.0.1:0", "-debug-listen", "127.0.0.1:0")
+	waitServing(t, log, 1, ended)
+	m := regexp.MustCompile(`msg="serving profiles" url=(\S+)`).FindStringSubmatch(log.String())
+	if m == nil {
+		t.Fatalf("no serving profiles line in the log:\n%s", log)
+	}
+	resp, err := http.Get(m[1] + "heap?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "heap profile") {
+		t.Fatalf("GET heap profile: %s\n%.200s", resp.Status, body)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("run ended with %v", err)
+	}
+	if resp, err := http.Get(m[1]); err == nil {
+		resp.Body.Close()
+		t.Errorf("profiles still served after shutdown: %s", resp.Status)
 	}
 }
