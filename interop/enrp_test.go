@@ -16,6 +16,7 @@ import (
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/asap/endpoint"
 	"github.com/rsp-go/rsp/internal/rsplibtest"
+	"github.com/rsp-go/rsp/internal/testhost"
 	"github.com/rsp-go/rsp/internal/testutil"
 	"github.com/rsp-go/rsp/policy"
 	"github.com/rsp-go/rsp/registrar"
@@ -253,5 +254,30 @@ func TestENRPRSPTakesOverRsplib(t *testing.T) {
 	text := hsdump(t, fmt.Sprintf("%s:%d", hostAddr, rspENRP))
 	if !strings.Contains(text, fmt.Sprintf("$%08x", uint32(rsplibPE))) {
 		t.Errorf("hsdump at rsp lacks the taken-over element:\n%s", text)
+	}
+}
+
+// TestENRPFindsRsplibByMulticast: an rsp registrar and rsplib's, neither
+// configured with the other, send ENRP presences to one multicast group
+// (rsplib's -enrpannounce) and become peers; an element registered at the
+// rsp registrar shows in rsplib's handlespace with its home.
+func TestENRPFindsRsplibByMulticast(t *testing.T) {
+	rsplibtest.Require(t)
+	group := fmt.Sprintf("239.0.0.51:%d", 9931)
+	args := append([]string{"-enrpannounce=" + group}, rsplibPeerTimers...)
+	rsplibtest.StartRegistrar(t, rsplibASAP, rsplibENRP, args...)
+	r := startRSP(t, 0x0000abce, rspASAP, rspENRP, registrar.ENRPConfig{Announce: group, AnnounceInterface: testhost.Interface})
+	testutil.WaitFor(t, 20*time.Second, "the rsp registrar to find rsplib's by multicast", func() bool { return len(r.Peers()) == 1 })
+	rsplibID := r.Peers()[0]
+	reg := rspElement(t, fmt.Sprintf("sctp:%s:%d", hostAddr, rspASAP))
+	var text string
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		var h asap.ServerID
+		if h, text = hsdumpHome(t, fmt.Sprintf("%s:%d", hostAddr, rsplibENRP), reg.ID()); h == r.ID() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rsplib's registrar %08x does not show %08x with home %08x:\n%s", uint32(rsplibID), uint32(reg.ID()), uint32(r.ID()), text)
+		}
 	}
 }

@@ -23,13 +23,20 @@ import (
 // test.
 func announceGroup(t *testing.T) string {
 	t.Helper()
+	return multicastGroup(t, "239.0.0.50")
+}
+
+// multicastGroup returns group address g with a port of its own for one
+// test.
+func multicastGroup(t *testing.T, g string) string {
+	t.Helper()
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(testhost.Addr)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	port := c.LocalAddr().(*net.UDPAddr).Port
 	c.Close()
-	return fmt.Sprintf("239.0.0.50:%d", port)
+	return fmt.Sprintf("%s:%d", g, port)
 }
 
 // announcingRegistrar serves ASAP over TCP on the test host's address and

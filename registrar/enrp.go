@@ -32,6 +32,7 @@ const (
 	DefaultPeerSendQueue         = 8192
 	DefaultENRPPort              = 9901
 	DefaultMentorWait            = 5 * time.Second
+	DefaultENRPAnnounce          = "239.0.0.51:9901"
 )
 
 // ENRPConfig configures a registrar's ENRP side (RFC 5353): the peer
@@ -99,6 +100,19 @@ type ENRPConfig struct {
 	// every peer that passed the TLS handshake (any, without TLS).
 	TLSConfig     *tls.Config
 	AuthorizePeer func(p Peer) bool
+
+	// Announce, when set, is the UDP multicast group of ENRP presences
+	// (RFC 5353 §3.1; DefaultENRPAnnounce, "239.0.0.51:9901", is
+	// rsplib's): Serve sends the registrar's ENRP_PRESENCE there every
+	// HeartbeatInterval, once it has an ENRP listener, and connects to the
+	// registrars it hears there that are not yet peers (its own presences
+	// aside, within MaxPeers, StaticPeers or not) at the datagram's source
+	// address and the port of their server information, over SCTP if it
+	// has an SCTP ENRP listener, else over TCP. Serve fails if the group
+	// cannot be used. AnnounceInterface names the interface to send and
+	// listen on ("": the system's choice).
+	Announce          string
+	AnnounceInterface string
 }
 
 func (c ENRPConfig) withDefaults() ENRPConfig {
@@ -332,6 +346,10 @@ func (r *Registrar) startENRP() error {
 	}
 	e.started = true
 	r.mu.Unlock()
+	// The timer goroutine runs first: it is what closes the listeners and
+	// connections on Close, and one that Close has begun before it is
+	// refused by addListener and run.
+	e.ensureRunning()
 	for _, spec := range e.cfg.Listen {
 		network, address, ok := strings.Cut(spec, ":")
 		if !ok {
@@ -351,7 +369,11 @@ func (r *Registrar) startENRP() error {
 			e.accept(l)
 		}()
 	}
-	e.ensureRunning()
+	if e.cfg.Announce != "" {
+		if err := e.startMulticast(); err != nil {
+			return err
+		}
+	}
 	for _, spec := range e.cfg.Peers {
 		network, address, ok := strings.Cut(spec, ":")
 		if !ok {
@@ -552,16 +574,13 @@ func (e *enrpSide) dialLoop(network, address string) {
 	}
 }
 
-// dialLearnt connects once to si, a registrar that a peer's list named,
-// over the kind of connection the list came on (a TCP listener is
-// described as SCTP in server information, as rsplib knows only SCTP). A
-// dial that fails is left to a later peer list.
-func (e *enrpSide) dialLearnt(from *link, si asap.ServerInformation) {
+// dialLearnt connects once to si, a registrar that a peer's list named or
+// that was heard by multicast, over network: the kind of connection the
+// list came on, or of the registrar's own ENRP listeners (a TCP listener
+// is described as SCTP in server information, as rsplib knows only SCTP).
+// A dial that fails is left to a later list or presence.
+func (e *enrpSide) dialLearnt(network string, si asap.ServerInformation) {
 	r := e.r
-	network := "tcp"
-	if isSCTP(from.c) {
-		network = "sctp"
-	}
 	address := netip.AddrPortFrom(si.Transport.Addrs[0].Unmap(), si.Transport.Port).String()
 	timeout := e.cfg.HeartbeatInterval
 	if timeout <= 0 {
@@ -587,6 +606,14 @@ func (e *enrpSide) dialLearnt(from *link, si asap.ServerInformation) {
 		}
 		e.run(c, true)
 	}()
+}
+
+// networkOf is "sctp" for an SCTP association, else "tcp".
+func networkOf(c mapping.Conn) string {
+	if isSCTP(c) {
+		return "sctp"
+	}
+	return "tcp"
 }
 
 // isSCTP reports whether c is an SCTP association.
@@ -722,7 +749,7 @@ func (l *link) readLoop() {
 		r.mu.Unlock()
 		for _, si := range dials {
 			if !e.cfg.StaticPeers {
-				e.dialLearnt(l, si)
+				e.dialLearnt(networkOf(l.c), si)
 			}
 		}
 		if err == nil && n >= 12 {

@@ -6,7 +6,8 @@
 // multicast group, where pool elements and pool users that listen there
 // find it. With -peer and -enrp-listen it is one of a pool of registrars
 // that share the handlespace with ENRP and take over each other's pool
-// elements (rsplib's registrars among them, over SCTP). It logs with log/slog to standard error and shuts down cleanly
+// elements (rsplib's registrars among them, over SCTP); with
+// -enrp-announce it finds its peers by multicast too. It logs with log/slog to standard error and shuts down cleanly
 // on SIGINT and SIGTERM.
 //
 // With -tls-cert and -tls-key it serves ASAP over TCP with TLS 1.3
@@ -93,7 +94,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxConns, "max-conns", registrar.DefaultMaxConns, "most peer connections and associations at once (negative: unlimited)")
 	fs.IntVar(&cfg.MaxConnsPerAddr, "max-conns-per-addr", registrar.DefaultMaxConnsPerAddr, "most peer connections and associations at once from one address (negative: unlimited)")
 	fs.StringVar(&cfg.Announce, "announce", "", "UDP multicast group to send ASAP server announces to, such as 239.0.0.50:3863 (rsplib's) or 224.0.1.185:3863 (IANA's); empty: no announces")
-	fs.StringVar(&cfg.AnnounceInterface, "announce-interface", "", "network interface to send announces on (default: the system's choice)")
+	fs.StringVar(&cfg.AnnounceInterface, "announce-interface", "", "network interface to send announces (ASAP, and ENRP presences with -enrp-announce) on (default: the system's choice)")
 	fs.DurationVar(&cfg.AnnounceInterval, "announce-interval", registrar.DefaultAnnounceInterval, "announce period, stretched by the number of other registrars heard announcing")
 	var tf tlsflag.Flags
 	tf.Register(fs, "tls-client-ca", "PEM file of the CA whose client certificates the registrar requires and verifies (mutual TLS)")
@@ -118,6 +119,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Float64Var(&cfg.ENRP.MaxMessageRate, "max-peer-rate", 0, "ENRP messages per second per peer (0: unlimited)")
 	var peerIDs listFlag
 	fs.Var(&peerIDs, "allow-peer", "certificate identity (a name, or a prefix and *) of registrars that may be ENRP peers over TLS; repeatable, comma-separated; needed with -allow and ENRP peers")
+	fs.StringVar(&cfg.ENRP.Announce, "enrp-announce", "", "UDP multicast group to send ENRP presences to and find peer registrars in, such as "+registrar.DefaultENRPAnnounce+" (rsplib's); needs -enrp-listen; sent on -announce-interface; empty: none")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	debugListen := fs.String("debug-listen", "", "TCP address to serve the runtime's profiles (net/http/pprof) at, such as 127.0.0.1:6060; they describe the process to whoever reaches them, so keep it on loopback (default: none)")
 	if err := fs.Parse(args); err != nil {
@@ -129,6 +131,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	cfg.ENRP.AnnounceInterface = cfg.AnnounceInterface
 	if *id > math.MaxUint32 {
 		return fmt.Errorf("-id %d: want at most %d (32 bits)", *id, uint32(math.MaxUint32))
 	}

@@ -148,3 +148,57 @@ func TestPeerListsAreAskedForAgain(t *testing.T) {
 		t.Errorf("dials (-want +got):\n%s", d)
 	}
 }
+
+// TestMulticastPresenceIsDialed: a presence heard by multicast asks for a
+// dial to its sender at the datagram's source address and the port of its
+// server information, once until MaxTimeLastHeard, never for the
+// registrar's own presences, a peer, a presence without a port, or past
+// MaxPeers.
+func TestMulticastPresenceIsDialed(t *testing.T) {
+	cfg := fast(1)
+	cfg.MaxPeers = 2
+	c := New(cfg, handlespace.New(handlespace.Config{}))
+	now := epoch
+	c.Start(now)
+	peerInfo := infoOf(2, 9002)
+	if err := c.Handle(now, &enrp.Presence{Header: enrp.Header{Sender: 2}, Info: &peerInfo}); err != nil {
+		t.Fatal(err)
+	}
+	c.TakeOut()
+	src := netip.MustParseAddr("172.31.255.7")
+	heard := func(id asap.ServerID, port uint16) *enrp.Presence {
+		m := &enrp.Presence{Header: enrp.Header{Sender: id}}
+		if port != 0 {
+			si := infoOf(id, port)
+			m.Info = &si
+		}
+		return m
+	}
+	steps := []struct {
+		name  string
+		after time.Duration
+		m     *enrp.Presence
+		src   netip.Addr
+		want  []asap.ServerInformation
+	}{
+		{"own presence", 0, heard(1, 9001), src, nil},
+		{"a peer", 0, heard(2, 9002), src, nil},
+		{"no port", 0, heard(3, 0), src, nil},
+		{"unspecified source", 0, heard(3, 9003), netip.IPv4Unspecified(), nil},
+		{"new registrar", 0, heard(3, 9003), netip.AddrFrom16(src.As16()), []asap.ServerInformation{{Server: 3, Transport: asap.Transport{Kind: asap.ParamSCTPTransport, Port: 9003, Addrs: []netip.Addr{src}}}}},
+		{"heard again while dialing", 10 * ms, heard(3, 9003), src, nil},
+		{"over MaxPeers", 0, heard(4, 9004), src, nil},
+		{"dial expired", cfg.MaxTimeLastHeard, heard(3, 9003), src, []asap.ServerInformation{{Server: 3, Transport: asap.Transport{Kind: asap.ParamSCTPTransport, Port: 9003, Addrs: []netip.Addr{src}}}}},
+	}
+	for _, s := range steps {
+		now = now.Add(s.after)
+		asked := c.Discovered(now, s.m, s.src)
+		got := c.TakeDials()
+		if d := cmp.Diff(s.want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); d != "" {
+			t.Errorf("%s: dials (-want +got):\n%s", s.name, d)
+		}
+		if asked != (len(s.want) > 0) {
+			t.Errorf("%s: Discovered = %v", s.name, asked)
+		}
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -723,27 +724,60 @@ func (c *Core) askList(p *peerState, now time.Time) {
 // not yet peers, as far as MaxPeers allows, counting the connections
 // already asked for.
 func (c *Core) listResponse(now time.Time, m *enrp.ListResponse) {
+	c.expireDials(now)
+	for _, si := range m.Servers {
+		c.learn(now, si, "peer list")
+	}
+}
+
+// Discovered handles a presence heard by multicast (RFC 5353 §3.1:
+// servers may announce their presence to a multicast group) at now from
+// source address src: a registrar that is not yet a peer is to be dialed
+// (TakeDials) at src and the port its server information names, as rsplib
+// does, within MaxPeers. The registrar's own presences, and those without
+// a port, are ignored. It reports whether the presence asks for a dial.
+func (c *Core) Discovered(now time.Time, m *enrp.Presence, src netip.Addr) bool {
+	src = src.Unmap()
+	if m.Info == nil || !src.IsValid() || src.IsUnspecified() || src.IsMulticast() {
+		return false
+	}
+	si := *m.Info
+	si.Server = m.Sender
+	si.Transport.Addrs = []netip.Addr{src}
+	c.expireDials(now)
+	return c.learn(now, si, "multicast presence")
+}
+
+// expireDials forgets the dials asked for MaxTimeLastHeard ago, and those
+// that became peers, so that a server still named is dialed again.
+func (c *Core) expireDials(now time.Time) {
 	for id, at := range c.dialing {
 		if now.Sub(at) >= c.cfg.MaxTimeLastHeard || c.peers[id] != nil {
 			delete(c.dialing, id)
 		}
 	}
-	for _, si := range m.Servers {
-		if si.Server == 0 || si.Server == c.cfg.ID || c.peers[si.Server] != nil || len(si.Transport.Addrs) == 0 || si.Transport.Port == 0 {
-			continue
-		}
-		if _, ok := c.dialing[si.Server]; ok {
-			continue
-		}
-		if len(c.peers)+len(c.dialing) >= c.cfg.MaxPeers {
-			c.cfg.Logger.Info("peer list names more servers than the peer limit allows; not connecting", "peer", si.Server)
-			continue
-		}
-		c.cfg.Logger.Info("peer list names a new server; connecting", "peer", si.Server)
-		c.dialing[si.Server] = now
-		si.Transport.Addrs = slices.Clone(si.Transport.Addrs)
-		c.dials = append(c.dials, si)
+}
+
+// learn asks to connect to si, a server named by a peer list or heard by
+// multicast, unless it is this registrar, a peer, already being dialed,
+// has no address, or MaxPeers (counting the dials in flight) leaves no
+// room.
+func (c *Core) learn(now time.Time, si asap.ServerInformation, how string) bool {
+	if si.Server == 0 || si.Server == c.cfg.ID || c.peers[si.Server] != nil || len(si.Transport.Addrs) == 0 || si.Transport.Port == 0 {
+		return false
 	}
+	if _, ok := c.dialing[si.Server]; ok {
+		return false
+	}
+	if len(c.peers)+len(c.dialing) >= c.cfg.MaxPeers {
+		c.cfg.Logger.Debug("new server over the peer limit; not connecting", "peer", si.Server, "from", how)
+		return false
+	}
+	c.cfg.Logger.Info("new server; connecting", "peer", si.Server, "from", how)
+	c.dialing[si.Server] = now
+	si.Transport.Addrs = slices.Clone(si.Transport.Addrs)
+	c.dials = append(c.dials, si)
+	return true
 }
 
 func (c *Core) initTakeover(now time.Time, p *peerState, m *enrp.InitTakeover) {
