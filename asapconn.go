@@ -28,7 +28,10 @@ import (
 // anything else, and goes on there; a Write that could not be sent is sent
 // to the new element. Nothing else is replayed: what was sent to the old
 // element and not answered is lost, as with rsplib (an element's messages
-// carry no acknowledgements). An element that stops answering without
+// carry no acknowledgements). What the old element sent before it failed
+// and was not yet read (a failed Write finds it so) is read first: its
+// data messages come before the new element's, and its last cookie is the
+// one echoed. An element that stops answering without
 // closing is not noticed by the kernel's SCTP heartbeats; the application
 // that times out calls [ASAPConn.Failover], as rsplib's rsp_forcefailover.
 // Toward the element only the application's data and RFC 5352 messages go.
@@ -39,6 +42,9 @@ type ASAPConn struct {
 	rmu  sync.Mutex // one reader
 	rbuf []byte
 	rest []byte
+	// early holds the data messages a failover found unread on the
+	// failed association, for Read before anything of the next one.
+	early []earlyMsg
 
 	mu        sync.Mutex
 	c         *mapping.ControlConn
@@ -51,6 +57,17 @@ type ASAPConn struct {
 	closed    bool
 	rdl, wdl  time.Time // the deadlines, for every association in turn
 }
+
+// earlyMsg is a data message read from a failed association.
+type earlyMsg struct {
+	b    []byte
+	ppid uint32
+}
+
+// drainWait bounds how long a failover reads what is left on the failed
+// association: a dead association's queued messages come at once, a
+// stopped element's association holds nothing more.
+const drainWait = 50 * time.Millisecond
 
 // errNoFailover: no element took the connection over.
 var errNoFailover = errors.New("rsp: no other pool element took the connection over")
@@ -67,12 +84,7 @@ func (a *ASAPConn) install(mc mapping.Conn, pe asap.PoolElement) {
 	cc.OnControl = func(m asap.Message) {
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		switch m := m.(type) {
-		case *asap.Cookie:
-			a.cookie = m.Cookie
-		case *asap.BusinessCard:
-			a.card = m
-		}
+		a.control(m)
 	}
 	a.c, a.pe = cc, pe
 	cc.SetReadDeadline(a.rdl)
@@ -94,6 +106,16 @@ func (a *ASAPConn) Read(b []byte) (int, error) {
 		if a.rbuf == nil {
 			a.rbuf = make([]byte, 64<<10)
 		}
+		a.mu.Lock()
+		if len(a.early) > 0 {
+			m := a.early[0]
+			a.early = a.early[1:]
+			a.ppid = m.ppid
+			a.mu.Unlock()
+			a.rest = m.b
+			continue
+		}
+		a.mu.Unlock()
 		c, pe := a.conn()
 		n, ppid, err := c.ReadMsg(a.rbuf)
 		if err != nil {
@@ -173,6 +195,14 @@ func (a *ASAPConn) failover(ctx context.Context, from asap.PEID, cause error) er
 	cfg := a.d.Session.withDefaults()
 	ctx, cancel := context.WithTimeout(ctx, cfg.FailoverTimeout)
 	defer cancel()
+	// A failover from a Write (or Failover) may leave messages unread
+	// that came before the failure, the element's last cookie among
+	// them. With no Read going on (one that is reads them itself, or
+	// its failover came after it read them all), read them now.
+	if a.rmu.TryLock() {
+		a.drain()
+		a.rmu.Unlock()
+	}
 	a.c.Close()
 	a.failed = append(a.failed, from)
 	ep := a.d.endpoint()
@@ -227,6 +257,39 @@ func (a *ASAPConn) failover(ctx context.Context, from asap.PEID, cause error) er
 		}
 	}
 	return &net.OpError{Op: "failover", Net: "sctp", Err: fmt.Errorf("%w in pool %q: %w", errNoFailover, a.handle, lastErr)}
+}
+
+// drain reads what is left on the present association, within drainWait:
+// the control messages update the cookie and business card, the data
+// messages are kept for Read. The caller holds a.rmu and a.mu.
+func (a *ASAPConn) drain() {
+	a.c.SetReadDeadline(time.Now().Add(drainWait))
+	buf := make([]byte, 64<<10)
+	for {
+		// OnControl takes a.mu: hand the control messages over after
+		// the read instead.
+		var ctl []asap.Message
+		a.c.OnControl = func(m asap.Message) { ctl = append(ctl, m) }
+		n, ppid, err := a.c.ReadMsg(buf)
+		for _, m := range ctl {
+			a.control(m)
+		}
+		if err != nil {
+			return
+		}
+		a.early = append(a.early, earlyMsg{b: append([]byte(nil), buf[:n]...), ppid: ppid})
+	}
+}
+
+// control keeps what a control message from the element carries. The
+// caller holds a.mu.
+func (a *ASAPConn) control(m asap.Message) {
+	switch m := m.(type) {
+	case *asap.Cookie:
+		a.cookie = m.Cookie
+	case *asap.BusinessCard:
+		a.card = m
+	}
 }
 
 // Cookie returns the latest ASAP cookie an element of the connection sent,

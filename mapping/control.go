@@ -33,7 +33,8 @@ type ControlConn struct {
 	Conn
 	// OnControl, if set before the first read, is called by the reader
 	// with each control message read: an *asap.Cookie, *asap.CookieEcho
-	// or *asap.BusinessCard.
+	// or *asap.BusinessCard, the callee's to keep (it does not share
+	// memory with the read's buffer).
 	OnControl func(asap.Message)
 
 	mu     sync.Mutex
@@ -77,11 +78,16 @@ func (c *ControlConn) take(b []byte) {
 		return
 	}
 	c.mu.Lock()
+	// The decoded cookies alias b, the reader's buffer, which the next
+	// read overwrites: what is kept, and what OnControl is given, is a
+	// copy.
 	switch m := m.(type) {
 	case *asap.Cookie:
-		c.cookie = append([]byte(nil), m.Cookie...)
+		m.Cookie = append([]byte(nil), m.Cookie...)
+		c.cookie = m.Cookie
 	case *asap.CookieEcho:
-		c.echo = append([]byte(nil), m.Cookie...)
+		m.Cookie = append([]byte(nil), m.Cookie...)
+		c.echo = m.Cookie
 	case *asap.BusinessCard:
 		c.card = m
 	default:

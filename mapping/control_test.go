@@ -55,7 +55,14 @@ func TestControlConn(t *testing.T) {
 		t.Errorf("business card (-want +got):\n%s", d)
 	}
 	if len(seen) != 3 {
-		t.Errorf("OnControl saw %d messages, want 3: %v", len(seen), seen)
+		t.Fatalf("OnControl saw %d messages, want 3: %v", len(seen), seen)
+	}
+	// The messages OnControl got are its to keep: the reads since, into
+	// the same buffer, did not change them.
+	for i, want := range map[int]string{0: "state 1", 2: "state 2"} {
+		if ck, ok := seen[i].(*asap.Cookie); !ok || string(ck.Cookie) != want {
+			t.Errorf("OnControl's message %d after the later reads: %v, want cookie %q", i, seen[i], want)
+		}
 	}
 	if c.CookieEcho() != nil {
 		t.Errorf("a pool user got a cookie echo: %q", c.CookieEcho())
