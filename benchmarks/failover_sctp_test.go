@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -35,7 +34,7 @@ func sctpEcho(spec string) {
 		fmt.Println("listen:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("PE %08x ready\n", uint32(l.ID()))
+	fmt.Println(rsplibtest.ReadyLine(l.ID()))
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -48,19 +47,14 @@ func sctpEcho(spec string) {
 	}
 }
 
-var (
-	echoReady = regexp.MustCompile(`PE ([0-9a-f]{8}) ready`)
-	ackLine   = regexp.MustCompile(`Ack #\d+ from PE \$([0-9a-f]{8})`)
-)
-
 // BenchmarkSCTPFailover: the time from killing (SIGKILL) the pool element
 // a pool user uses to the user's next answer from another element, for an
 // rsp session over SCTP (peer=rsp-sctp: the next message written right
 // after the kill, until its echo is read) and for rsplib's own
 // pingpongclient against rspserver -pingpong elements (peer=rsplib: until
 // the client prints its next Ack from another element, read from its
-// output every millisecond; its pings go every 20 ms, so up to 20 ms of it
-// is the ping interval). Both use the same rsplib registrar, in the same
+// output, line-buffered, every millisecond; its pings go every 20 ms, so
+// up to 20 ms of it is the ping interval). Both use the same rsplib registrar, in the same
 // run, inside User-mode Linux; compare with benchstat -col /peer. Each
 // iteration starts two element processes, so run with -test.benchtime=Nx.
 func BenchmarkSCTPFailover(b *testing.B) {
@@ -98,14 +92,11 @@ func BenchmarkSCTPFailover(b *testing.B) {
 // rspFailover starts two echo element processes, runs a session to one,
 // kills it and returns how long the next echo took.
 func rspFailover(b *testing.B, reg, pool string) time.Duration {
-	procs := map[string]*rsplibtest.Process{}
-	os.Setenv(envSCTPEcho, reg+","+pool)
+	procs := map[asap.PEID]*rsplibtest.Process{}
 	for range 2 {
-		p := rsplibtest.StartProcess(b, nil, os.Args[0], "-test.run=^$", "-test.bench=^$")
-		testutil.WaitFor(b, 20*time.Second, "the echo element's word that it serves", func() bool { return echoReady.MatchString(p.Out.String()) })
-		procs[echoReady.FindStringSubmatch(p.Out.String())[1]] = p
+		p, id := rsplibtest.StartElementProcess(b, []string{envSCTPEcho + "=" + reg + "," + pool}, "-test.run=^$", "-test.bench=^$")
+		procs[id] = p
 	}
-	os.Unsetenv(envSCTPEcho)
 	defer func() {
 		for _, p := range procs {
 			syscall.Kill(p.Pid, syscall.SIGKILL)
@@ -134,9 +125,9 @@ func rspFailover(b *testing.B, reg, pool string) time.Duration {
 		}
 	}
 	echo("first")
-	victim := fmt.Sprintf("%08x", uint32(s.Element().ID))
+	victim := s.Element().ID
 	if procs[victim] == nil {
-		b.Fatalf("the session uses PE %s, not an echo element process", victim)
+		b.Fatalf("the session uses PE %08x, not an echo element process", uint32(victim))
 	}
 	b.StartTimer()
 	start := time.Now()
@@ -144,8 +135,8 @@ func rspFailover(b *testing.B, reg, pool string) time.Duration {
 	echo("second")
 	took := time.Since(start)
 	b.StopTimer()
-	if now := fmt.Sprintf("%08x", uint32(s.Element().ID)); now == victim {
-		b.Fatalf("the echo came from the killed PE %s", victim)
+	if s.Element().ID == victim {
+		b.Fatalf("the echo came from the killed PE %08x", uint32(victim))
 	}
 	return took
 }
@@ -154,49 +145,31 @@ func rspFailover(b *testing.B, reg, pool string) time.Duration {
 // pingpongclient, kills the element the client uses and returns how long
 // until the client's next Ack from the other.
 func rsplibFailover(b *testing.B, ep *endpoint.Endpoint, reg string, seen map[asap.PEID]bool) time.Duration {
-	procs := map[string]*rsplibtest.Process{}
+	procs := map[asap.PEID]*rsplibtest.Process{}
 	defer func() {
 		for _, p := range procs {
 			syscall.Kill(p.Pid, syscall.SIGKILL)
 		}
 	}()
 	for range 2 {
-		p := rsplibtest.StartProcess(b, nil, "rspserver", "-pingpong", "-registrar="+reg, "-asapannounce=off")
-		var id asap.PEID
-		testutil.WaitFor(b, 20*time.Second, "rspserver -pingpong to register", func() bool {
-			ep.Invalidate("PingPongPool")
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			res, err := ep.Resolve(ctx, "PingPongPool")
-			if err != nil {
-				return false
-			}
-			for _, pe := range res.PEs {
-				if !seen[pe.ID] {
-					id = pe.ID
-					seen[id] = true
-					return true
-				}
-			}
-			return false
-		})
-		procs[fmt.Sprintf("%08x", uint32(id))] = p
+		p, id := rsplibtest.StartServer(b, ep, reg, "PingPongPool", "-pingpong", seen)
+		procs[id] = p
 	}
-	client := rsplibtest.StartProcess(b, nil, "pingpongclient", "-registrar="+reg, "-poolhandle=PingPongPool", "-interval=20", "-asapannounce=off")
+	client := rsplibtest.StartPingPongClient(b, reg, "PingPongPool", 20*time.Millisecond)
 	defer syscall.Kill(client.Pid, syscall.SIGKILL)
-	acks := func() [][]string { return ackLine.FindAllStringSubmatch(client.Out.String(), -1) }
+	acks := client.Acks
 	testutil.WaitFor(b, 20*time.Second, "pingpongclient's first acks", func() bool { return len(acks()) >= 3 })
 	a := acks()
-	victim := a[len(a)-1][1]
+	victim := a[len(a)-1].PE
 	if procs[victim] == nil {
-		b.Fatalf("acks from PE %s, not a new rspserver", victim)
+		b.Fatalf("acks from PE %08x, not a new rspserver", uint32(victim))
 	}
 	b.StartTimer()
 	start := time.Now()
 	syscall.Kill(procs[victim].Pid, syscall.SIGKILL)
 	deadline := start.Add(30 * time.Second)
 	for {
-		if slices.ContainsFunc(acks()[len(a):], func(m []string) bool { return m[1] != victim }) {
+		if slices.ContainsFunc(acks()[len(a):], func(m rsplibtest.Ack) bool { return m.PE != victim }) {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -44,18 +44,7 @@ func TestRSPEchoOverSCTPServesRsplib(t *testing.T) {
 
 	rsplibtest.StartProcess(t, nil, bin, "echo", "-transport", "sctp", "-registrar", "sctp:"+regAddr,
 		"-listen", hostAddr+":0", "-pool", "RSPEchoPool")
-	deadline := time.Now().Add(20 * time.Second)
-	var pe asap.PoolElement
-	for {
-		if p, ok := r.Pool("RSPEchoPool"); ok && len(p.Elements) > 0 {
-			pe = p.Elements[0]
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("rsp echo -transport sctp did not register")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	pe := awaitElements(t, r, "RSPEchoPool", 1, "rsp echo -transport sctp").Elements[0]
 	if pe.UserTransport.Kind != asap.ParamSCTPTransport || pe.UserTransport.Port == 0 {
 		t.Fatalf("rsp echo registered %+v, want an SCTP user transport", pe.UserTransport)
 	}
@@ -63,7 +52,7 @@ func TestRSPEchoOverSCTPServesRsplib(t *testing.T) {
 	pr, pw := io.Pipe()
 	defer pw.Close()
 	out := rsplibtest.Start(t, pr, "rspterminal", "-registrar="+regAddr, "-poolhandle=RSPEchoPool", "-asapannounce=off")
-	deadline = time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(out.String(), "hello from rsplib") {
 		if time.Now().After(deadline) {
 			t.Fatalf("rspterminal got no echo from rsp echo over SCTP:\n%s", out.String())
@@ -90,7 +79,7 @@ func TestRSPTerminalFailsOverBetweenRsplibEchoServers(t *testing.T) {
 	defer ep.Close()
 	procs := map[string]*rsplibtest.Process{}
 	for range 2 {
-		p, id := startRsplibServer(t, ep, regAddr, "EchoPool", "-echo")
+		p, id := rsplibtest.StartServer(t, ep, regAddr, "EchoPool", "-echo", nil)
 		procs[fmt.Sprintf("%08x", uint32(id))] = p
 	}
 	pr, pw := io.Pipe()
@@ -151,21 +140,10 @@ func TestRsplibTerminalFailsOverBetweenRSPEchoServers(t *testing.T) {
 	for i := range 2 {
 		p := rsplibtest.StartProcess(t, nil, bin, "echo", "-transport", "sctp", "-registrar", "sctp:"+regAddr,
 			"-listen", hostAddr+":0", "-pool", "RSPEchoPool2")
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			pool, _ := r.Pool("RSPEchoPool2")
-			if len(pool.Elements) == i+1 {
-				for _, pe := range pool.Elements {
-					if id := fmt.Sprintf("%08x", uint32(pe.ID)); procs[id] == nil {
-						procs[id] = p
-					}
-				}
-				break
+		for _, pe := range awaitElements(t, r, "RSPEchoPool2", i+1, "rsp echo -transport sctp").Elements {
+			if id := fmt.Sprintf("%08x", uint32(pe.ID)); procs[id] == nil {
+				procs[id] = p
 			}
-			if time.Now().After(deadline) {
-				t.Fatal("rsp echo -transport sctp did not register")
-			}
-			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	pr, pw := io.Pipe()

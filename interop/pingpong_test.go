@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -22,7 +23,6 @@ import (
 	"github.com/rsp-go/rsp/asap/endpoint"
 	"github.com/rsp-go/rsp/internal/pingpong"
 	"github.com/rsp-go/rsp/internal/rsplibtest"
-	"github.com/rsp-go/rsp/internal/testutil"
 	"github.com/rsp-go/rsp/mapping"
 	"github.com/rsp-go/rsp/policy"
 )
@@ -146,38 +146,7 @@ func (u *pingPongUser) run(ctx context.Context, count int) (failovers int) {
 // registrar resolves it; it returns the process and its PE identifier.
 func startRsplibPingPong(t *testing.T, ep *endpoint.Endpoint, registrar string) (*rsplibtest.Process, asap.PEID) {
 	t.Helper()
-	return startRsplibServer(t, ep, registrar, pingPongPool, "-pingpong")
-}
-
-// startRsplibServer starts rspserver with a service flag and waits until
-// the registrar resolves the new element in pool; it returns the process
-// and its PE identifier.
-func startRsplibServer(t *testing.T, ep *endpoint.Endpoint, registrar string, pool asap.PoolHandle, service string) (*rsplibtest.Process, asap.PEID) {
-	t.Helper()
-	before := map[asap.PEID]bool{}
-	if res, err := ep.Resolve(context.Background(), pool); err == nil {
-		for _, pe := range res.PEs {
-			before[pe.ID] = true
-		}
-	}
-	p := rsplibtest.StartProcess(t, nil, "rspserver", service, "-registrar="+registrar, "-asapannounce=off")
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		ep.Invalidate(pool)
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		res, err := ep.Resolve(ctx, pool)
-		cancel()
-		if err == nil {
-			for _, pe := range res.PEs {
-				if !before[pe.ID] {
-					return p, pe.ID
-				}
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("rspserver %s did not register:\n%s", service, p.Out.String())
-	return nil, 0
+	return rsplibtest.StartServer(t, ep, registrar, pingPongPool, "-pingpong", nil)
 }
 
 // TestPingPongRSPUserWithRsplibServers: an rsp pool user speaks rsplib's
@@ -290,8 +259,6 @@ func (e *pingPongElement) kill() {
 	}
 }
 
-var ackLine = regexp.MustCompile(`Ack #(\d+) from PE \$([0-9a-f]{8}) \(reply #(\d+)\)`)
-
 // pingPongPEEnv, when set to a registrar's address, makes
 // TestHelperPingPongPE a PingPong pool element process.
 const pingPongPEEnv = "RSP_TEST_PINGPONG_PE"
@@ -306,91 +273,132 @@ func TestHelperPingPongPE(t *testing.T) {
 	}
 	ep := endpoint.New(endpoint.Config{Registrars: []string{"sctp:" + reg}})
 	e := startPingPongElement(t, ep)
-	fmt.Printf("PE %08x ready\n", uint32(e.reg.ID()))
+	fmt.Println(rsplibtest.ReadyLine(e.reg.ID()))
 	select {}
 }
 
 // startPingPongProcess starts a PingPong element process registered with
 // reg and waits until it serves; it returns the process and its PE
-// identifier in hex.
-func startPingPongProcess(t *testing.T, reg string) (*rsplibtest.Process, string) {
+// identifier.
+func startPingPongProcess(t *testing.T, reg string) (*rsplibtest.Process, asap.PEID) {
 	t.Helper()
-	os.Setenv(pingPongPEEnv, reg)
-	p := rsplibtest.StartProcess(t, nil, os.Args[0], "-test.run=^TestHelperPingPongPE$", "-test.timeout=5m")
-	os.Unsetenv(pingPongPEEnv)
-	testutil.WaitFor(t, 15*time.Second, "the PingPong element process's word that it serves", func() bool { return readyLine.MatchString(p.Out.String()) })
-	return p, readyLine.FindStringSubmatch(p.Out.String())[1]
+	return rsplibtest.StartElementProcess(t, []string{pingPongPEEnv + "=" + reg}, "-test.run=^TestHelperPingPongPE$", "-test.timeout=5m")
 }
 
 // TestRsplibPingPongClientWithRSPElements: rsplib's pingpongclient uses a
-// pool of three rsp PingPong element processes; the element it uses is
+// pool of three rsp PingPong element processes. The element it uses is
 // killed (SIGKILL: the kernel aborts its associations) and the client
-// fails over to another, echoing the cookie; then the next one it uses is
-// stopped (SIGSTOP) for 2 s and resumed (SIGCONT). Its reply numbers go on
-// without a gap throughout. (rsplib's client fails over only when an
-// association fails: a stopped element's kernel keeps it up, and in User-
-// mode Linux the client did not leave a stopped element within 30 s.)
+// fails over to another, echoing the cookie. The next one it uses is
+// stopped (SIGSTOP), and the client stays with it: rsplib's pool user
+// fails over only when its association fails (SCTP COMM_LOST or
+// SHUTDOWN_COMP, or a send or receive error other than EAGAIN; it has no
+// timeout of its own for answers), and a stopped process's kernel keeps
+// the association up: it answers the client's heartbeats and acknowledges
+// its pings, and once the element's receive buffer is full it answers the
+// zero window probes, which reset the client's retransmission count.
+// Measured inside User-mode Linux: stopped for 90 s with pings every
+// 100 ms, and for 120 s with a 4 KiB receive buffer (the window closed
+// after 3 s; 56 probes, against the client's limit of 8 retransmissions),
+// pingpongclient did not fail over. Here the stop lasts stopFor: no ack
+// comes from anyone meanwhile; resumed (SIGCONT), the element answers the
+// pings queued for it. Stopped again, it is then killed as a supervisor
+// ends a hung process, and the client fails over at once (the kill's
+// ABORT ends the association) with the cookie echoed. Its reply numbers
+// go on without a gap throughout: the cookie carries them.
 func TestRsplibPingPongClientWithRSPElements(t *testing.T) {
 	rsplibtest.Require(t)
 	registrar := fmt.Sprintf("%s:3893", hostAddr)
 	rsplibtest.StartRegistrar(t, 3893, 9921)
-	procs := map[string]*rsplibtest.Process{}
+	procs := map[asap.PEID]*rsplibtest.Process{}
 	for range 3 {
 		p, id := startPingPongProcess(t, registrar)
 		procs[id] = p
 	}
-	out := rsplibtest.Start(t, nil, "pingpongclient", "-registrar="+registrar, "-poolhandle="+pingPongPool, "-interval=100", "-asapannounce=off")
-	acks := func() [][]string { return ackLine.FindAllStringSubmatch(out.String(), -1) }
-	wait := func(what string, cond func([][]string) bool) {
-		deadline := time.Now().Add(30 * time.Second)
+	client := rsplibtest.StartPingPongClient(t, registrar, pingPongPool, 100*time.Millisecond)
+	out, acks := client.Out, client.Acks
+	wait := func(what string, limit time.Duration, cond func([]rsplibtest.Ack) bool) time.Duration {
+		start := time.Now()
 		for !cond(acks()) {
-			if time.Now().After(deadline) {
-				t.Fatalf("pingpongclient: %s; its output:\n%s", what, out.String())
+			if time.Since(start) > limit {
+				t.Fatalf("pingpongclient: %s within %v; its output:\n%s", what, limit, out.String())
 			}
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond)
+		}
+		return time.Since(start)
+	}
+	// current waits for the next ack and returns the element that sent
+	// it, with a moment for the cookie that follows its Pong.
+	current := func(what string) asap.PEID {
+		n := len(acks())
+		wait("no ack "+what, 30*time.Second, func(a []rsplibtest.Ack) bool { return len(a) > n })
+		time.Sleep(20 * time.Millisecond)
+		a := acks()
+		pe := a[len(a)-1].PE
+		if procs[pe] == nil {
+			t.Fatalf("acks from PE %08x, not an rsp element process", uint32(pe))
+		}
+		return pe
+	}
+	signal := func(pe asap.PEID, sig syscall.Signal) {
+		if err := syscall.Kill(procs[pe].Pid, sig); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%v to PE %08x after %d acks", sig, uint32(pe), len(acks()))
+	}
+	fromOthers := func(than ...asap.PEID) func([]rsplibtest.Ack) int {
+		return func(a []rsplibtest.Ack) int {
+			n := 0
+			for _, m := range a {
+				if !slices.Contains(than, m.PE) {
+					n++
+				}
+			}
+			return n
 		}
 	}
-	wait("no 5 acks", func(a [][]string) bool { return len(a) >= 5 })
-	a := acks()
-	victim := a[len(a)-1][2]
-	if procs[victim] == nil {
-		t.Fatalf("acks from PE %s, not an rsp element process", victim)
+	failovers := func() int { return strings.Count(out.String(), "FAILOVER") }
+
+	wait("no 5 acks", 30*time.Second, func(a []rsplibtest.Ack) bool { return len(a) >= 5 })
+	killed := current("before the kill")
+	signal(killed, syscall.SIGKILL)
+	took := wait("no ack from another element after the kill", 10*time.Second, func(a []rsplibtest.Ack) bool { return fromOthers(killed)(a) > 0 })
+	t.Logf("first ack from another element %v after the kill", took)
+	wait("no 5 acks from another element after the kill", 30*time.Second, func(a []rsplibtest.Ack) bool { return fromOthers(killed)(a) >= 5 })
+
+	stopped := current("after the kill")
+	if stopped == killed {
+		t.Fatalf("acks from the killed PE %08x", uint32(killed))
 	}
-	if err := syscall.Kill(procs[victim].Pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
+	signal(stopped, syscall.SIGSTOP)
+	defer syscall.Kill(procs[stopped].Pid, syscall.SIGCONT)
+	// A Pong on its way when the stop came may still be printed.
+	time.Sleep(500 * time.Millisecond)
+	before, failed := len(acks()), failovers()
+	const stopFor = 5 * time.Second
+	time.Sleep(stopFor)
+	if n := len(acks()); n != before || failovers() != failed {
+		t.Fatalf("pingpongclient got %d acks in %v from a stopped element and the others; want none, and no failover:\n%s", n-before, stopFor, out.String())
 	}
-	t.Logf("killed PE %s after %q", victim, a[len(a)-1][0])
-	wait("no 5 acks from another element after the kill", func(a [][]string) bool {
-		n := 0
-		for _, m := range a {
-			if m[2] != victim {
-				n++
-			}
-		}
-		return n >= 5
-	})
-	// rsplib's pool user fails over when the association fails; a
-	// stopped element's kernel keeps it up, so the client waits, and
-	// carries on with the element once it resumes.
-	a = acks()
-	stopped := a[len(a)-1][2]
-	if procs[stopped] == nil || stopped == victim {
-		t.Fatalf("acks from PE %s, not a live rsp element process", stopped)
+	signal(stopped, syscall.SIGCONT)
+	wait("no 5 acks after the stopped element resumed", 30*time.Second, func(a []rsplibtest.Ack) bool { return len(a) >= before+5 })
+	if n := fromOthers(killed, stopped)(acks()); n != 0 {
+		t.Fatalf("%d acks from the third element: the client left the stopped element", n)
 	}
-	if err := syscall.Kill(procs[stopped].Pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
+
+	if pe := current("after the resume"); pe != stopped {
+		t.Fatalf("acks from PE %08x after the resume, want the resumed PE %08x", uint32(pe), uint32(stopped))
 	}
-	t.Logf("stopped PE %s after %q", stopped, a[len(a)-1][0])
-	time.Sleep(2 * time.Second)
-	before := len(acks())
-	if err := syscall.Kill(procs[stopped].Pid, syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
-	wait("no 5 acks after the stopped element resumed", func(a [][]string) bool { return len(a) >= before+5 })
+	signal(stopped, syscall.SIGSTOP)
+	time.Sleep(time.Second)
+	signal(stopped, syscall.SIGKILL)
+	took = wait("no ack from the third element after the stopped one was killed", 10*time.Second, func(a []rsplibtest.Ack) bool { return fromOthers(killed, stopped)(a) > 0 })
+	t.Logf("first ack from the third element %v after the stopped element was killed", took)
+	wait("no 5 acks from the third element", 30*time.Second, func(a []rsplibtest.Ack) bool { return fromOthers(killed, stopped)(a) >= 5 })
+
 	all := acks()
 	for i, m := range all {
-		if reply, _ := strconv.Atoi(m[3]); reply != i+1 {
-			t.Errorf("ack %d %q: reply #%d, want #%d (the cookie carries the reply numbers across failover)", i, m[0], reply, i+1)
+		if m.ReplyNo != uint64(i+1) {
+			t.Errorf("ack %d %q: reply #%d, want #%d (the cookie carries the reply numbers across failover)", i, m.Line, m.ReplyNo, i+1)
 		}
 	}
 	if regexp.MustCompile(`Detected gap`).MatchString(out.String()) {

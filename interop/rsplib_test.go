@@ -17,6 +17,7 @@ import (
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/asap/endpoint"
 	"github.com/rsp-go/rsp/internal/rsplibtest"
+	"github.com/rsp-go/rsp/internal/testutil"
 	"github.com/rsp-go/rsp/policy"
 	"github.com/rsp-go/rsp/registrar"
 )
@@ -113,19 +114,7 @@ func TestRsplibPoolElementWithRSP(t *testing.T) {
 	go r.Serve(l)
 
 	rsplibtest.Start(t, nil, "rspserver", "-echo", fmt.Sprintf("-registrar=%s:3873", hostAddr), "-asapannounce=off")
-	deadline := time.Now().Add(20 * time.Second)
-	var pool registrar.Pool
-	for {
-		if p, ok := r.Pool("EchoPool"); ok && len(p.Elements) > 0 {
-			pool = p
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("rsplib's rspserver did not register with the rsp registrar")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	pe := pool.Elements[0]
+	pe := awaitElements(t, r, "EchoPool", 1, "rsplib's rspserver").Elements[0]
 	t.Logf("rspserver registered: PE %08x, %v transport %v:%d, policy %v, life %v",
 		uint32(pe.ID), pe.UserTransport.Kind, pe.UserTransport.Addrs, pe.UserTransport.Port, pe.Policy.Type, pe.Life)
 	if pe.UserTransport.Kind != asap.ParamSCTPTransport || pe.ASAPTransport == nil {
@@ -148,4 +137,17 @@ func TestRsplibPoolElementWithRSP(t *testing.T) {
 	if err != nil || line != "hello from rsp\n" {
 		t.Fatalf("echo %q, %v", line, err)
 	}
+}
+
+// awaitElements waits until the rsp registrar r lists n elements in pool
+// and returns the pool; who names what registers, for the failure.
+func awaitElements(t *testing.T, r *registrar.Registrar, pool asap.PoolHandle, n int, who string) registrar.Pool {
+	t.Helper()
+	var p registrar.Pool
+	testutil.WaitFor(t, 20*time.Second, fmt.Sprintf("%s to register with the rsp registrar (%d in pool %s)", who, n, pool), func() bool {
+		var ok bool
+		p, ok = r.Pool(pool)
+		return ok && len(p.Elements) == n
+	})
+	return p
 }

@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/rsp-go/rsp"
+	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/internal/rsplibtest"
 	"github.com/rsp-go/rsp/internal/testhost"
-	"github.com/rsp-go/rsp/internal/testutil"
 	"github.com/rsp-go/rsp/registrar"
 )
 
@@ -46,7 +46,7 @@ func TestHelperSCTPSessionPE(t *testing.T) {
 		fmt.Println("listen:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("PE %08x ready\n", uint32(l.ID()))
+	fmt.Println(rsplibtest.ReadyLine(l.ID()))
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -61,8 +61,6 @@ func TestHelperSCTPSessionPE(t *testing.T) {
 		}()
 	}
 }
-
-var readyLine = regexp.MustCompile(`PE ([0-9a-f]{8}) ready`)
 
 // TestSessionOverSCTP: an rsp pool user's session to rsp elements over
 // SCTP (each association says it speaks sessions with its adaptation
@@ -83,9 +81,7 @@ func TestSessionOverSCTP(t *testing.T) {
 	go r.Serve(l)
 	procs := map[uint32]*rsplibtest.Process{}
 	for range 3 {
-		p := startHelperPE(t, regAddr)
-		testutil.WaitFor(t, 10*time.Second, "the helper element's word that it serves", func() bool { return readyLine.MatchString(p.Out.String()) })
-		id, _ := strconv.ParseUint(readyLine.FindStringSubmatch(p.Out.String())[1], 16, 32)
+		p, id := startHelperPE(t, regAddr)
 		procs[uint32(id)] = p
 	}
 	const heartbeat = 200 * time.Millisecond
@@ -150,11 +146,11 @@ func TestSessionOverSCTP(t *testing.T) {
 	}
 }
 
-func startHelperPE(t *testing.T, reg string) *rsplibtest.Process {
+// startHelperPE starts a session echo element process registered with
+// reg and waits until it serves.
+func startHelperPE(t *testing.T, reg string) (*rsplibtest.Process, asap.PEID) {
 	t.Helper()
-	os.Setenv(helperPEEnv, reg)
-	defer os.Unsetenv(helperPEEnv)
-	return rsplibtest.StartProcess(t, nil, os.Args[0], "-test.run=^TestHelperSCTPSessionPE$", "-test.timeout=5m")
+	return rsplibtest.StartElementProcess(t, []string{helperPEEnv + "=" + reg}, "-test.run=^TestHelperSCTPSessionPE$", "-test.timeout=5m")
 }
 
 // TestSessionStreamsOverSCTP: over SCTP a session's messages carry the
@@ -254,8 +250,7 @@ func TestSessionOverSCTPBlackHole(t *testing.T) {
 	}
 	go r.Serve(l)
 	for range 2 {
-		p := startHelperPE(t, regAddr)
-		testutil.WaitFor(t, 10*time.Second, "the helper element's word that it serves", func() bool { return readyLine.MatchString(p.Out.String()) })
+		startHelperPE(t, regAddr)
 	}
 	const heartbeat = 200 * time.Millisecond
 	d := rsp.Dialer{Registrars: []string{"sctp:" + regAddr}, Timeout: 2 * time.Second,

@@ -80,8 +80,18 @@ type Process struct {
 // StartProcess is Start, returning the running program.
 func StartProcess(t testing.TB, stdin io.Reader, name string, args ...string) *Process {
 	t.Helper()
+	return startCmd(t, stdin, nil, name, args...)
+}
+
+// startCmd is StartProcess, with setup (if not nil) applied to the
+// command before it starts.
+func startCmd(t testing.TB, stdin io.Reader, setup func(*exec.Cmd), name string, args ...string) *Process {
+	t.Helper()
 	out := new(Output)
 	cmd := exec.Command(name, args...)
+	if setup != nil {
+		setup(cmd)
+	}
 	cmd.Stdin = stdin
 	cmd.Stdout = out
 	cmd.Stderr = out
