@@ -23,6 +23,7 @@ import (
 	"github.com/rsp-go/rsp/asap/endpoint"
 	"github.com/rsp-go/rsp/internal/pingpong"
 	"github.com/rsp-go/rsp/internal/rsplibtest"
+	"github.com/rsp-go/rsp/internal/testutil"
 	"github.com/rsp-go/rsp/mapping"
 	"github.com/rsp-go/rsp/policy"
 )
@@ -327,7 +328,9 @@ func TestRsplibPingPongClientWithRSPElements(t *testing.T) {
 		return time.Since(start)
 	}
 	// current waits for the next ack and returns the element that sent
-	// it, with a moment for the cookie that follows its Pong.
+	// it, with a moment for the cookie that follows its Pong. (An element
+	// that dies between its Pong and its cookie has the client echo the
+	// cookie before, and the next element repeats a reply number.)
 	current := func(what string) asap.PEID {
 		n := len(acks())
 		wait("no ack "+what, 30*time.Second, func(a []rsplibtest.Ack) bool { return len(a) > n })
@@ -380,7 +383,12 @@ func TestRsplibPingPongClientWithRSPElements(t *testing.T) {
 		t.Fatalf("pingpongclient got %d acks in %v from a stopped element and the others; want none, and no failover:\n%s", n-before, stopFor, out.String())
 	}
 	signal(stopped, syscall.SIGCONT)
-	wait("no 5 acks after the stopped element resumed", 30*time.Second, func(a []rsplibtest.Ack) bool { return len(a) >= before+5 })
+	// The element answers the pings queued while it was stopped, in a
+	// burst; once it has answered the last ping sent, it is idle again
+	// between pings.
+	wait("no 5 acks after the stopped element resumed, the last for the last ping", 30*time.Second, func(a []rsplibtest.Ack) bool {
+		return len(a) >= before+5 && a[len(a)-1].MessageNo == client.Sent()
+	})
 	if n := fromOthers(killed, stopped)(acks()); n != 0 {
 		t.Fatalf("%d acks from the third element: the client left the stopped element", n)
 	}
@@ -478,7 +486,18 @@ func TestPingPongRSPDialerWithRsplibServers(t *testing.T) {
 	}
 	run(5)
 	for i, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGSTOP} {
-		time.Sleep(300 * time.Millisecond) // the cookie after the last Pong arrives
+		// The element sends a cookie after each Pong: read until the
+		// one after the last has come (a read that times out takes the
+		// control messages on its way), so that the element dies after
+		// it and the echo carries on from there.
+		testutil.WaitFor(t, 10*time.Second, "the cookie after the last Pong", func() bool {
+			c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			if n, err := c.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("a read between requests: %q, %v", buf[:n], err)
+			}
+			ck, err := pingpong.ParseCookie(c.Cookie())
+			return err == nil && ck.ReplyNo == state.LastReplyNo()+1
+		})
 		victim := c.Element().ID
 		if err := syscall.Kill(procs[victim].Pid, sig); err != nil {
 			t.Fatal(err)

@@ -88,7 +88,10 @@ type Ack struct {
 	ReplyNo   uint64
 }
 
-var ackLine = regexp.MustCompile(`Ack #(\d+) from PE \$([0-9a-f]{8}) \(reply #(\d+)\)`)
+var (
+	ackLine  = regexp.MustCompile(`Ack #(\d+) from PE \$([0-9a-f]{8}) \(reply #(\d+)\)`)
+	sentLine = regexp.MustCompile(`Message #(\d+) sent`)
+)
 
 // StartPingPongClient starts rsplib's pingpongclient on pool, with the
 // registrar at registrar and a Ping every interval. Its standard output
@@ -110,4 +113,16 @@ func (c *PingPongClient) Acks() []Ack {
 		acks = append(acks, Ack{Line: m[0], MessageNo: msg, PE: asap.PEID(pe), ReplyNo: reply})
 	}
 	return acks
+}
+
+// Sent returns the number of the last Ping the client sent (0 before the
+// first): once an Ack has that number too, the client is not waiting for
+// its element.
+func (c *PingPongClient) Sent() uint64 {
+	m := sentLine.FindAllStringSubmatch(c.Out.String(), -1)
+	if len(m) == 0 {
+		return 0
+	}
+	n, _ := strconv.ParseUint(m[len(m)-1][1], 10, 64)
+	return n
 }
