@@ -246,17 +246,20 @@ type syncState struct {
 	seen map[Key]struct{}
 }
 
-// session is a chunked handle table response in progress.
+// session is a chunked handle table response in progress. It holds no
+// copy of the handlespace, only the pool handles as the first request
+// found them and the identifiers of the pool it is in (the registrar's
+// lock, held while a chunk is made, is held for a chunk and a pool's
+// identifiers, not for the whole handlespace); an element gone since is
+// skipped, and one registered since in a pool not yet reached is sent
+// too (handle updates and the audit see to the rest).
 type session struct {
 	own     bool
-	items   []item
-	pos     int
+	pools   []asap.PoolHandle
+	pool    int         // index in pools of the pool being sent; -1 before the first
+	ids     []asap.PEID // its elements' identifiers
+	pos     int         // the next of ids to send
 	touched time.Time
-}
-
-type item struct {
-	handle asap.PoolHandle
-	pe     asap.PoolElement
 }
 
 // New returns a core for the registrar cfg.ID over hs.
@@ -549,39 +552,63 @@ func (c *Core) tableRequest(now time.Time, p *peerState, m *enrp.HandleTableRequ
 	c.stats.HandleRequests++
 	s := c.sessions[p.id]
 	if s == nil || s.own != m.OwnChildrenOnly || now.Sub(s.touched) > c.cfg.SessionTimeout {
-		s = &session{own: m.OwnChildrenOnly}
+		s = &session{own: m.OwnChildrenOnly, pool: -1}
 		for handle := range c.hs.Pools() {
-			for pe := range c.hs.Elements(handle) {
-				if !s.own || pe.Home == c.cfg.ID {
-					s.items = append(s.items, item{handle, *pe})
-				}
-			}
+			s.pools = append(s.pools, handle)
 		}
 		c.sessions[p.id] = s
 	}
 	s.touched = now
 	resp := &enrp.HandleTableResponse{Header: c.hdr(p.id)}
 	size := 0
-	for n := 0; s.pos < len(s.items) && n < c.cfg.MaxElementsPerResponse; n++ {
-		it := &s.items[s.pos]
-		sz := peSize(&it.pe)
+	for n := 0; n < c.cfg.MaxElementsPerResponse; {
+		if s.pos == len(s.ids) {
+			if !s.nextPool(c.hs) {
+				break
+			}
+			continue
+		}
+		handle := s.pools[s.pool]
+		pe, ok := c.hs.Lookup(handle, s.ids[s.pos])
+		if !ok || s.own && pe.Home != c.cfg.ID {
+			s.pos++ // gone since, or not ours
+			continue
+		}
+		sz := peSize(pe)
 		if n > 0 && size+sz > maxResponseBytes {
 			break
 		}
 		size += sz
-		if k := len(resp.Pools); k == 0 || resp.Pools[k-1].Handle != it.handle {
-			resp.Pools = append(resp.Pools, enrp.PoolEntry{Handle: it.handle})
-			size += 4 + len(it.handle) + 3
+		if k := len(resp.Pools); k == 0 || resp.Pools[k-1].Handle != handle {
+			resp.Pools = append(resp.Pools, enrp.PoolEntry{Handle: handle})
+			size += 4 + len(handle) + 3
 		}
 		last := &resp.Pools[len(resp.Pools)-1]
-		last.PEs = append(last.PEs, it.pe)
+		last.PEs = append(last.PEs, *pe)
 		s.pos++
+		n++
 	}
-	resp.More = s.pos < len(s.items)
+	resp.More = s.pos < len(s.ids) || s.pool+1 < len(s.pools)
 	if !resp.More {
 		delete(c.sessions, p.id)
 	}
 	c.reply(p.id, resp)
+}
+
+// nextPool moves s to the next pool that is still there, taking its
+// elements' identifiers; false at the end.
+func (s *session) nextPool(hs *handlespace.Handlespace) bool {
+	for s.pool+1 < len(s.pools) {
+		s.pool++
+		s.ids, s.pos = s.ids[:0], 0
+		for pe := range hs.Elements(s.pools[s.pool]) {
+			s.ids = append(s.ids, pe.ID)
+		}
+		if len(s.ids) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // maxResponseBytes keeps a handle table response well inside an ENRP
