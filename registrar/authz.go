@@ -241,7 +241,7 @@ func (pc *peerConn) authorizedRegistration(pool asap.PoolHandle, id asap.PEID) b
 	}
 	op := OpRegister
 	pc.r.mu.Lock()
-	if _, mine := pc.pes[peKey{pool, id}]; mine {
+	if st := pc.r.ownedLocked(peKey{pool, id}); st != nil && st.conn == pc {
 		op = OpReregister
 	}
 	pc.r.mu.Unlock()

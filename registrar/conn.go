@@ -36,8 +36,8 @@ type peerConn struct {
 	pending  atomic.Int64
 	deadline time.Time
 
-	pes  map[peKey]struct{} // registered over this connection; guarded by r.mu
-	addr netip.Addr         // the peer's address for the connection limits
+	pes  *peState   // the first element registered over this connection (see ownLocked); guarded by r.mu
+	addr netip.Addr // the peer's address for the connection limits
 
 	// Reader goroutine only.
 	hrLimit  tokenBucket
@@ -45,6 +45,7 @@ type peerConn struct {
 	sel      []*asap.PoolElement
 	resp     asap.HandleResolutionResponse
 	peer     []netip.Addr    // see peerAddrs
+	addrs    []netip.Addr    // the user transport addresses registered last, shared (see validate)
 	asapT    *asap.Transport // see asapTransport
 	peerInfo *Peer           // see authorized
 
@@ -82,7 +83,6 @@ func newPeerConn(r *Registrar, c mapping.Conn) *peerConn {
 		c:       c,
 		out:     make(chan []byte, r.cfg.SendQueue),
 		done:    make(chan struct{}),
-		pes:     make(map[peKey]struct{}),
 		addr:    connAddr(c),
 		hrLimit: newTokenBucket(r.cfg.HandleResolutionRate),
 		euLimit: newTokenBucket(r.cfg.UnreachableRate),
@@ -388,11 +388,9 @@ func (pc *peerConn) cleanup() {
 	r.mu.Lock()
 	r.forgetLocked(pc)
 	removed := 0
-	for k := range pc.pes {
-		if st, ok := r.owned[k]; ok && st.conn == pc {
-			r.removeLocked(k, st)
-			removed++
-		}
+	for pc.pes != nil {
+		r.removeLocked(pc.pes.key, pc.pes)
+		removed++
 	}
 	r.mu.Unlock()
 	if removed > 0 {

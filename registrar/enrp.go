@@ -190,15 +190,11 @@ func newENRPSide(r *Registrar) *enrpSide {
 		MinLife:                r.cfg.MinRegistrationLife,
 		MaxLife:                r.cfg.MaxRegistrationLife,
 		Live: func(h asap.PoolHandle, id asap.PEID) bool {
-			_, ok := r.owned[peKey{h, id}]
-			return ok
+			return r.ownedLocked(peKey{h, id}) != nil
 		},
 		Disown: func(h asap.PoolHandle, id asap.PEID) {
-			key := peKey{h, id}
-			if st := r.owned[key]; st != nil {
-				r.unscheduleLocked(st)
-				delete(r.owned, key)
-				delete(st.conn.pes, key)
+			if st := r.ownedLocked(peKey{h, id}); st != nil {
+				r.disownLocked(st)
 			}
 		},
 		TookOver: func(target asap.ServerID, pes []peer.Key) {
@@ -276,13 +272,12 @@ func (r *Registrar) adopt(c mapping.Conn, keys []peKey) {
 	n := 0
 	for _, key := range keys {
 		pe, ok := r.hs.Lookup(key.handle, key.id)
-		if !ok || pe.Home != r.id || r.owned[key] != nil {
+		if !ok || pe.Home != r.id || r.ownedLocked(key) != nil {
 			continue // gone, or registered again somewhere since
 		}
 		st := newPeState(key, pc)
 		st.awaiting = true
-		r.owned[key] = st
-		pc.pes[key] = struct{}{}
+		r.ownLocked(st)
 		r.scheduleLocked(st, r.cfg.KeepAliveTimeout, r.schedNow(time.Now()))
 		pc.send(&asap.EndpointKeepAlive{Server: r.id, Handle: key.handle, ID: key.id, Home: true})
 		n++

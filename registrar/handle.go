@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/rsp-go/rsp/asap"
@@ -163,7 +164,7 @@ func (pc *peerConn) register(m *asap.Registration) {
 	// A pool element identifier belongs to the connection (association)
 	// that registered it until that registration ends: another may
 	// neither re-register nor deregister it.
-	if st := r.owned[key]; st != nil && st.conn != pc {
+	if st := r.ownedLocked(key); st != nil && st.conn != pc {
 		r.mu.Unlock()
 		r.cfg.Logger.Warn("refused registration of a pool element registered over another connection", "pool", m.Handle, "pe", pe.ID, "peer", pc.c.RemoteAddr(), "owner", st.conn.c.RemoteAddr())
 		resp.Reject, resp.Causes = true, rejectedSecurity
@@ -175,13 +176,11 @@ func (pc *peerConn) register(m *asap.Registration) {
 		// Every owned element of a pool keeps the handlespace's one copy
 		// of its handle, not the one decoded from its message.
 		key.handle, _ = r.hs.Handle(m.Handle)
-		st := r.owned[key]
-		if st == nil {
-			st = newPeState(key, pc)
-			r.owned[key] = st
+		if r.ownedLocked(key) == nil {
+			st := newPeState(key, pc)
+			r.ownLocked(st)
 			r.scheduleLocked(st, r.keepAliveDelay(), r.schedNow(time.Now()))
 		}
-		pc.pes[key] = struct{}{}
 		r.registeredLocked(m.Handle, &pe)
 	}
 	r.mu.Unlock()
@@ -237,7 +236,8 @@ func (pc *peerConn) validate(h asap.PoolHandle, pe *asap.PoolElement) (asap.Caus
 			break
 		}
 	}
-	var addrs []netip.Addr
+	var buf [4]netip.Addr
+	addrs := buf[:0]
 	for _, a := range t.Addrs {
 		a = a.Unmap()
 		if a.IsUnspecified() {
@@ -261,7 +261,12 @@ func (pc *peerConn) validate(h asap.PoolHandle, pe *asap.PoolElement) (asap.Caus
 	if t.Kind != asap.ParamSCTPTransport {
 		addrs = addrs[:1]
 	}
-	pe.UserTransport.Addrs = addrs
+	// The elements of one connection mostly register the same
+	// addresses: they share one copy, which nobody changes.
+	if !slices.Equal(addrs, pc.addrs) {
+		pc.addrs = slices.Clone(addrs)
+	}
+	pe.UserTransport.Addrs = pc.addrs
 	return asap.Cause{}, true
 }
 
@@ -294,10 +299,10 @@ func (pc *peerConn) deregister(m *asap.Deregistration) {
 		return
 	}
 	r.mu.Lock()
-	st, owned := r.owned[key]
+	st := r.ownedLocked(key)
 	_, known := r.hs.Lookup(m.Handle, m.ID)
 	switch {
-	case owned && st.conn == pc:
+	case st != nil && st.conn == pc:
 		r.removeLocked(key, st)
 	case known:
 		// Registered by another connection or another registrar: not
@@ -378,7 +383,7 @@ func (pc *peerConn) unreachable(m *asap.EndpointUnreachable) {
 	key := peKey{m.Handle, m.ID}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if st := r.owned[key]; st != nil {
+	if st := r.ownedLocked(key); st != nil {
 		if !st.awaiting {
 			r.sendKeepAliveLocked(key, st, r.schedNow(time.Now()))
 		}

@@ -99,7 +99,7 @@ func (r *Registrar) resumeKeepAlivesLocked(pc *peerConn) {
 	now := r.schedNow(time.Now())
 	for ; i < len(pc.kaWait) && !pc.queueFull(); i++ {
 		st := pc.kaWait[i]
-		if !st.waiting || r.closed || r.owned[st.key] != st || st.conn != pc {
+		if !st.waiting || r.closed || r.ownedLocked(st.key) != st || st.conn != pc {
 			st.waiting = false
 			continue
 		}
@@ -158,7 +158,7 @@ func (pc *peerConn) flushAcks() {
 // it registered over pc, and schedules the next one. r.mu is held.
 func (pc *peerConn) ackLocked(key peKey, now int64) {
 	r := pc.r
-	st := r.owned[key]
+	st := r.ownedLocked(key)
 	if st == nil || st.conn != pc || !st.awaiting {
 		return
 	}
@@ -169,9 +169,7 @@ func (pc *peerConn) ackLocked(key peKey, now int64) {
 // removeLocked takes an owned pool element out of the handlespace and stops
 // watching it.
 func (r *Registrar) removeLocked(key peKey, st *peState) {
-	r.unscheduleLocked(st)
-	delete(r.owned, key)
-	delete(st.conn.pes, key)
+	r.disownLocked(st)
 	r.dropLocked(key)
 }
 
@@ -211,10 +209,8 @@ func (r *Registrar) expire(now time.Time) {
 		key := peKey{h, pe.ID}
 		r.cfg.Logger.Info("registration life expired", "pool", h, "pe", pe.ID)
 		r.expiredLocked(h, pe)
-		if st := r.owned[key]; st != nil {
-			r.unscheduleLocked(st)
-			delete(r.owned, key)
-			delete(st.conn.pes, key)
+		if st := r.ownedLocked(key); st != nil {
+			r.disownLocked(st)
 			st.conn.send(&asap.DeregistrationResponse{Handle: h, ID: pe.ID})
 		}
 	})

@@ -20,7 +20,7 @@ import (
 func ownedCount(r *Registrar) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.owned)
+	return r.nOwned
 }
 
 func TestMaxMessageSize(t *testing.T) {
@@ -647,7 +647,7 @@ func TestScheduleBehindRemovesNobody(t *testing.T) {
 	pu.send(&asap.EndpointUnreachable{Handle: "late", ID: 1})
 	expect[*asap.EndpointKeepAlive](pe, 5*time.Second) // the probe, unanswered
 	r.mu.Lock()
-	st := r.owned[peKey{"late", 1}]
+	st := r.ownedLocked(peKey{"late", 1})
 	if st == nil || !st.awaiting {
 		r.mu.Unlock()
 		t.Fatal("no probe outstanding")
@@ -655,7 +655,7 @@ func TestScheduleBehindRemovesNobody(t *testing.T) {
 	due := r.dueTime(st)
 	r.unscheduleLocked(st)
 	r.keepAliveDueLocked(st, due.Add(maxScheduleLag+time.Second))
-	kept, rescheduled := r.owned[peKey{"late", 1}] == st, st.slot >= 0 && r.dueTime(st).After(due)
+	kept, rescheduled := r.ownedLocked(peKey{"late", 1}) == st, st.slot >= 0 && r.dueTime(st).After(due)
 	r.mu.Unlock()
 	if !kept || !rescheduled {
 		t.Fatalf("timeout handled %v late: element kept %v, given more time %v", maxScheduleLag+time.Second, kept, rescheduled)
@@ -663,7 +663,7 @@ func TestScheduleBehindRemovesNobody(t *testing.T) {
 	r.mu.Lock()
 	r.unscheduleLocked(st)
 	r.keepAliveDueLocked(st, r.dueTime(st))
-	_, still := r.owned[peKey{"late", 1}]
+	still := r.ownedLocked(peKey{"late", 1}) != nil
 	r.mu.Unlock()
 	if still {
 		t.Fatal("unanswered element kept although its timeout was handled on time")

@@ -104,7 +104,8 @@ type Registrar struct {
 
 	mu      sync.Mutex
 	hs      *handlespace.Handlespace
-	owned   map[peKey]*peState // pool elements registered here over a live connection
+	owned   ownedIndex // pool elements registered here over a live connection
+	nOwned  int        // how many
 	conns   map[*peerConn]struct{}
 	perAddr map[netip.Addr]int // connections in conns by connAddr
 	sched   schedule           // keep-alives of the owned elements
@@ -149,6 +150,9 @@ type peState struct {
 	slot       int32
 	awaiting   bool // a keep-alive is outstanding
 	waiting    bool // on its connection's kaWait, for room in the send queue
+	// connPrev and connNext link the elements registered over conn
+	// (peerConn.pes).
+	connPrev, connNext *peState
 }
 
 // newPeState returns the state of an element registered over pc, not on
@@ -171,7 +175,7 @@ func New(cfg Config) *Registrar {
 			MaxPools:      cfg.MaxPools,
 			MaxPEsPerPool: cfg.MaxPEsPerPool,
 		}),
-		owned:      make(map[peKey]*peState),
+		owned:      make(ownedIndex),
 		conns:      make(map[*peerConn]struct{}),
 		perAddr:    make(map[netip.Addr]int),
 		wake:       make(chan struct{}, 1),
