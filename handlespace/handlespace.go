@@ -54,7 +54,12 @@ type Handlespace struct {
 	pools  map[asap.PoolHandle]*pool
 	expiry expiryHeap
 	owners map[asap.ServerID]uint64 // unfolded checksum sum per owner
-	n      int
+	// reporters are the distinct peers that reported an element
+	// unreachable since it (re-)registered, up to maxReporters: kept
+	// here, for the few elements reported, rather than a slice in every
+	// entry.
+	reporters map[*entry][]netip.Addr
+	n         int
 }
 
 type pool struct {
@@ -70,12 +75,9 @@ type pool struct {
 type entry struct {
 	pe      asap.PoolElement
 	pool    *pool
-	expires time.Time // zero: never
-	heapIdx int
+	expires int64 // Unix nanoseconds; only while on the expiry heap
+	heapIdx int32 // on the expiry heap; -1 when the life is infinite
 	member  *policy.Member[*entry]
-	// reporters are the distinct peers that reported the element
-	// unreachable since it (re-)registered, up to maxReporters.
-	reporters []netip.Addr
 }
 
 // maxReporters bounds the reporters remembered per element: more than any
@@ -93,7 +95,7 @@ func New(cfg Config) *Handlespace {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
-	return &Handlespace{cfg: cfg, pools: make(map[asap.PoolHandle]*pool), owners: make(map[asap.ServerID]uint64)}
+	return &Handlespace{cfg: cfg, pools: make(map[asap.PoolHandle]*pool), owners: make(map[asap.ServerID]uint64), reporters: make(map[*entry][]netip.Addr)}
 }
 
 // Len returns the number of pool elements.
@@ -149,7 +151,7 @@ func (h *Handlespace) Register(handle asap.PoolHandle, pe asap.PoolElement, now 
 	if e != nil {
 		h.setOwner(e, pe.Home)
 		e.pe = pe
-		e.reporters = nil
+		delete(h.reporters, e)
 		p.set.Update(e.member, pe.Policy)
 		h.setExpiry(e, pe.Life, now)
 		return true, nil
@@ -195,14 +197,14 @@ func (h *Handlespace) subOwner(owner asap.ServerID, b uint64) {
 func (h *Handlespace) setExpiry(e *entry, life time.Duration, now time.Time) {
 	if life < 0 {
 		if e.heapIdx >= 0 {
-			heap.Remove(&h.expiry, e.heapIdx)
+			heap.Remove(&h.expiry, int(e.heapIdx))
 		}
-		e.expires = time.Time{}
+		e.expires = 0
 		return
 	}
-	e.expires = now.Add(life)
+	e.expires = now.Add(life).UnixNano()
 	if e.heapIdx >= 0 {
-		heap.Fix(&h.expiry, e.heapIdx)
+		heap.Fix(&h.expiry, int(e.heapIdx))
 	} else {
 		heap.Push(&h.expiry, e)
 	}
@@ -227,8 +229,9 @@ func (h *Handlespace) remove(e *entry) {
 	p := e.pool
 	p.set.Remove(e.member)
 	delete(p.members, e.pe.ID)
+	delete(h.reporters, e)
 	if e.heapIdx >= 0 {
-		heap.Remove(&h.expiry, e.heapIdx)
+		heap.Remove(&h.expiry, int(e.heapIdx))
 	}
 	h.subOwner(e.pe.Home, blockSum(p.handle, e.pe.ID))
 	h.n--
@@ -298,17 +301,20 @@ func (h *Handlespace) ReportUnreachable(handle asap.PoolHandle, id asap.PEID, re
 	if e == nil {
 		return 0
 	}
-	if !slices.Contains(e.reporters, reporter) && len(e.reporters) < maxReporters {
-		e.reporters = append(e.reporters, reporter)
+	r := h.reporters[e]
+	if !slices.Contains(r, reporter) && len(r) < maxReporters {
+		r = append(r, reporter)
+		h.reporters[e] = r
 	}
-	return len(e.reporters)
+	return len(r)
 }
 
 // Expire removes the pool elements whose registration life ended by now,
 // calling fn (if not nil) for each before it goes.
 func (h *Handlespace) Expire(now time.Time, fn func(asap.PoolHandle, *asap.PoolElement)) int {
 	n := 0
-	for len(h.expiry) > 0 && !h.expiry[0].expires.After(now) {
+	at := now.UnixNano()
+	for len(h.expiry) > 0 && h.expiry[0].expires <= at {
 		e := h.expiry[0]
 		if fn != nil {
 			fn(e.pool.handle, &e.pe)
@@ -324,7 +330,7 @@ func (h *Handlespace) NextExpiry() (time.Time, bool) {
 	if len(h.expiry) == 0 {
 		return time.Time{}, false
 	}
-	return h.expiry[0].expires, true
+	return time.Unix(0, h.expiry[0].expires), true
 }
 
 // Checksum returns the RFC 5353 PE checksum over the pool elements owner
@@ -407,14 +413,14 @@ func (h *Handlespace) OwnedBy(owner asap.ServerID) iter.Seq2[asap.PoolHandle, *a
 type expiryHeap []*entry
 
 func (x expiryHeap) Len() int           { return len(x) }
-func (x expiryHeap) Less(i, j int) bool { return x[i].expires.Before(x[j].expires) }
+func (x expiryHeap) Less(i, j int) bool { return x[i].expires < x[j].expires }
 func (x expiryHeap) Swap(i, j int) {
 	x[i], x[j] = x[j], x[i]
-	x[i].heapIdx, x[j].heapIdx = i, j
+	x[i].heapIdx, x[j].heapIdx = int32(i), int32(j)
 }
 func (x *expiryHeap) Push(v any) {
 	e := v.(*entry)
-	e.heapIdx = len(*x)
+	e.heapIdx = int32(len(*x))
 	*x = append(*x, e)
 }
 func (x *expiryHeap) Pop() any {

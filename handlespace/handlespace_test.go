@@ -335,3 +335,31 @@ func TestHandleShared(t *testing.T) {
 		t.Fatalf(`Handle("none") = %q, %v; want "none", false`, got, ok)
 	}
 }
+
+// TestReportersForgotten checks that the unreachable reports of an element
+// are forgotten when it re-registers, deregisters or expires, so that they
+// neither count again nor stay behind.
+func TestReportersForgotten(t *testing.T) {
+	h := New(Config{})
+	a := netip.MustParseAddr("127.0.0.1")
+	for id := asap.PEID(1); id <= 3; id++ {
+		if _, err := h.Register("p", elem(id, 1, policy.RoundRobin), t0); err != nil {
+			t.Fatal(err)
+		}
+		if n := h.ReportUnreachable("p", id, a); n != 1 {
+			t.Fatalf("element %d: %d reporters, want 1", id, n)
+		}
+	}
+	if _, err := h.Register("p", elem(1, 1, policy.RoundRobin), t0); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.ReportUnreachable("p", 1, a); n != 1 {
+		t.Fatalf("re-registered element: %d reporters, want 1 (the earlier report forgotten)", n)
+	}
+	h.Deregister("p", 1)
+	h.Deregister("p", 2)
+	h.Expire(t0.Add(time.Hour*24*365*100), nil)
+	if h.Len() != 0 || len(h.reporters) != 0 {
+		t.Fatalf("%d elements, reports of %d elements kept; want none", h.Len(), len(h.reporters))
+	}
+}
