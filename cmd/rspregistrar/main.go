@@ -35,6 +35,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -132,6 +133,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	cfg.ENRP.AnnounceInterface = cfg.AnnounceInterface
+	if g := cfg.ENRP.Announce; g != "" {
+		if ap, err := netip.ParseAddrPort(g); err != nil || !ap.Addr().IsMulticast() {
+			return fmt.Errorf("-enrp-announce %q: want a multicast group as address:port", g)
+		}
+	}
 	if *id > math.MaxUint32 {
 		return fmt.Errorf("-id %d: want at most %d (32 bits)", *id, uint32(math.MaxUint32))
 	}

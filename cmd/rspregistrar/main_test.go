@@ -192,6 +192,7 @@ func TestHelp(t *testing.T) {
 		"-resolution-items", "-max-resolution-items", "-max-message-size", "-max-pools",
 		"-max-pes-per-pool", "-max-hr-rate", "-max-eu-rate", "-log-level",
 		"-announce", "-announce-interface", "-announce-interval",
+		"-enrp-announce", "-static-peers", "-mentor-wait",
 	} {
 		if !regexp.MustCompile(`(?m)^  ` + f + `( |$)`).MatchString(help) {
 			t.Errorf("-h does not document %s:\n%s", f, help)
@@ -220,6 +221,7 @@ func TestArgumentErrors(t *testing.T) {
 		{[]string{"-listen", "tcp:127.0.0.1:99999"}, "invalid port"},
 		{[]string{"-peer", "tcp:127.0.0.1:9901,nowhere"}, `-peer/-enrp-listen "nowhere": want network:address`},
 		{[]string{"-enrp-listen", "127.0.0.1"}, `-peer/-enrp-listen "127.0.0.1": want network:address`},
+		{[]string{"-listen", "tcp:127.0.0.1:0", "-enrp-announce", "127.0.0.1:9901"}, `-enrp-announce "127.0.0.1:9901": want a multicast group as address:port`},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			var out bytes.Buffer
