@@ -130,7 +130,7 @@ type inMsg struct {
 	// (mapping.TCPConn.ShareReads): Read releases it once it read the
 	// message whole.
 	lease *mapping.Lease
-	from Element
+	from  Element
 	// The SCTP stream and ordering it came with.
 	stream    uint16
 	unordered bool
