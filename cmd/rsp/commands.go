@@ -67,6 +67,10 @@ func transportString(t asap.Transport) string {
 	return fmt.Sprintf("%s:%d", s, t.Port)
 }
 
+// echoShutdownWait bounds how long an interrupted echo server waits for
+// its sessions to move to other elements.
+const echoShutdownWait = 5 * time.Second
+
 func runEcho(ctx context.Context, std stdio, args []string) error {
 	var registrars []string
 	fs := newFlags("echo", argsOf("echo"), std.err, &registrars)
@@ -107,15 +111,24 @@ func runEcho(ctx context.Context, std stdio, args []string) error {
 		return err
 	}
 	fmt.Fprintf(std.err, "echo server %08x in pool %q on %v\n", uint32(l.ID()), *pool, l.Addr())
+	shut := make(chan struct{})
 	go func() {
+		defer close(shut)
 		<-ctx.Done()
-		l.Close()
+		// Deregister, and move the sessions to other elements once each
+		// has echoed what it read.
+		sctx, cancel := context.WithTimeout(context.Background(), echoShutdownWait)
+		defer cancel()
+		l.Shutdown(sctx)
 	}()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
 		c, err := l.Accept()
 		if err != nil {
+			if ctx.Err() != nil {
+				<-shut // the sessions' GOAWAYs are out
+			}
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
@@ -127,13 +140,11 @@ func runEcho(ctx context.Context, std stdio, args []string) error {
 			defer c.Close()
 			// An interrupt ends the connections too, not only the
 			// listener: a client must not keep the server running.
+			// Shutdown sends the sessions to another element.
 			stop := context.AfterFunc(ctx, func() {
-				// A session is told to go to another element.
-				if s, ok := c.(*rsp.Session); ok {
-					s.GoAway()
-					return
+				if _, ok := c.(*rsp.Session); !ok {
+					c.Close()
 				}
-				c.Close()
 			})
 			defer stop()
 			io.Copy(c, c)

@@ -431,3 +431,45 @@ func TestTerminalFailsOver(t *testing.T) {
 		t.Errorf("terminal ended with %v", err)
 	}
 }
+
+// TestEchoInterruptMovesSessions: an interrupted echo server shuts down
+// gracefully: a session streaming to it carries on on the pool's other
+// server, every echo once and in order, with no error.
+func TestEchoInterruptMovesSessions(t *testing.T) {
+	t.Parallel()
+	_, reg := startRegistrar(t)
+	e1, id1, _ := startEcho(t, "-registrar", reg, "-pool", "move")
+	e2, id2, _ := startEcho(t, "-registrar", reg, "-pool", "move")
+	servers := map[string]*running{id1: e1, id2: e2}
+	ep := endpoint.New(endpoint.Config{Registrars: []string{reg}, CacheLifetime: -1})
+	defer ep.Close()
+	d := rsp.Dialer{Endpoint: ep, Timeout: 5 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := d.DialContext(ctx, "tcp", "pool:move")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := c.(*rsp.Session)
+	s.SetDeadline(time.Now().Add(20 * time.Second))
+	first := fmt.Sprintf("%08x", uint32(s.Element().ID))
+	for i := range 60 {
+		if i == 20 {
+			if err := servers[first].stop(t); err != nil {
+				t.Errorf("echo ended with %v", err)
+			}
+		}
+		msg := fmt.Sprintf("m%02d", i)
+		if _, err := s.WriteMsg([]byte(msg), rsp.WriteOptions{AckRequest: true}); err != nil {
+			t.Fatalf("write %s: %v", msg, err)
+		}
+		m, err := s.ReadMsg()
+		if err != nil || string(m.Data) != msg {
+			t.Fatalf("read %q, %v; want %s", m.Data, err, msg)
+		}
+	}
+	if now := fmt.Sprintf("%08x", uint32(s.Element().ID)); now == first || s.Failovers() != 1 {
+		t.Errorf("session on %s after %d failovers, want one away from %s", now, s.Failovers(), first)
+	}
+}
