@@ -26,6 +26,8 @@ type memNet struct {
 	mu   sync.Mutex
 	ls   map[string]*memListener
 	port int
+	// regTaps are what the registrar read from each connection.
+	regTaps []*[]byte
 }
 
 // newMemNet starts a registrar on an in-memory network. Everything it and
@@ -64,7 +66,11 @@ func (n *memNet) endpoint() *endpoint.Endpoint {
 		Dialer: func(ctx context.Context, network, address string) (mapping.Conn, error) {
 			local := n.newAddr()
 			x, y := net.Pipe()
-			n.r.ServeConn(mapping.NewTCPConn(memAddrConn{x, raddr, local}, mapping.Config{}))
+			tap := new([]byte)
+			n.mu.Lock()
+			n.regTaps = append(n.regTaps, tap)
+			n.mu.Unlock()
+			n.r.ServeConn(mapping.NewTCPConn(tapConn{memAddrConn{x, raddr, local}, &n.mu, tap}, mapping.Config{}))
 			return mapping.NewTCPConn(memAddrConn{y, local, raddr}, mapping.Config{}), nil
 		},
 	})
@@ -273,6 +279,29 @@ func (n *memNet) crash(e *memElement) {
 	}
 }
 
+// frames calls f with the tag and payload of each data frame of the TCP
+// mapping in the byte streams bufs. n.mu is held.
+func (n *memNet) frames(bufs []*[]byte, f func(tag uint32, payload []byte)) {
+	n.t.Helper()
+	for _, tap := range bufs {
+		b := *tap
+		for len(b) >= mapping.FrameHeaderLen {
+			h, err := mapping.ParseFrameHeader(b, 1<<30)
+			if err != nil {
+				n.t.Fatalf("a bad frame on the in-memory network: %v", err)
+			}
+			if len(b) < mapping.FrameHeaderLen+int(h.Length) {
+				break
+			}
+			payload := b[mapping.FrameHeaderLen : mapping.FrameHeaderLen+int(h.Length)]
+			b = b[mapping.FrameHeaderLen+int(h.Length):]
+			if h.Type == mapping.FrameData {
+				f(h.Tag, payload)
+			}
+		}
+	}
+}
+
 // dataFrames returns the DATA frames of the session channel that element
 // e read from its connections, in the order each connection brought them.
 func (n *memNet) dataFrames(e *memElement) []ulpack.Data {
@@ -281,33 +310,40 @@ func (n *memNet) dataFrames(e *memElement) []ulpack.Data {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var out []ulpack.Data
-	for _, tap := range ml.taps {
-		b := *tap
-		for len(b) >= mapping.FrameHeaderLen {
-			h, err := mapping.ParseFrameHeader(b, 1<<30)
-			if err != nil {
-				n.t.Fatalf("element read a bad frame: %v", err)
-			}
-			if len(b) < mapping.FrameHeaderLen+int(h.Length) {
-				break
-			}
-			payload := b[mapping.FrameHeaderLen : mapping.FrameHeaderLen+int(h.Length)]
-			b = b[mapping.FrameHeaderLen+int(h.Length):]
-			if h.Type != mapping.FrameData || h.Tag != ulpack.PPID {
-				continue
-			}
-			if f, err := ulpack.ParseFrame(payload); err == nil {
-				if d, ok := f.(*ulpack.Data); ok {
-					c := *d
-					c.Payload = append([]byte(nil), d.Payload...)
-					out = append(out, c)
-				}
+	n.frames(ml.taps, func(tag uint32, payload []byte) {
+		if tag != ulpack.PPID {
+			return
+		}
+		if f, err := ulpack.ParseFrame(payload); err == nil {
+			if d, ok := f.(*ulpack.Data); ok {
+				c := *d
+				c.Payload = append([]byte(nil), d.Payload...)
+				out = append(out, c)
 			}
 		}
-	}
+	})
 	return out
 }
 
+// reportedUnreachable returns the elements reported unreachable to the
+// registrar (ASAP_ENDPOINT_UNREACHABLE).
+func (n *memNet) reportedUnreachable() []asap.PEID {
+	n.t.Helper()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []asap.PEID
+	n.frames(n.regTaps, func(tag uint32, payload []byte) {
+		if tag != mapping.PPIDASAP {
+			return
+		}
+		if m, err := asap.Unmarshal(append([]byte(nil), payload...)); err == nil {
+			if u, ok := m.(*asap.EndpointUnreachable); ok {
+				out = append(out, u.ID)
+			}
+		}
+	})
+	return out
+}
 // TestMemNetSmoke: a session over the in-memory network, on fake time.
 func TestMemNetSmoke(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -81,6 +82,9 @@ func TestSessionResyncSentOnce(t *testing.T) {
 		}
 		if fo.Replayed != 2 || fo.FirstReplayed != 2 {
 			t.Errorf("failover event replayed %d from %d, want 2 from 2", fo.Replayed, fo.FirstReplayed)
+		}
+		if r := n.reportedUnreachable(); !slices.Contains(r, old.l.ID()) {
+			t.Errorf("elements reported unreachable %v, want the crashed %v", r, old.l.ID())
 		}
 		s.Close()
 		for _, e := range els {

@@ -100,6 +100,9 @@ func TestListenerShutdown(t *testing.T) {
 		if n := a.l.Active(); n != 0 {
 			t.Errorf("%d connections active after Shutdown", n)
 		}
+		if r := p.n.reportedUnreachable(); len(r) != 0 {
+			t.Errorf("elements reported unreachable %v: an element that went away is not", r)
+		}
 		ep := p.n.endpoint()
 		defer ep.Close()
 		res, err := ep.Resolve(context.Background(), asap.PoolHandle("p"))
