@@ -344,6 +344,7 @@ func (n *memNet) reportedUnreachable() []asap.PEID {
 	})
 	return out
 }
+
 // TestMemNetSmoke: a session over the in-memory network, on fake time.
 func TestMemNetSmoke(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
