@@ -16,11 +16,13 @@ import (
 // took about 40 comparisons and swaps, each a cache miss, per keep-alive,
 // a fifth of the registrar's CPU time. An element due more than a
 // revolution ahead (a long keep-alive interval) waits in its slot while
-// the wheel passes it by. Elements come due in the tick they are due in,
-// no earlier than due; the schedule's timer fires at the end of the tick,
-// so that the elements due in one tick go out together, up to wheelTick
-// late, except when the first slot due holds a few elements only: then at
-// the first of them exactly.
+// the wheel passes it by. Elements come due no earlier than due, at the
+// end of the tick they are due in, so that the elements due in one tick go
+// out together, up to wheelTick late; a slot that holds a few elements
+// only comes due at the first of them exactly. A slot is looked through
+// only when its tick has ended, or when it holds a few: looking through
+// the current tick's few hundred elements at every run, for the ones due
+// already, cost more than sending their keep-alives.
 
 const (
 	wheelTick  = int64(2 * time.Millisecond)
@@ -34,6 +36,7 @@ const (
 // schedule is the timing wheel. Guarded by r.mu.
 type schedule struct {
 	slots [wheelSlots]*peState
+	count [wheelSlots]int32 // elements in each slot
 	// cur is the tick the wheel runs next: every element due before it
 	// has come due, and an element scheduled for an earlier time goes
 	// into cur's slot.
@@ -57,6 +60,7 @@ func (s *schedule) add(st *peState, at int64) {
 		st.next.prev = st
 	}
 	s.slots[i] = st
+	s.count[i]++
 	s.n++
 	if s.running && t == s.cur && at <= s.runNow {
 		s.again = true
@@ -76,6 +80,7 @@ func (s *schedule) remove(st *peState) {
 	if st.next != nil {
 		st.next.prev = st.prev
 	}
+	s.count[st.slot]--
 	st.prev, st.next, st.slot = nil, nil, -1
 	s.n--
 }
@@ -95,6 +100,9 @@ func (s *schedule) run(now int64, limit int, fn func(*peState)) (more bool) {
 	done := 0
 	for s.cur <= nowTick {
 		i := s.cur & wheelMask
+		if s.cur == nowTick && s.count[i] > wheelExact {
+			break // its tick is not over
+		}
 		for {
 			// Elements fn puts back into this slot go to its head,
 			// before st: this pass does not meet them again, and
@@ -126,10 +134,14 @@ func (s *schedule) run(now int64, limit int, fn func(*peState)) (more bool) {
 	return false
 }
 
-// due reports whether an element on the wheel is due by now.
+// due reports whether an element on the wheel is due by now: in a slot
+// whose tick is over, or in the current tick's slot holding a few.
 func (s *schedule) due(now int64) bool {
 	nowTick := now / wheelTick
 	for t := max(s.cur, nowTick-wheelSlots+1); t <= nowTick; t++ {
+		if t == nowTick && s.count[t&wheelMask] > wheelExact {
+			break
+		}
 		for st := s.slots[t&wheelMask]; st != nil; st = st.next {
 			if st.at <= now {
 				return true
@@ -152,15 +164,14 @@ func (s *schedule) next() (int64, bool) {
 			continue
 		}
 		end := (t + 1) * wheelTick
-		first, n := end, 0
-		for st := head; st != nil && n <= wheelExact; st = st.next {
+		if s.count[t&wheelMask] > wheelExact {
+			return end, true
+		}
+		first := end
+		for st := head; st != nil; st = st.next {
 			first = min(first, st.at)
-			n++
 		}
-		if n <= wheelExact {
-			return first, true
-		}
-		return end, true
+		return first, true
 	}
 	return s.cur * wheelTick, true // not reached: n > 0
 }

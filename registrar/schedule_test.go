@@ -274,20 +274,31 @@ func TestScheduleNext(t *testing.T) {
 	if next, _ := s.next(); next != 10*wheelTick {
 		t.Fatalf("next = %d with a full slot, want its tick's end %d", next, 10*wheelTick)
 	}
+	// A full slot is not looked through before its tick ends, then all
+	// of it comes due.
+	fired := 0
+	s.run(9*wheelTick+wheelExact, 100, func(*peState) { fired++ })
+	if fired != 0 {
+		t.Fatalf("%d of a full slot fired before its tick ended", fired)
+	}
+	s.run(10*wheelTick, 100, func(*peState) { fired++ })
+	if fired != wheelExact+1 || s.Len() != 0 {
+		t.Fatalf("%d of a full slot of %d fired at its tick's end, %d left", fired, wheelExact+1, s.Len())
+	}
 	// Due a revolution and more ahead: the wheel passes the slot by.
 	var far schedule
 	c := &peState{slot: -1}
 	far.add(c, 2*wheelSlots*wheelTick+wheelTick/2)
-	fired := false
+	farFired := false
 	for now := int64(0); now <= 2*wheelSlots*wheelTick+wheelTick; now += wheelTick / 2 {
 		far.run(now, 10, func(st *peState) {
 			if now < st.at {
 				t.Fatalf("fired at %d, due at %d", now, st.at)
 			}
-			fired = true
+			farFired = true
 		})
 	}
-	if !fired {
+	if !farFired {
 		t.Fatal("element due two revolutions ahead never fired")
 	}
 }
