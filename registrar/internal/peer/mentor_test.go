@@ -83,11 +83,30 @@ func TestNewRegistrarWaitsForItsMentor(t *testing.T) {
 // nothing (it is only forgotten) or owned elements (it is taken over).
 func TestNewMentorWhenTheMentorGoes(t *testing.T) {
 	const wait = 30 * time.Second
-	for _, mentorOwns := range []bool{false, true} {
-		t.Run(map[bool]string{false: "forgotten", true: "taken over"}[mentorOwns], func(t *testing.T) {
+	tests := []struct {
+		name                 string
+		mentorOwns           bool
+		stays, mentor, joins asap.ServerID
+	}{
+		{"forgotten", false, 1, 2, 3},
+		{"taken over", true, 1, 2, 3},
+		// The joining registrar has the lowest identifier and notices the
+		// death first, but knows none of the mentor's elements: it forgets
+		// the mentor, and the registrar that stays takes it over.
+		{"taken over, joining registrar lowest", true, 3, 2, 1},
+	}
+	slow := func(id asap.ServerID) Config {
+		// The registrar that stays notices the mentor's death last, so
+		// that the joining one starts the takeover.
+		cfg := fast(id)
+		cfg.MaxTimeLastHeard = time.Second
+		return cfg
+	}
+	for _, tt := range tests {
+		mentorOwns := tt.mentorOwns
+		t.Run(tt.name, func(t *testing.T) {
 			w := newWorld(t)
-			// 1 stays, 2 is the mentor, 3 joins.
-			a, m := w.add(fast(1)), w.add(fast(2))
+			a, m := w.add(slow(tt.stays)), w.add(fast(tt.mentor))
 			w.register(a, "echo", 10)
 			w.register(a, "echo", 11)
 			if mentorOwns {
@@ -98,10 +117,10 @@ func TestNewMentorWhenTheMentorGoes(t *testing.T) {
 			// The mentor's handle table never reaches the new registrar,
 			// which hears the mentor first.
 			w.drop = func(from, to asap.ServerID, typ enrp.MessageType) bool {
-				return from == 2 && to == 3 && typ == enrp.TypeHandleTableResponse
+				return from == tt.mentor && to == tt.joins && typ == enrp.TypeHandleTableResponse
 			}
-			w.partition([]asap.ServerID{1}, []asap.ServerID{3})
-			cfg := fast(3)
+			w.partition([]asap.ServerID{tt.stays}, []asap.ServerID{tt.joins})
+			cfg := fast(tt.joins)
 			cfg.MentorWait = wait
 			b := w.add(cfg)
 			w.run(100*ms, 10*ms)
@@ -123,7 +142,7 @@ func TestNewMentorWhenTheMentorGoes(t *testing.T) {
 				t.Errorf("the new registrar holds %v, want the elements of %v", got, want)
 			}
 			for k, h := range got {
-				if h == 2 {
+				if h == tt.mentor {
 					t.Errorf("%s still homed at the dead mentor", keyName(k))
 				}
 			}
