@@ -37,6 +37,11 @@ var (
 	ErrProtocol = errors.New("rsp: session protocol violation")
 	// ErrRefused: the element refused the session (CLOSE REFUSED).
 	ErrRefused = errors.New("rsp: session refused")
+	// ErrGoAway: the pool element stopped serving the session (GOAWAY,
+	// as its Listener.Shutdown sends). A session fails over on it; it
+	// fails with it only where it may not (SessionConfig.NoFailover), and
+	// FailoverEvent.Cause wraps it.
+	ErrGoAway = errors.New("rsp: pool element goes away")
 )
 
 // Session is a connection to a pool that frames messages, knows what the

@@ -322,7 +322,7 @@ func (s *Session) failover(cause error) error {
 		s.fedCard = card
 	}
 	kind := failover.TransportError
-	if errors.Is(cause, errGoAway) {
+	if errors.Is(cause, ErrGoAway) {
 		kind = failover.GoAway // no failure to report: the element left
 	}
 	feed(failover.Event{Kind: kind, PE: old.ID, Err: cause, Stream: stream})

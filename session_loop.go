@@ -12,9 +12,6 @@ import (
 	"github.com/rsp-go/rsp/ulpack"
 )
 
-// errGoAway: the element stops serving the session (GOAWAY).
-var errGoAway = errors.New("rsp: pool element goes away")
-
 // closeFlushTimeout bounds how long a closed session tries to send what
 // was written before Close.
 const closeFlushTimeout = time.Second
@@ -352,7 +349,7 @@ func (s *Session) received(p *ulpack.Parser, ms []mapping.Msg, gen int) error {
 			if f.Ack <= s.sent && s.ackedLocked(f.Ack) {
 				wakeWriters = true
 			}
-			return fmt.Errorf("%w: %v %s", errGoAway, f.Code, f.Reason)
+			return fmt.Errorf("%w: %v %s", ErrGoAway, f.Code, f.Reason)
 		case *ulpack.Close:
 			if f.Code != ulpack.CodeNormal {
 				s.peerErr = fmt.Errorf("%w: the peer closed the session: %v %s", ErrProtocol, f.Code, f.Reason)

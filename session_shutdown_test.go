@@ -94,7 +94,7 @@ func TestListenerShutdown(t *testing.T) {
 			t.Errorf("the element shut down got %d of %d messages: the test did not shut it down mid-stream", byA, total)
 		}
 		fos := drainEvents(p.fos)
-		if len(fos) != 1 || !errors.Is(fos[0].Cause, errGoAway) || fos[0].Old.ID != aID || p.s.Element().ID == aID {
+		if len(fos) != 1 || !errors.Is(fos[0].Cause, ErrGoAway) || fos[0].Old.ID != aID || p.s.Element().ID == aID {
 			t.Errorf("failovers %+v, want one from %v for its GOAWAY", fos, aID)
 		}
 		if n := a.l.Active(); n != 0 {
@@ -169,7 +169,7 @@ func TestListenerShutdownTimeout(t *testing.T) {
 		if m, err := p.s.ReadMsg(); err != nil || string(m.Data) != "etwo" || m.From.ID == aID {
 			t.Errorf("after the failover: read %q from %v, %v", m.Data, m.From.ID, err)
 		}
-		if fos := drainEvents(p.fos); len(fos) != 1 || !errors.Is(fos[0].Cause, errGoAway) || fos[0].Replayed != 1 {
+		if fos := drainEvents(p.fos); len(fos) != 1 || !errors.Is(fos[0].Cause, ErrGoAway) || fos[0].Replayed != 1 {
 			t.Errorf("failovers %+v, want one for the GOAWAY replaying the held message", fos)
 		}
 	})
@@ -201,7 +201,7 @@ func TestListenerShutdownIdle(t *testing.T) {
 		// The pool user was told to go away (it fails since it may not
 		// fail over), not that the session ended.
 		s.SetReadDeadline(time.Now().Add(time.Second))
-		if _, err := s.ReadMsg(); !errors.Is(err, errGoAway) {
+		if _, err := s.ReadMsg(); !errors.Is(err, ErrGoAway) {
 			t.Errorf("pool user read %v after the element shut down, want its GOAWAY", err)
 		}
 		a.stop()
