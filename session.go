@@ -101,6 +101,19 @@ type Session struct {
 	written   uint64 // highest sequence number the writer is done with
 	peerAcked uint64 // the peer's acknowledgement, freed once written
 	wwait     chan struct{}
+	// A Write that answers a message read (turn) goes out from the
+	// writing goroutine itself when no one else writes (writeInline):
+	// writing is set while the loop or such a Write writes on conn;
+	// loopWaits that the loop waits for it to finish. The frames up to
+	// heldUpTo were handed to conn (generation heldGen), which holds a
+	// rest of them for the loop to flush.
+	turn      bool
+	writing   bool
+	loopDue   time.Time // when the loop's timer wakes it (zero: never)
+	loopWaits bool
+	heldUpTo  uint64
+	heldGen   int
+	ibatch    []mapping.Msg
 	cookieTx  []byte // a cookie to send before the next acknowledgement
 	cardTx    *asap.BusinessCard
 	// Receive side.
@@ -343,6 +356,7 @@ func (s *Session) consumedLocked(m inMsg) {
 		s.consumed = append(s.consumed, m.seq)
 		s.lastRead = m.seq
 	}
+	s.turn = true
 }
 
 // Message is a message received with ReadMsg: DATA_INDICATION.
@@ -539,12 +553,70 @@ func (s *Session) write(b []byte, o WriteOptions) (uint64, error) {
 		s.setStreamLocked(seq, o.Stream, o.Unordered)
 	}
 	s.drainedLocked() // a reply goes before the GOAWAY
-	s.mu.Unlock()
+	turn := s.turn
+	s.turn = false
 	if err != nil {
+		s.mu.Unlock()
 		return 0, s.opError("write", err)
 	}
+	if turn && s.writeInline() {
+		return seq, nil
+	}
+	s.mu.Unlock()
 	s.wake()
 	return seq, nil
+}
+
+// inlineWriter is a connection that can write without waiting for room
+// (mapping.TCPConn on a socket).
+type inlineWriter interface {
+	CanTryWrite() bool
+	TryWriteBatch([]mapping.Msg) (bool, error)
+}
+
+// writeInline writes what is due from the calling goroutine, without a
+// hand-off to the loop, when no one else writes and the session is not
+// failing over or closing: a reply goes out at once, as on a plain
+// socket, while a stream of Writes is batched by the loop. The
+// connection sends what the socket takes without waiting and holds the
+// rest, which the loop flushes, so that Write never waits for the peer.
+// It reports whether it took the write; it then releases mu, which is
+// held.
+func (s *Session) writeInline() bool {
+	tw, ok := s.conn.(inlineWriter)
+	if !ok || !tw.CanTryWrite() || s.writing || s.heldUpTo != 0 || s.closing || s.goAway || s.connErr != nil || s.err != nil || s.handledGen == s.gen || len(s.streams) > 0 {
+		return false
+	}
+	s.writing = true
+	batch := s.collect(s.ibatch[:0], time.Now())
+	gen, upTo := s.gen, s.sent
+	s.mu.Unlock()
+	sent, err := tw.TryWriteBatch(batch)
+	clear(batch)
+	s.mu.Lock()
+	s.ibatch = batch[:0]
+	s.writing = false
+	wake := s.loopWaits || len(s.pending) > 0
+	s.loopWaits = false
+	if s.gen == gen {
+		switch {
+		case err != nil:
+			if s.connErr == nil && gen != s.handledGen {
+				s.connErr = err
+			}
+			wake = true
+		case sent:
+			s.writtenLocked(upTo)
+		default:
+			s.heldUpTo, s.heldGen = upTo, gen
+			wake = true
+		}
+	}
+	s.mu.Unlock()
+	if wake {
+		s.wake()
+	}
+	return true
 }
 
 // queueLocked numbers a message and keeps it until acknowledged (the
@@ -563,9 +635,11 @@ func (s *Session) queueLocked(b []byte, ackRequest bool, ppid uint32) (uint64, e
 // timer. mu is held.
 func (s *Session) processed(seq uint64) {
 	now := time.Now()
-	before := s.rcv.Deadline()
 	s.rcv.Processed(now, seq)
-	if after := s.rcv.Deadline(); before.IsZero() != after.IsZero() || s.rcv.AckDue(now) {
+	// The loop's timer, if set no later than the acknowledgement's
+	// deadline, wakes it in time (and a reply written before may carry
+	// the acknowledgement): no wake-up for each message.
+	if after := s.rcv.Deadline(); s.rcv.AckDue(now) || (!after.IsZero() && (s.loopDue.IsZero() || after.Before(s.loopDue))) {
 		s.wake()
 	}
 }

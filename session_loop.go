@@ -41,6 +41,14 @@ func (s *Session) loop() {
 			s.end(nil)
 			return
 		}
+		if s.writing {
+			// A Write writes (writeInline): it wakes the loop when
+			// done.
+			s.loopWaits = true
+			s.mu.Unlock()
+			<-s.kick
+			continue
+		}
 		now := time.Now()
 		var pingDue time.Time
 		var silent bool
@@ -54,9 +62,31 @@ func (s *Session) loop() {
 		batch = s.collect(batch, now)
 		closing, goAway := s.closing || s.goAway, s.goAway
 		due := earliest(s.rcv.Deadline(), pingDue)
+		s.loopDue = due
 		upTo := s.sent
+		held := s.heldUpTo != 0 && s.heldGen == gen
+		s.heldUpTo = 0
+		if len(batch) > 0 || closing || held {
+			s.writing = true
+		}
 		s.mu.Unlock()
 
+		if held && len(batch) == 0 && !closing {
+			// The rest of an inline write that the socket did not take
+			// at once.
+			err := c.(interface{ Flush() error }).Flush()
+			s.mu.Lock()
+			s.writing, s.loopWaits = false, false
+			if s.gen == gen {
+				if err == nil {
+					s.writtenLocked(upTo)
+				} else if s.connErr == nil && gen != s.handledGen {
+					s.connErr = err
+				}
+			}
+			s.mu.Unlock()
+			continue
+		}
 		if len(batch) > 0 || closing {
 			if closing {
 				var b []byte
@@ -74,6 +104,7 @@ func (s *Session) loop() {
 			_, err := mapping.Batched(c).WriteBatch(batch)
 			clear(batch)
 			s.mu.Lock()
+			s.writing, s.loopWaits = false, false
 			if s.gen == gen {
 				s.writtenLocked(upTo)
 			}

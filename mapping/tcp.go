@@ -128,6 +128,13 @@ type TCPConn struct {
 	batchHdrs []byte      // WriteBatch's frame headers
 	batchBufs net.Buffers // WriteBatch's vector
 	joined    []byte      // frames joined for a connection without writev (TLS)
+	// TryWriteBatch's: the socket (nil where there is none), and what
+	// of its batch the socket did not take at once, sent before
+	// anything else; its headers are in tryHdrs.
+	wraw    syscall.RawConn
+	wrest   net.Buffers
+	tryHdrs []byte
+	tryBufs net.Buffers // wrest's room
 
 	// The connection is the one owner of the socket's write deadline, so
 	// that two writers never trip over each other's: wdl is the user's
@@ -164,7 +171,7 @@ type TCPConn struct {
 // and starts its heartbeats.
 func NewTCPConn(c net.Conn, cfg Config) *TCPConn {
 	cfg = cfg.withDefaults()
-	tc := &TCPConn{c: c, cfg: cfg, done: make(chan struct{}), frameTimeout: cfg.FrameTimeout}
+	tc := &TCPConn{c: c, cfg: cfg, done: make(chan struct{}), frameTimeout: cfg.FrameTimeout, wraw: rawWriter(c)}
 	tc.lastRecv.Store(time.Now().UnixNano())
 	if cfg.HeartbeatInterval > 0 {
 		go tc.heartbeat()
@@ -323,6 +330,10 @@ func (c *TCPConn) WriteBatch(ms []Msg) (int, error) {
 	if c.wbroken != nil {
 		return 0, c.opError("write", c.wbroken)
 	}
+	c.userWriteDeadline()
+	if err := c.flushLocked(); err != nil {
+		return 0, err
+	}
 	hdrs := c.batchHdrs[:0]
 	for _, m := range ms {
 		hdrs = AppendFrameHeader(hdrs, FrameHeader{Type: FrameData, Length: uint32(len(m.Buf)), Tag: m.PPID})
@@ -333,7 +344,6 @@ func (c *TCPConn) WriteBatch(ms []Msg) (int, error) {
 		bufs = append(bufs, hdrs[i*FrameHeaderLen:(i+1)*FrameHeaderLen], m.Buf)
 	}
 	c.batchBufs = bufs[:0]
-	c.userWriteDeadline()
 	written, err := writeBuffers(c.c, bufs, &c.joined)
 	clear(c.batchBufs[:cap(c.batchBufs)])
 	if err != nil {
@@ -357,6 +367,128 @@ func (c *TCPConn) WriteBatch(ms []Msg) (int, error) {
 		return sent, c.opError("write", err)
 	}
 	return len(ms), nil
+}
+
+// CanTryWrite reports whether TryWriteBatch can write without waiting:
+// the connection is a socket of this system (not TLS, not a pipe).
+func (c *TCPConn) CanTryWrite() bool { return c.wraw != nil }
+
+// TryWriteBatch sends the messages in order, as WriteBatch does, with one
+// writev that does not wait for room in the socket's buffer: what the
+// socket does not take at once stays with the connection, which sends it
+// before anything else, in the next write or Flush, so that frames are
+// never cut. It reports whether all of ms went out; false with a nil
+// error means that the rest is held, and the Bufs must stay unchanged
+// until a Flush or a later write returned. Without CanTryWrite, or with a
+// rest held already, it holds the whole batch. A connection that holds
+// a rest sends no heartbeat acknowledgement from TryWriteBatch: the next
+// write or Flush does.
+func (c *TCPConn) TryWriteBatch(ms []Msg) (bool, error) {
+	if len(ms) == 0 {
+		return true, nil
+	}
+	for _, m := range ms {
+		if uint64(len(m.Buf)) > 0xffffffff {
+			return false, c.opError("write", ErrMessageTooLong)
+		}
+		if m.Stream != 0 || m.Unordered {
+			return false, c.opError("write", ErrNoStreams)
+		}
+	}
+	c.wmu.Lock()
+	if c.wbroken != nil {
+		c.wmu.Unlock()
+		return false, c.opError("write", c.wbroken)
+	}
+	held := len(c.wrest) > 0
+	if !held {
+		c.tryHdrs = c.tryHdrs[:0]
+	}
+	start := len(c.tryHdrs)
+	for _, m := range ms {
+		c.tryHdrs = AppendFrameHeader(c.tryHdrs, FrameHeader{Type: FrameData, Length: uint32(len(m.Buf)), Tag: m.PPID})
+	}
+	// Where tryHdrs moves as it grows, the rest held still refers to
+	// the old headers, which stay as they are.
+	hdrs := c.tryHdrs[start:]
+	rest := c.wrest
+	if rest == nil {
+		rest = c.tryBufs[:0]
+	}
+	for i, m := range ms {
+		rest = append(rest, hdrs[i*FrameHeaderLen:(i+1)*FrameHeaderLen], m.Buf)
+	}
+	c.wrest, c.tryBufs = rest, rest[:0]
+	if held || c.wraw == nil {
+		c.wmu.Unlock()
+		return false, nil
+	}
+	c.userWriteDeadline()
+	n, err := tryWritev(c.wraw, c.wrest)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.wmu.Unlock()
+		return false, nil // nothing written: the rest waits, for Flush to report
+	}
+	if err != nil {
+		c.wfailed.Store(true)
+		c.wrest = nil
+		c.wbroken = fmt.Errorf("stream broken by a failed write: %w", err)
+		c.wmu.Unlock()
+		return false, c.opError("write", err)
+	}
+	c.wrest = consumeBuffers(c.wrest, n)
+	if len(c.wrest) == 0 {
+		c.wrest = nil
+		c.unlockWrites()
+		return true, nil
+	}
+	c.wmu.Unlock()
+	return false, nil
+}
+
+// consumeBuffers drops the first n bytes of bufs.
+func consumeBuffers(bufs net.Buffers, n int64) net.Buffers {
+	for len(bufs) > 0 && n >= int64(len(bufs[0])) {
+		n -= int64(len(bufs[0]))
+		bufs[0] = nil
+		bufs = bufs[1:]
+	}
+	if len(bufs) > 0 {
+		bufs[0] = bufs[0][n:]
+	}
+	return bufs
+}
+
+// Flush sends what TryWriteBatch held, waiting for room as WriteBatch
+// does.
+func (c *TCPConn) Flush() error {
+	c.wmu.Lock()
+	defer c.unlockWrites()
+	if c.wbroken != nil {
+		return c.opError("write", c.wbroken)
+	}
+	c.userWriteDeadline()
+	return c.flushLocked()
+}
+
+// flushLocked sends the rest TryWriteBatch held. If that fails the
+// stream is broken: the rest may begin in the middle of a frame. wmu is
+// held.
+func (c *TCPConn) flushLocked() error {
+	if len(c.wrest) == 0 {
+		return nil
+	}
+	bufs := c.wrest
+	c.wrest = nil
+	if _, err := writeBuffers(c.c, bufs, &c.joined); err != nil {
+		c.wfailed.Store(true)
+		c.wbroken = fmt.Errorf("stream broken by an earlier partial write: %w", err)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.wbroken = os.ErrDeadlineExceeded
+		}
+		return c.opError("write", err)
+	}
+	return nil
 }
 
 // readMsg is ReadMsg with rmu held.
@@ -657,6 +789,9 @@ func (c *TCPConn) userWriteDeadline() {
 func (c *TCPConn) writeLocked(typ uint8, tag uint32, payload []byte) error {
 	if c.wbroken != nil {
 		return c.opError("write", c.wbroken)
+	}
+	if err := c.flushLocked(); err != nil {
+		return err
 	}
 	hdr := AppendFrameHeader(c.hdrBuf[:0], FrameHeader{Type: typ, Length: uint32(len(payload)), Tag: tag})
 	bufs := net.Buffers{hdr, payload}

@@ -691,3 +691,67 @@ func TestReadIdleOnTheSocket(t *testing.T) {
 		t.Fatalf("ReadMsg after the peer closed: %v, want io.EOF", err)
 	}
 }
+
+// TestTryWriteBatchHoldsTheRest: TryWriteBatch never waits for the peer;
+// what the socket did not take stays with the connection and goes, whole
+// frames in order, before the next write, which waits for it.
+func TestTryWriteBatchHoldsTheRest(t *testing.T) {
+	if runtime.GOOS != "linux" && runtime.GOOS != "darwin" {
+		t.Skip("no writes without waiting (writev) on " + runtime.GOOS)
+	}
+	a, b := tcpPair(t, Config{HeartbeatInterval: -1, MaxMessageSize: 1 << 20})
+	if !a.CanTryWrite() {
+		t.Fatal("a TCP connection cannot write without waiting")
+	}
+	var want [][]byte
+	held := false
+	for i := 0; !held && i < 256; i++ {
+		m := bytes.Repeat([]byte{byte(i)}, 256<<10)
+		m[0], m[len(m)-1] = 0xfe, 0xff
+		want = append(want, m)
+		done := make(chan struct{})
+		var sent bool
+		var err error
+		go func() {
+			defer close(done)
+			sent, err = a.TryWriteBatch([]Msg{{Buf: m, PPID: uint32(i)}})
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("TryWriteBatch waited for the peer")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = !sent
+	}
+	if !held {
+		t.Fatal("the socket took 64 MiB the peer did not read")
+	}
+	after := []byte("after")
+	want = append(want, after)
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.WriteBatch([]Msg{{Buf: after, PPID: uint32(len(want) - 1)}})
+		done <- err
+	}()
+	buf := make([]byte, 1<<20)
+	b.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i, w := range want {
+		n, ppid, err := b.ReadMsg(buf)
+		if err != nil || !bytes.Equal(buf[:n], w) || ppid != uint32(i) {
+			t.Fatalf("message %d: %d bytes, PPID %d, %v; want %d bytes", i, n, ppid, err, len(w))
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Nothing held: the next batch goes out at once.
+	if sent, err := a.TryWriteBatch([]Msg{{Buf: []byte("x"), PPID: 9}}); !sent || err != nil {
+		t.Fatalf("TryWriteBatch on an empty socket: %v, %v", sent, err)
+	}
+	if n, _, err := b.ReadMsg(buf); err != nil || string(buf[:n]) != "x" {
+		t.Fatalf("ReadMsg = %q, %v", buf[:n], err)
+	}
+}
