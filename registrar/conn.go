@@ -46,6 +46,7 @@ type peerConn struct {
 	resp     asap.HandleResolutionResponse
 	peer     []netip.Addr    // see peerAddrs
 	addrs    []netip.Addr    // the user transport addresses registered last, shared (see validate)
+	lastAck  asap.PoolHandle // see ackHandle
 	asapT    *asap.Transport // see asapTransport
 	peerInfo *Peer           // see authorized
 
@@ -61,6 +62,16 @@ type peerConn struct {
 	// which sends their keep-alives when it has made room.
 	kaWait    []*peState
 	kaWaiting atomic.Bool
+	// kaBuf holds the keep-alives queued for the writer, encoded back to
+	// back, each ending at its kaEnds offset; kaKick tells the writer
+	// they wait. It takes them all at once and sends them with one
+	// batched write: the keep-alives of a connection that come due
+	// together cost one buffer and one write, not a pooled buffer and a
+	// hand-over each. Guarded by kaMu.
+	kaMu   sync.Mutex
+	kaBuf  []byte
+	kaEnds []int
+	kaKick chan struct{}
 	// limited is set when a request of the batch was over a rate limit:
 	// a connection with a reader of its own then reads on only when the
 	// limit allows a batch again (see pause).
@@ -82,6 +93,7 @@ func newPeerConn(r *Registrar, c mapping.Conn) *peerConn {
 		r:       r,
 		c:       c,
 		out:     make(chan []byte, r.cfg.SendQueue),
+		kaKick:  make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		addr:    connAddr(c),
 		hrLimit: newTokenBucket(r.cfg.HandleResolutionRate),
@@ -175,15 +187,21 @@ func (pc *peerConn) flushReplies(bc mapping.BatchConn) {
 	pc.replies = pc.replies[:0]
 }
 
-// writeBatch is write for several messages.
+// writeBatch is write for several messages, whose buffers come from
+// bufPool.
 func (pc *peerConn) writeBatch(bc mapping.BatchConn, ms []mapping.Msg) {
-	pc.renewWriteDeadline()
-	_, err := bc.WriteBatch(ms)
+	pc.writeMsgs(bc, ms)
 	for _, m := range ms {
 		b := m.Buf[:0]
 		bufPool.Put(&b)
 	}
-	if err != nil {
+}
+
+// writeMsgs sends messages with one batched write with wmu held; a failed
+// write closes the connection.
+func (pc *peerConn) writeMsgs(bc mapping.BatchConn, ms []mapping.Msg) {
+	pc.renewWriteDeadline()
+	if _, err := bc.WriteBatch(ms); err != nil {
 		pc.r.cfg.Logger.Debug("write failed; closing connection", "peer", pc.c.RemoteAddr(), "err", err)
 		pc.close()
 	}
@@ -257,6 +275,63 @@ func (pc *peerConn) trySendBytes(b []byte) bool {
 	}
 }
 
+// queueKeepAlive encodes a keep-alive into kaBuf for the writer unless
+// SendQueue messages are waiting to be written already, and reports
+// whether it did. It never blocks.
+func (pc *peerConn) queueKeepAlive(ka asap.EndpointKeepAlive) bool {
+	if pc.pending.Add(1) > int64(pc.r.cfg.SendQueue) {
+		pc.pending.Add(-1)
+		return false
+	}
+	pc.kaMu.Lock()
+	b, err := ka.AppendBinary(pc.kaBuf)
+	if err == nil {
+		pc.kaBuf = b
+		pc.kaEnds = append(pc.kaEnds, len(b))
+	}
+	pc.kaMu.Unlock()
+	if err != nil {
+		pc.pending.Add(-1)
+		pc.r.cfg.Logger.Error("encoding ASAP message", "type", asap.TypeEndpointKeepAlive, "err", err)
+		return false
+	}
+	select {
+	case pc.kaKick <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// writeKeepAlives sends the keep-alives waiting in kaBuf with one batched
+// write, and keeps buf and ends, the buffers it had the last time, as the
+// next ones; it returns the buffers it sent from. Writer only.
+func (pc *peerConn) writeKeepAlives(bc mapping.BatchConn, batch []mapping.Msg, buf []byte, ends []int) ([]mapping.Msg, []byte, []int) {
+	pc.kaMu.Lock()
+	b, e := pc.kaBuf, pc.kaEnds
+	pc.kaBuf, pc.kaEnds = buf[:0], ends[:0]
+	pc.kaMu.Unlock()
+	if len(e) == 0 {
+		return batch, b, e
+	}
+	start := 0
+	for _, end := range e {
+		batch = append(batch, mapping.Msg{Buf: b[start:end], PPID: mapping.PPIDASAP})
+		start = end
+	}
+	pc.wmu.Lock()
+	pc.writeMsgs(bc, batch)
+	pc.pending.Add(-int64(len(batch)))
+	pc.wmu.Unlock()
+	clear(batch)
+	if cap(b) > maxKeepAliveBuf {
+		b, e = nil, nil // keep no large buffer
+	}
+	return batch[:0], b, e
+}
+
+// maxKeepAliveBuf is the largest keep-alive buffer a connection keeps.
+const maxKeepAliveBuf = 64 << 10
+
 // queueFull reports whether SendQueue messages wait to be written.
 func (pc *peerConn) queueFull() bool { return pc.pending.Load() >= int64(pc.r.cfg.SendQueue) }
 
@@ -267,8 +342,17 @@ func (pc *peerConn) writeLoop() {
 	defer pc.r.wg.Done()
 	bc := mapping.Batched(pc.c)
 	batch := make([]mapping.Msg, 0, writeBatch)
+	var kaBuf []byte
+	var kaEnds []int
 	for {
 		select {
+		case <-pc.kaKick:
+			batch, kaBuf, kaEnds = pc.writeKeepAlives(bc, batch, kaBuf, kaEnds)
+			if pc.kaWaiting.Load() {
+				pc.r.mu.Lock()
+				pc.r.resumeKeepAlivesLocked(pc)
+				pc.r.mu.Unlock()
+			}
 		case b := <-pc.out:
 			batch = append(batch, mapping.Msg{Buf: b, PPID: mapping.PPIDASAP})
 		more:

@@ -61,21 +61,10 @@ const maxScheduleLag = time.Second
 // then. A peer that does not read at all is still dropped: the writer's
 // WriteTimeout closes its connection.
 func (r *Registrar) sendKeepAliveLocked(key peKey, st *peState, now int64) {
-	if !st.conn.queueFull() {
-		// Encoded here rather than by encode, whose asap.Message argument
-		// and buffer would be two allocations per keep-alive.
-		bp := bufPool.Get().(*[]byte)
-		b, err := asap.EndpointKeepAlive{Server: r.id, Handle: key.handle, ID: key.id}.AppendBinary((*bp)[:0])
-		switch {
-		case err != nil:
-			r.cfg.Logger.Error("encoding ASAP message", "type", asap.TypeEndpointKeepAlive, "err", err)
-		case st.conn.trySendBytes(b):
-			st.awaiting = true
-			r.scheduleLocked(st, r.cfg.KeepAliveTimeout, now)
-			return
-		}
-		*bp = b[:0]
-		bufPool.Put(bp)
+	if st.conn.queueKeepAlive(asap.EndpointKeepAlive{Server: r.id, Handle: key.handle, ID: key.id}) {
+		st.awaiting = true
+		r.scheduleLocked(st, r.cfg.KeepAliveTimeout, now)
+		return
 	}
 	if st.waiting {
 		return
@@ -127,8 +116,7 @@ func (r *Registrar) KeepAlivesDeferred() uint64 { return r.kaDeferred.Load() }
 // a reader takes r.mu once per batch of acknowledgements rather than once
 // each: at 10^5 elements and more, the readers and the schedule otherwise
 // queue on that lock.
-func (pc *peerConn) keepAliveAck(m *asap.EndpointKeepAliveAck) {
-	key := peKey{m.Handle, m.ID}
+func (pc *peerConn) keepAliveAck(key peKey) {
 	if pc.batching {
 		pc.acks = append(pc.acks, key)
 		return
