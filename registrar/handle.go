@@ -13,6 +13,10 @@ import (
 
 // handle decodes one ASAP message and acts on it.
 func (pc *peerConn) handle(b []byte) {
+	if h, id, ok := plainKeepAliveAck(b); ok {
+		pc.keepAliveAck(peKey{pc.ackHandle(h), id})
+		return
+	}
 	m, err := asap.Unmarshal(b)
 	if err != nil {
 		pc.badMessage(b, err)
@@ -28,7 +32,7 @@ func (pc *peerConn) handle(b []byte) {
 	case *asap.HandleResolution:
 		pc.resolve(m)
 	case *asap.EndpointKeepAliveAck:
-		pc.keepAliveAck(m)
+		pc.keepAliveAck(peKey{m.Handle, m.ID})
 	case *asap.EndpointUnreachable:
 		pc.unreachable(m)
 	case *asap.Error:
