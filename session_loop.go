@@ -111,7 +111,7 @@ func (s *Session) loop() {
 			s.mu.Unlock()
 			if closing {
 				if err == nil {
-					s.drain(c)
+					s.drain(c, goAway)
 				}
 				s.end(nil)
 				return
@@ -180,15 +180,21 @@ func (s *Session) collect(batch []mapping.Msg, now time.Time) []mapping.Msg {
 // drain ends a closed session's connection gracefully: it shuts down the
 // sending side and waits, a bounded time, for the peer to close its own,
 // so that what was sent is not lost to a reset.
-func (s *Session) drain(c mapping.BatchConn) {
-	// Over SCTP there is no half-close: closing the association is
-	// graceful, and delivers what was sent before it ends.
+func (s *Session) drain(c mapping.BatchConn, goAway bool) {
 	tc, ok := c.(*mapping.TCPConn)
-	if !ok {
+	switch {
+	case !ok && !goAway:
+		// Over SCTP there is no half-close: closing the association is
+		// graceful, and delivers what was sent before it ends.
 		return
-	}
-	if cw, ok := tc.NetConn().(interface{ CloseWrite() error }); !ok || cw.CloseWrite() != nil {
-		return
+	case !ok:
+		// Unless data from the peer is still unread: the kernel then
+		// aborts the association, and the GOAWAY may be lost. The pool
+		// user closes it once it has the GOAWAY; read on until then.
+	default:
+		if cw, ok := tc.NetConn().(interface{ CloseWrite() error }); !ok || cw.CloseWrite() != nil {
+			return
+		}
 	}
 	timer := time.NewTimer(closeFlushTimeout)
 	defer timer.Stop()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/rsp-go/rsp"
+	"github.com/rsp-go/rsp/internal/sctp"
 )
 
 // TestSessionElementShutdown is TestListenerShutdown over loopback TCP:
@@ -15,9 +16,21 @@ import (
 // to the other element with every message processed once and every echo
 // read once, in order.
 func TestSessionElementShutdown(t *testing.T) {
-	const total = 300
+	testSessionElementShutdown(t, "tcp", 300)
+}
+
+// TestSessionElementShutdownSCTP is TestSessionElementShutdown with
+// elements listening over SCTP (fewer messages: User-mode Linux is slow).
+func TestSessionElementShutdownSCTP(t *testing.T) {
+	if !sctp.Supported() {
+		t.Skip("the kernel has no SCTP; run the SCTP tests inside User-mode Linux with .ci/uml/test-sctp")
+	}
+	testSessionElementShutdown(t, "sctp", 90)
+}
+
+func testSessionElementShutdown(t *testing.T, network string, total int) {
 	got := new(deliveries)
-	pes, regs := startSessionPool(t, 2, "shutdown", peOptions{stateless: true, got: got})
+	pes, regs := startSessionPool(t, 2, "shutdown", peOptions{stateless: true, got: got, network: network})
 	failovers := make(chan rsp.FailoverEvent, 4)
 	s := dialSession(t, regs, "shutdown", rsp.SessionConfig{Failovers: failovers})
 	s.SetDeadline(time.Now().Add(20 * time.Second))

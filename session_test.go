@@ -76,21 +76,28 @@ type peOptions struct {
 	msgs      chan rsp.Message // receives each message, if set
 	serve     func(net.Conn)   // serves each connection instead, if set
 	manualAck bool
+	network   string // "sctp": listen over SCTP on loopback, without a proxy; else TCP
 }
 
 func startSessionPE(t testing.TB, regs []string, pool string, o peOptions) *sessionPE {
 	t.Helper()
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := inner.Addr().String()
-	inner.Close()
 	p := &sessionPE{ep: endpoint.New(endpoint.Config{Registrars: regs, CacheLifetime: -1})}
-	p.proxy = testutil.StartProxy(t, addr)
-	lc := rsp.ListenConfig{Endpoint: p.ep, LocalAddr: addr, AdvertiseAddr: p.proxy.Addr(),
+	lc := rsp.ListenConfig{Endpoint: p.ep, LocalAddr: "127.0.0.1:0",
 		Session: rsp.SessionConfig{Stateless: o.stateless, HeartbeatInterval: o.heartbeat, ManualAck: o.manualAck}}
-	p.l, err = lc.Listen(context.Background(), "tcp", "pool:"+pool)
+	network := "sctp"
+	if o.network != "sctp" {
+		network = "tcp"
+		inner, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lc.LocalAddr = inner.Addr().String()
+		inner.Close()
+		p.proxy = testutil.StartProxy(t, lc.LocalAddr)
+		lc.AdvertiseAddr = p.proxy.Addr()
+	}
+	var err error
+	p.l, err = lc.Listen(context.Background(), network, "pool:"+pool)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,13 +158,17 @@ func startSessionPE(t testing.TB, regs []string, pool string, o peOptions) *sess
 }
 
 // crash ends the element as a dying process does: its connections are
-// reset, it does not deregister.
+// reset (over TCP), it does not deregister.
 func (p *sessionPE) crash() {
 	p.once.Do(func() {
-		p.proxy.Reset()
+		if p.proxy != nil {
+			p.proxy.Reset()
+		}
 		p.ep.Close()
 		p.l.Close()
-		p.proxy.Close()
+		if p.proxy != nil {
+			p.proxy.Close()
+		}
 		p.mu.Lock()
 		for _, c := range p.conns {
 			c.Close()
