@@ -124,9 +124,13 @@ func home(r *registrar.Registrar, h asap.PoolHandle, id asap.PEID) asap.ServerID
 }
 
 // peEndpoint is a pool element's ASAP endpoint that hunts among addrs. The
-// TCP mapping's heartbeats notice a silent registrar within 250 ms.
+// TCP mapping's heartbeats notice a silent registrar within about a
+// second: with a tighter timeout (200 ms) an element on a loaded machine,
+// or in User-mode Linux's one slow CPU, left registrars that were alive
+// and hopped between them, and the tests saw it elsewhere than they
+// expected it.
 func peEndpoint(t *testing.T, allow func(addr string) bool, addrs ...string) *endpoint.Endpoint {
-	d := mapping.Dialer{Config: mapping.Config{HeartbeatInterval: 50 * time.Millisecond, HeartbeatTimeout: 200 * time.Millisecond}}
+	d := mapping.Dialer{Config: mapping.Config{HeartbeatInterval: 100 * time.Millisecond, HeartbeatTimeout: time.Second}}
 	ep := endpoint.New(endpoint.Config{
 		Registrars:     addrs,
 		Reregistration: time.Minute,
