@@ -433,10 +433,11 @@ func (s *Session) ReadMsg() (Message, error) {
 // than the implicit rule.
 func (s *Session) Ack(m Message) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closing {
+		s.mu.Unlock() // opError takes mu
 		return s.opError("ack", net.ErrClosed)
 	}
+	defer s.mu.Unlock()
 	if m.From.ID != s.pe.ID || m.Seq <= s.rcv.Acked() {
 		return nil
 	}
@@ -691,10 +692,11 @@ func (s *Session) SetCookie(cookie []byte) error {
 		return s.opError("cookie", fmt.Errorf("%w: a pool user sets no cookie", ErrNotSupported))
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closing {
+		s.mu.Unlock() // opError takes mu
 		return s.opError("cookie", net.ErrClosed)
 	}
+	defer s.mu.Unlock()
 	s.cookieTx = append([]byte(nil), cookie...)
 	s.wake()
 	return nil

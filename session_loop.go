@@ -16,9 +16,12 @@ import (
 // was written before Close.
 const closeFlushTimeout = time.Second
 
-// loop is the session's one owner of its connection's writes, its
-// acknowledgement timer and its failovers. Application calls change the
-// state under mu and wake it; it writes what is due in batches.
+// loop is the session's one owner of its acknowledgement timer and its
+// failovers, and of its connection's writes but for one kind: a Write
+// that answers a message read takes the writer's role (writing) when no
+// one holds it and writes what is due itself (writeInline). Application
+// calls change the state under mu and wake it; it writes what is due in
+// batches, and flushes what an inline write left with the connection.
 func (s *Session) loop() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()

@@ -1,6 +1,8 @@
 package rsp
 
 import (
+	"errors"
+	"net"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -115,4 +117,27 @@ func TestSessionReadAcrossMessages(t *testing.T) {
 		receiver.Close()
 		synctest.Wait()
 	})
+}
+
+// TestSessionClosedAckAndCookie: Ack and SetCookie on a closed session
+// fail with net.ErrClosed (they once deadlocked on the session's lock).
+func TestSessionClosedAckAndCookie(t *testing.T) {
+	a, b := mapping.Pipe()
+	defer b.Close()
+	cfg := SessionConfig{}.withDefaults()
+	s := newSession(cfg, false, "p", [16]byte{1}, a.(mapping.BatchConn), Element{})
+	s.Close()
+	done := make(chan error, 2)
+	go func() { done <- s.Ack(Message{Seq: 1}) }()
+	go func() { done <- s.SetCookie([]byte("c")) }()
+	for range 2 {
+		select {
+		case err := <-done:
+			if !errors.Is(err, net.ErrClosed) {
+				t.Errorf("on a closed session: %v, want net.ErrClosed", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Ack or SetCookie on a closed session did not return")
+		}
+	}
 }
