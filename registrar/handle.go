@@ -167,8 +167,16 @@ func (pc *peerConn) register(m *asap.Registration) {
 	r.mu.Lock()
 	// A pool element identifier belongs to the connection (association)
 	// that registered it until that registration ends: another may
-	// neither re-register nor deregister it.
+	// neither re-register nor deregister it. The element may have moved
+	// to a new connection while the old one went silent without closing,
+	// so the owner is probed with a keep-alive at once, as for an
+	// unreachable report: one that answers keeps the element, a silent
+	// one loses it within KeepAliveTimeout, and the element's next
+	// registration over the new connection succeeds.
 	if st := r.ownedLocked(key); st != nil && st.conn != pc {
+		if !st.awaiting {
+			r.sendKeepAliveLocked(key, st, r.schedNow(time.Now()))
+		}
 		r.mu.Unlock()
 		r.cfg.Logger.Warn("refused registration of a pool element registered over another connection", "pool", m.Handle, "pe", pe.ID, "peer", pc.c.RemoteAddr(), "owner", st.conn.c.RemoteAddr())
 		resp.Reject, resp.Causes = true, rejectedSecurity

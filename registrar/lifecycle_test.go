@@ -74,10 +74,15 @@ func TestIdentityBelongsToRegisteringConnection(t *testing.T) {
 			t.Fatalf("resolution hands out %+v, not the owner's transport", e)
 		}
 	}
-	// Nor can the intruder remove it afterwards, and the owner still can
+	// Nor can the intruder remove it afterwards, and the owner, which
+	// answers the keep-alive the intruder's registration drew, still can
 	// re-register it.
 	intruder.send(&asap.Deregistration{Handle: "sec", ID: 2})
 	expectDeregistration(t, intruder, "sec", 2, asap.CauseRejectedSecurity)
+	if ka := expect[*asap.EndpointKeepAlive](owner, 5*time.Second); ka.Handle != "sec" || ka.ID != 2 {
+		t.Fatalf("owner probed with %+v, want a keep-alive for sec/2", ka)
+	}
+	owner.send(&asap.EndpointKeepAliveAck{Handle: "sec", ID: 2})
 	if resp := owner.register("sec", loopbackPE(2, 8, rr)); resp.Reject {
 		t.Fatalf("owner's re-registration refused: %+v", resp)
 	}
@@ -218,4 +223,51 @@ func TestCloseStopsEverything(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// A pool element whose connection went silent without closing (its host
+// lost power, a middlebox forgot the connection) registers again over a
+// new one. The identifier still belongs to the old connection, so the
+// registration is refused, but the registrar probes the old connection at
+// once: an owner that answers keeps its element, and a silent one loses it
+// within KeepAliveTimeout, so that the element's next attempt succeeds
+// instead of waiting for the old connection's next scheduled keep-alive.
+func TestRegistrationOverNewConnectionProbesTheOwner(t *testing.T) {
+	r, addr := startRegistrar(t, Config{KeepAliveInterval: time.Hour, KeepAliveTimeout: 300 * time.Millisecond})
+	refused := func(c *client, id asap.PEID) {
+		t.Helper()
+		resp := c.register("move", loopbackPE(id, 8, rr))
+		if !resp.Reject || len(resp.Causes) != 1 || resp.Causes[0].Code != asap.CauseRejectedSecurity {
+			t.Fatalf("registration of %d over a new connection while the old holds it: %+v, want cause %v", id, resp, asap.CauseRejectedSecurity)
+		}
+	}
+	probed := func(c *client, id asap.PEID) {
+		t.Helper()
+		if ka, ok := c.recv(2 * time.Second).(*asap.EndpointKeepAlive); !ok || ka.Handle != "move" || ka.ID != id {
+			t.Fatalf("owner of %d got %T %+v, want a keep-alive for it", id, ka, ka)
+		}
+	}
+
+	live := dialClient(t, addr)
+	live.register("move", loopbackPE(1, 7, rr))
+	silent := dialClient(t, addr)
+	silent.register("move", loopbackPE(2, 7, rr))
+	fresh := dialClient(t, addr)
+
+	// The live owner answers the probe and keeps its element.
+	refused(fresh, 1)
+	probed(live, 1)
+	live.send(&asap.EndpointKeepAliveAck{Handle: "move", ID: 1})
+	// The silent one does not and loses it.
+	refused(fresh, 2)
+	probed(silent, 2)
+	waitFor(t, 5*time.Second, "the silent owner's element stayed", func() bool { _, ok := element(r, "move", 2); return !ok })
+	if resp := fresh.register("move", loopbackPE(2, 8, rr)); resp.Reject {
+		t.Fatalf("registration after the silent owner lost the element: %+v", resp)
+	}
+	time.Sleep(3 * 300 * time.Millisecond)
+	if e, ok := element(r, "move", 1); !ok || e.UserTransport.Port != 7 {
+		t.Fatalf("the live owner's element after it answered the probe: %+v (%v)", e, ok)
+	}
+	refused(fresh, 1)
 }

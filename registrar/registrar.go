@@ -9,7 +9,10 @@
 //
 // A pool element identifier belongs to the connection (association) that
 // registered it until that registration ends: another connection can
-// neither re-register nor deregister it (cause 0xa). Peers are limited by
+// neither re-register nor deregister it (cause 0xa). Such an attempt makes
+// the registrar probe the owner with a keep-alive at once, so that an
+// element that moved to a new connection while its old one went silent
+// gets its identifier within KeepAliveTimeout. Peers are limited by
 // default (Config): resolution and report rates per connection, the time a
 // TCP frame may take to arrive, and connections in all and per address.
 //
