@@ -1,8 +1,11 @@
 package rsp
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"testing"
@@ -49,6 +52,7 @@ type memAddrConn struct {
 
 func (c memAddrConn) LocalAddr() net.Addr  { return c.local }
 func (c memAddrConn) RemoteAddr() net.Addr { return c.remote }
+func (c memAddrConn) CloseWrite() error    { return c.Conn.(*memEnd).CloseWrite() }
 
 func (n *memNet) newAddr() *net.TCPAddr {
 	n.mu.Lock()
@@ -65,7 +69,7 @@ func (n *memNet) endpoint() *endpoint.Endpoint {
 		CacheLifetime: -1,
 		Dialer: func(ctx context.Context, network, address string) (mapping.Conn, error) {
 			local := n.newAddr()
-			x, y := net.Pipe()
+			x, y := memPipe()
 			tap := new([]byte)
 			n.mu.Lock()
 			n.regTaps = append(n.regTaps, tap)
@@ -93,7 +97,7 @@ func (n *memNet) dial(ctx context.Context, network, addr string) (net.Conn, erro
 		return nil, refused
 	}
 	local := n.newAddr()
-	x, y := net.Pipe()
+	x, y := memPipe()
 	tap := new([]byte)
 	server := tapConn{memAddrConn{y, l.addr, local}, &n.mu, tap}
 	select {
@@ -129,6 +133,8 @@ type tapConn struct {
 	mu  *sync.Mutex
 	buf *[]byte
 }
+
+func (c tapConn) CloseWrite() error { return c.Conn.(memAddrConn).CloseWrite() }
 
 func (c tapConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
@@ -370,3 +376,116 @@ func TestMemNetSmoke(t *testing.T) {
 		b.stop()
 	})
 }
+
+// memPipe returns the two ends of an in-memory connection that, unlike
+// net.Pipe, buffers what is written (as a socket does), so that two
+// peers that both write before they read do not block each other. All
+// its waits are on channels, which testing/synctest sees as durably
+// blocked.
+func memPipe() (net.Conn, net.Conn) {
+	ab, ba := make(chan []byte, 4096), make(chan []byte, 4096)
+	ca, cb := make(chan struct{}), make(chan struct{})
+	wa, wb := make(chan struct{}), make(chan struct{})
+	a := &memEnd{rx: ba, tx: ab, closed: ca, peerClosed: cb, wclosed: wa, peerWClosed: wb, rlock: make(chan struct{}, 1)}
+	b := &memEnd{rx: ab, tx: ba, closed: cb, peerClosed: ca, wclosed: wb, peerWClosed: wa, rlock: make(chan struct{}, 1)}
+	for _, e := range []*memEnd{a, b} {
+		e.rdl.init()
+		e.wdl.init()
+	}
+	return a, b
+}
+
+// memEnd is one end of a memPipe.
+type memEnd struct {
+	rx, tx               chan []byte
+	closed, peerClosed   chan struct{}
+	wclosed, peerWClosed chan struct{} // CloseWrite: the reader gets io.EOF after the rest
+	once, wonce          sync.Once
+	rlock                chan struct{} // one reader at a time, for left
+	left                 []byte
+	rdl, wdl             deadline
+}
+
+func (e *memEnd) Read(b []byte) (int, error) {
+	e.rlock <- struct{}{}
+	defer func() { <-e.rlock }()
+	if isClosedChan(e.closed) {
+		return 0, io.ErrClosedPipe
+	}
+	if len(e.left) == 0 {
+		if e.rdl.expired() {
+			return 0, os.ErrDeadlineExceeded
+		}
+		select {
+		case e.left = <-e.rx:
+		case <-e.closed:
+			return 0, io.ErrClosedPipe
+		case <-e.peerClosed:
+			select {
+			case e.left = <-e.rx: // what was written before the close
+			default:
+				return 0, io.EOF
+			}
+		case <-e.peerWClosed:
+			select {
+			case e.left = <-e.rx:
+			default:
+				return 0, io.EOF
+			}
+		case <-e.rdl.wait():
+			return 0, os.ErrDeadlineExceeded
+		}
+	}
+	n := copy(b, e.left)
+	e.left = e.left[n:]
+	return n, nil
+}
+
+func (e *memEnd) Write(b []byte) (int, error) {
+	switch {
+	case isClosedChan(e.closed), isClosedChan(e.peerClosed), isClosedChan(e.wclosed):
+		return 0, io.ErrClosedPipe
+	case e.wdl.expired():
+		return 0, os.ErrDeadlineExceeded
+	}
+	if len(b) == 0 {
+		return 0, nil
+	}
+	select {
+	case e.tx <- bytes.Clone(b):
+		return len(b), nil
+	case <-e.closed:
+		return 0, io.ErrClosedPipe
+	case <-e.peerClosed:
+		return 0, io.ErrClosedPipe
+	case <-e.wdl.wait():
+		return 0, os.ErrDeadlineExceeded
+	}
+}
+
+func (e *memEnd) Close() error {
+	e.once.Do(func() { close(e.closed) })
+	return nil
+}
+
+// CloseWrite shuts down the writing side, as TCP's half-close.
+func (e *memEnd) CloseWrite() error {
+	e.wonce.Do(func() { close(e.wclosed) })
+	return nil
+}
+
+func (e *memEnd) LocalAddr() net.Addr  { return memPipeAddr{} }
+func (e *memEnd) RemoteAddr() net.Addr { return memPipeAddr{} }
+
+func (e *memEnd) SetDeadline(t time.Time) error {
+	e.rdl.set(t)
+	e.wdl.set(t)
+	return nil
+}
+func (e *memEnd) SetReadDeadline(t time.Time) error  { e.rdl.set(t); return nil }
+func (e *memEnd) SetWriteDeadline(t time.Time) error { e.wdl.set(t); return nil }
+
+type memPipeAddr struct{}
+
+func (memPipeAddr) Network() string { return "mem" }
+func (memPipeAddr) String() string  { return "mem" }

@@ -38,8 +38,9 @@ type Failover struct {
 
 // resyncState is what a failover callback's Send and SendMsg share.
 type resyncState struct {
-	mu   sync.Mutex // serialises Send and SendMsg
-	done bool       // the callback returned
+	mu     sync.Mutex // serialises Send and SendMsg
+	done   bool       // the callback returned
+	broken error      // a write on conn failed: nothing more goes on it
 	// The messages Send wrote on conn, from first to last: the replay
 	// leaves them out.
 	sent seqRange
@@ -50,11 +51,12 @@ type seqRange struct{ first, last uint64 }
 
 func (r seqRange) has(seq uint64) bool { return r.first != 0 && seq >= r.first && seq <= r.last }
 
-// Unread returns how many messages from the old element the session had
-// received and the application had not yet read whole when the callback
-// was called (a message Read took part of counts). The session delivers
-// them, in order, before any message of the new element; they are not
-// acknowledged to anyone, since the old element is gone.
+// Unread returns how many messages the session had received from the old
+// element (or, after failovers in quick succession, from those before
+// it) that the application had not yet read whole when the callback was
+// called; a message Read took part of counts. The session delivers them,
+// in order, before any message of the new element; they are not
+// acknowledged to anyone, since their element is gone.
 func (f *Failover) Unread() int { return f.unread }
 
 // Send sends a resynchronisation message to the new element, before the
@@ -81,6 +83,11 @@ func (f *Failover) SendMsg(b []byte, o WriteOptions) (uint64, error) {
 	defer f.st.mu.Unlock()
 	if f.st.done {
 		return 0, s.opError("write", fmt.Errorf("%w: the failover callback returned", net.ErrClosed))
+	}
+	if f.st.broken != nil {
+		// A message after one that was not written would leave a hole
+		// in what the replay leaves out.
+		return 0, s.opError("write", f.st.broken)
 	}
 	if len(b) > s.cfg.MaxMessageSize {
 		return 0, s.opError("write", ErrMessageTooLong)
@@ -109,6 +116,7 @@ func (f *Failover) SendMsg(b []byte, o WriteOptions) (uint64, error) {
 		return 0, s.opError("write", err)
 	}
 	if _, err := f.conn.WriteBatch([]mapping.Msg{m}); err != nil {
+		f.st.broken = err // the message goes with the replay, if any
 		return 0, s.opError("write", err)
 	}
 	if f.st.sent.first == 0 {
@@ -416,12 +424,7 @@ func (s *Session) failover(cause error) error {
 		case failover.Callback:
 			s.mu.Lock()
 			replay, _ := s.snd.Len()
-			unread := 0
-			for _, m := range s.rq {
-				if m.from.ID == old.ID {
-					unread++
-				}
-			}
+			unread := len(s.rq) // nothing of the new element's yet
 			s.mu.Unlock()
 			f := &Failover{Session: s, Old: old, New: Element{Handle: string(s.handle), PoolElement: newPE}, Cause: cause,
 				Replay: replay, unread: unread, conn: conn, st: new(resyncState)}

@@ -183,18 +183,21 @@ func (s *Session) collect(batch []mapping.Msg, now time.Time) []mapping.Msg {
 // drain ends a closed session's connection gracefully: it shuts down the
 // sending side and waits, a bounded time, for the peer to close its own,
 // so that what was sent is not lost to a reset.
+//
+// After a GOAWAY the pool user closes the connection as soon as it has
+// read it: the element waits for that with the connection whole, reading
+// on and answering heartbeats. Closing first could lose the GOAWAY: a TCP
+// reset, or the abort of an SCTP association with data unread, takes
+// what is in flight with it, and a half-closed TCP mapping connection
+// fails at its next heartbeat acknowledgement.
 func (s *Session) drain(c mapping.BatchConn, goAway bool) {
-	tc, ok := c.(*mapping.TCPConn)
-	switch {
-	case !ok && !goAway:
+	if !goAway {
 		// Over SCTP there is no half-close: closing the association is
 		// graceful, and delivers what was sent before it ends.
-		return
-	case !ok:
-		// Unless data from the peer is still unread: the kernel then
-		// aborts the association, and the GOAWAY may be lost. The pool
-		// user closes it once it has the GOAWAY; read on until then.
-	default:
+		tc, ok := c.(*mapping.TCPConn)
+		if !ok {
+			return
+		}
 		if cw, ok := tc.NetConn().(interface{ CloseWrite() error }); !ok || cw.CloseWrite() != nil {
 			return
 		}
@@ -285,7 +288,9 @@ func (s *Session) readLoop(c mapping.BatchConn, gen int) {
 	for {
 		n, err := c.ReadBatch(ms, limit)
 		if n > 0 {
-			if perr := s.received(&p, ms[:n], gen); perr != nil && err == nil {
+			// A GOAWAY says why the connection ends, even when the read
+			// that brought it also brought its end.
+			if perr := s.received(&p, ms[:n], gen); perr != nil && (err == nil || errors.Is(perr, ErrGoAway)) {
 				err = perr
 				if errors.Is(perr, ErrProtocol) {
 					s.protocolError(c, perr)
