@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/internal/testutil"
+	"github.com/rsp-go/rsp/mapping"
 	"github.com/rsp-go/rsp/registrar"
 )
 
@@ -46,24 +48,72 @@ func runAttack(tb testing.TB, addr string, p *Pool) func() {
 // reporting every element unreachable, a pool user that resolves 200 times
 // a second gets 99 % of its answers within 10 ms on loopback, and no live
 // element is removed. It takes about three seconds.
+//
+// What the 10 ms measure: the registrar, the attack and the pool user share
+// one process and, in CI, two loaded cores with other tests. The attack's
+// CPU is bounded by the registrar itself (it reads a flooding connection
+// no faster than its rate limits allow, so the flooders wait in their own
+// sockets), so what remains is the machine: on a load average of 10 a
+// process is now and then not scheduled for tens of milliseconds, and then
+// every round trip of that moment is late, whatever it asks for. Raising
+// GOMAXPROCS to 8 did not change that (p99s of 40–90 ms at a load average
+// of 10), and an echo in the same process, measured at the same time, is
+// late in the same windows (p99s of 20–70 ms where the resolutions' were
+// 40–120 ms, under 3 ms where theirs were under 6 ms): the stalls are the
+// host's.
+//
+// So each measurement window runs, beside the pool user and at its pace, a
+// peer measured in the same run: round trips to an echo over the same
+// loopback TCP mapping in the same process. A window in which even the
+// echo's p99 exceeds half the bound measured the host, not the registrar,
+// and is measured again (at most four windows); the bound is asserted,
+// unchanged, on the first window in which the echo answered in time. If
+// no window does, the test is skipped with the numbers. The price: a
+// registrar that burnt both cores under the attack would slow the echo
+// too and be skipped rather than failed; its rate limits, which keep the
+// flood in the flooders' sockets, are tested in the registrar package.
 func TestWellBehavedUserUnderAttack(t *testing.T) {
 	if os.Getenv("RSP_IN_UML") != "" {
 		t.Skip("latency bounds hold on the host's loopback, not inside User-mode Linux")
 	}
+	const bound = 10 * time.Millisecond
 	r, addr, p := startAttackedRegistrar(t)
+	echo := startEcho(t)
 	stop := runAttack(t, addr, p)
 	testutil.WaitFor(t, 10*time.Second, "the idle connections to be served", func() bool { return r.Conns() >= IssueAttack.Idle })
 	time.Sleep(200 * time.Millisecond) // the flood and the reports under way
-	lat, err := ResolutionLatencies(context.Background(), addr, p.Handle, 500, 5*time.Millisecond)
-	if err != nil {
-		t.Fatalf("well-behaved pool user: %v (after %d resolutions)", err, len(lat))
+	var lat []time.Duration
+	for window := 1; ; window++ {
+		var err error
+		var base []time.Duration
+		baseDone := make(chan error, 1)
+		go func() {
+			var err error
+			base, err = echoLatencies(echo, 500, 5*time.Millisecond)
+			baseDone <- err
+		}()
+		lat, err = ResolutionLatencies(context.Background(), addr, p.Handle, 500, 5*time.Millisecond)
+		if err != nil {
+			t.Fatalf("well-behaved pool user: %v (after %d resolutions)", err, len(lat))
+		}
+		if err := <-baseDone; err != nil {
+			t.Fatalf("echo beside the pool user: %v", err)
+		}
+		p99, b99 := Quantile(lat, 0.99), Quantile(base, 0.99)
+		t.Logf("window %d: resolutions under attack: p50 %v, p99 %v, max %v; echo in the same process: p50 %v, p99 %v",
+			window, Quantile(lat, 0.5), p99, lat[len(lat)-1], Quantile(base, 0.5), b99)
+		if b99 <= bound/2 {
+			if p99 > bound {
+				t.Errorf("p99 of resolutions under attack %v, want at most %v (an echo in the same process answered in %v)", p99, bound, b99)
+			}
+			break
+		}
+		if window == 4 {
+			stop()
+			t.Skipf("the machine is too busy to measure: in every window an echo in this process took over %v at p99", bound/2)
+		}
 	}
 	stop()
-	p99 := Quantile(lat, 0.99)
-	t.Logf("resolutions under attack: p50 %v, p99 %v, max %v", Quantile(lat, 0.5), p99, lat[len(lat)-1])
-	if p99 > 10*time.Millisecond {
-		t.Errorf("p99 of resolutions under attack %v, want at most 10ms", p99)
-	}
 	pool, _ := r.Pool(p.Handle)
 	var got []uint32
 	for _, e := range pool.Elements {
@@ -73,6 +123,60 @@ func TestWellBehavedUserUnderAttack(t *testing.T) {
 	if len(got) != len(p.IDs) {
 		t.Errorf("pool holds %d of its %d live elements after the attack: %x", len(got), len(p.IDs), got)
 	}
+}
+
+// startEcho serves, on loopback, a TCP mapping connection that sends back
+// each message it reads, and returns its address.
+func startEcho(tb testing.TB) string {
+	tb.Helper()
+	l := testutil.ListenTCP(tb)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 65536)
+				for {
+					n, ppid, err := c.ReadMsg(buf)
+					if err != nil || c.WriteMsg(buf[:n], ppid) != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// echoLatencies has n round trips with the echo at addr, one every gap,
+// as ResolutionLatencies has with the registrar, and returns how long
+// each took.
+func echoLatencies(addr string, n int, gap time.Duration) ([]time.Duration, error) {
+	var d mapping.Dialer
+	c, err := d.DialContext(context.Background(), "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	req := mustEncode(&asap.HandleResolution{Handle: "echo"})
+	buf := make([]byte, 65536)
+	lat := make([]time.Duration, 0, n)
+	for range n {
+		start := time.Now()
+		if err := c.WriteMsg(req, mapping.PPIDASAP); err != nil {
+			return lat, err
+		}
+		c.SetReadDeadline(start.Add(5 * time.Second))
+		if _, _, err := c.ReadMsg(buf); err != nil {
+			return lat, err
+		}
+		lat = append(lat, time.Since(start))
+		time.Sleep(gap)
+	}
+	return lat, nil
 }
 
 // BenchmarkResolutionUnderAttack measures a well-behaved pool user's
