@@ -277,8 +277,10 @@ func (s *Session) readLoop(c mapping.BatchConn, gen int) {
 	// Room for a batch of small messages; a longer one comes in a buffer
 	// of its own. Kept small: an idle session holds it.
 	ms := make([]mapping.Msg, 8)
+	small := make([][]byte, len(ms))
 	for i := range ms {
-		ms[i].Buf = make([]byte, 512)
+		small[i] = make([]byte, 512)
+		ms[i].Buf = small[i]
 	}
 	limit := s.cfg.MaxMessageSize + ulpack.DataLen
 	if sc, ok := c.(interface{ ShareReads(bool) }); ok {
@@ -314,9 +316,9 @@ func (s *Session) readLoop(c mapping.BatchConn, gen int) {
 				ms[i].Lease.Release() // not kept: a control frame, a duplicate
 				ms[i].Lease = nil
 			}
-			if ms[i].Buf == nil || len(ms[i].Buf) != 512 {
-				ms[i].Buf = make([]byte, 512)
-			}
+			// received copies what it keeps of these, and keeps only
+			// longer Bufs (ReadBatch's own, or leased).
+			ms[i].Buf = small[i]
 		}
 	}
 }
