@@ -212,11 +212,12 @@ func newENRPSide(r *Registrar) *enrpSide {
 // it an ASAP_ENDPOINT_KEEP_ALIVE with the H flag; from then on they are
 // watched with keep-alives on that association like elements registered
 // here, and one that does not answer within KeepAliveTimeout is removed
-// (as rsplib does). rsplib's pool elements accept such associations. An
-// element whose transport cannot be reached, such as rsp's, which keep one
-// association or connection, to their registrar, stays in the handlespace
-// until it hunts, finds a registrar of the pool and re-registers, or its
-// registration life ends. r.mu is held.
+// (as rsplib does). rsplib's pool elements accept such associations, and
+// so do rsp's over SCTP (asap/endpoint), which make it their registrar
+// connection. An element whose transport cannot be reached, such as one
+// registered over TCP, whose ASAP transport names no SCTP address, stays in
+// the handlespace until it hunts, finds a registrar of the pool and
+// re-registers, or its registration life ends. r.mu is held.
 func (r *Registrar) homeKeepAlivesLocked(keys []peer.Key) {
 	byAddr := make(map[string][]peKey)
 	for _, k := range keys {

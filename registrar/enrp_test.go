@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/asap/endpoint"
 	"github.com/rsp-go/rsp/enrp"
+	"github.com/rsp-go/rsp/internal/testhost"
 	"github.com/rsp-go/rsp/internal/testutil"
 	"github.com/rsp-go/rsp/mapping"
 	"github.com/rsp-go/rsp/policy"
@@ -529,5 +532,84 @@ func TestNewRegistrarServesAfterItsMentor(t *testing.T) {
 	}
 	if d := time.Since(began); d < time.Second {
 		t.Errorf("served after %v, before MentorWait", d)
+	}
+}
+
+// TestPoolTakeoverMovesSCTPElementHome: a pool element registered over
+// SCTP at a registrar that goes silent (its ENRP links and its ASAP
+// association black-holed, as a dead host looks) is taken over by another
+// registrar of the pool, whose keep-alive with the H flag reaches it on an
+// association to its ASAP transport address. The element answers there and
+// is home at the new registrar at every registrar of the pool without a
+// hunt or a registration: it dials no registrar again.
+func TestPoolTakeoverMovesSCTPElementHome(t *testing.T) {
+	if !mapping.SCTPSupported() {
+		t.Skip("the kernel has no SCTP; run with .ci/uml/test-sctp")
+	}
+	if ok, why := testhost.Available(); !ok {
+		t.Skip(why)
+	}
+	pool := startPool(t, 3, nil)
+	a, b, c := pool[0], pool[1], pool[2]
+	sl, err := a.r.Listen(context.Background(), "sctp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go a.r.Serve(sl)
+	port, err := strconv.Atoi(sl.Addr().String()[strings.LastIndexByte(sl.Addr().String(), ':')+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var dials atomic.Int32
+	d := mapping.Dialer{}
+	pe := endpoint.New(endpoint.Config{
+		Registrars:     []string{"sctp:" + sl.Addr().String()},
+		Reregistration: time.Hour, // no periodic re-registration within the test
+		Dialer: func(ctx context.Context, network, address string) (mapping.Conn, error) {
+			dials.Add(1)
+			return d.DialContext(ctx, network, address)
+		},
+		Logger: testutil.Logger(t, "pe"),
+	})
+	t.Cleanup(func() { pe.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	reg, err := pe.Register(ctx, "echo", elem(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range pool {
+		testutil.WaitFor(t, 5*time.Second, "the registration at every registrar", func() bool { return home(m.r, "echo", reg.ID()) == a.r.ID() })
+	}
+	testutil.WaitFor(t, 5*time.Second, "the element to know its home", func() bool { return pe.Home() == a.r.ID() })
+
+	testhost.BlackholePort(t, port)
+	a.blackHole(pool)
+
+	testutil.WaitFor(t, 15*time.Second, "the element's new home", func() bool { h := pe.Home(); return h == b.r.ID() || h == c.r.ID() })
+	newHome := pe.Home()
+	for _, m := range []*member{b, c} {
+		testutil.WaitFor(t, 5*time.Second, "the new home at both registrars", func() bool { return home(m.r, "echo", reg.ID()) == newHome })
+	}
+	// Keep-alives at the new home go on being answered: the element stays
+	// there, well past the registrar's KeepAliveTimeout.
+	for start := time.Now(); time.Since(start) < 3*time.Second; time.Sleep(50 * time.Millisecond) {
+		for _, m := range []*member{b, c} {
+			if got := home(m.r, "echo", reg.ID()); got != newHome {
+				t.Fatalf("after %v at its new home r%d holds the element with home %08x, want %08x", time.Since(start), m.index+1, got, newHome)
+			}
+		}
+	}
+	if n := dials.Load(); n != 1 {
+		t.Errorf("the element dialed a registrar %d times, want once: it hunted instead of being taken over", n)
+	}
+	// The element's requests go to its new home on the association that
+	// registrar opened: an update is answered.
+	if err := reg.Update(ctx, policy.Policy{Type: policy.RoundRobin}); err != nil {
+		t.Fatalf("update at the new home: %v", err)
+	}
+	if n := dials.Load(); n != 1 {
+		t.Errorf("the element dialed a registrar %d times after an update, want once", n)
 	}
 }

@@ -7,6 +7,17 @@
 // One Endpoint keeps one connection to its home registrar for all its
 // registrations and resolutions; when that connection breaks, it hunts for
 // a registrar again and registers its pool elements there.
+//
+// Over SCTP the endpoint also takes associations at the transport address
+// its registrations name (the local port of its association to the
+// registrar), as rsplib's pool elements do: a registrar of the pool that
+// takes over the elements of a dead home registrar opens one there and
+// sends a keep-alive with the H flag, and the endpoint answers it, makes
+// that association its registrar connection and that registrar its home,
+// without registering again and without a call of the application (RFC
+// 5352 §3.4.2, RFC 5353 takeover). Over TCP (and TLS) no registrar can
+// reach the endpoint: it moves home by the hunt and a re-registration once
+// it notices that its registrar is gone.
 package endpoint
 
 import (
@@ -241,6 +252,9 @@ type Endpoint struct {
 	annErr    error                // why announces could not be heard
 	closed    bool
 	home      asap.ServerID
+	accept    mapping.Listener      // takes registrars' associations over SCTP; nil otherwise
+	acceptAt  string                // the address accept listens on
+	cands     map[*session]struct{} // accepted associations that named no home yet
 	done      chan struct{}
 	kick      chan struct{}
 	maintains sync.Once
@@ -261,6 +275,7 @@ func New(cfg Config) *Endpoint {
 		cache:     make(map[asap.PoolHandle]*cacheEntry),
 		inflight:  make(map[asap.PoolHandle]*resolveCall),
 		reported:  make(map[regKey]time.Time),
+		cands:     make(map[*session]struct{}),
 		announced: make(map[string]time.Time),
 		heard:     make(chan struct{}),
 		done:      make(chan struct{}),
@@ -294,12 +309,24 @@ func (ep *Endpoint) Close() error {
 	s := ep.sess
 	ep.sess = nil
 	ann := ep.annConn
+	acc := ep.accept
+	ep.accept = nil
+	cands := make([]*session, 0, len(ep.cands))
+	for c := range ep.cands {
+		cands = append(cands, c)
+	}
 	ep.mu.Unlock()
 	if ann != nil {
 		ann.Close()
 	}
+	if acc != nil {
+		acc.Close()
+	}
 	if s != nil {
 		s.fail(ErrClosed)
+	}
+	for _, c := range cands {
+		c.fail(ErrClosed)
 	}
 	ep.wg.Wait()
 	return nil
@@ -350,6 +377,7 @@ func (ep *Endpoint) session(ctx context.Context) (*session, error) {
 		ep.sess = s
 		hasRegs := len(ep.regs) > 0
 		ep.wg.Add(1)
+		ep.acceptAtLocked(c)
 		ep.mu.Unlock()
 		go s.readLoop()
 		if hasRegs {
@@ -425,17 +453,100 @@ func (ep *Endpoint) dialFirst(ctx context.Context, addrs []string, timeout time.
 	return nil, expired, lastErr
 }
 
-// sessionEnded is called when a registrar connection fails.
+// sessionEnded is called when a registrar connection fails. Only the end
+// of the connection in use starts a hunt and re-registration: an accepted
+// association that never named a home, or the connection that one
+// replaced, goes quietly.
 func (ep *Endpoint) sessionEnded(s *session) {
 	ep.mu.Lock()
-	if ep.sess == s {
+	delete(ep.cands, s)
+	current := ep.sess == s
+	if current {
 		ep.sess = nil
 		ep.home = 0
 	}
-	hasRegs := len(ep.regs) > 0 && !ep.closed
+	hasRegs := current && len(ep.regs) > 0 && !ep.closed
 	ep.mu.Unlock()
 	if hasRegs {
 		ep.kickMaintenance()
+	}
+}
+
+// acceptAtLocked makes the endpoint take associations at the transport
+// address that registrations on c name: over SCTP the local port of c, on
+// every address (a registrar names the association's addresses as the
+// pool element's ASAP transport). The listener of an earlier connection's
+// port is closed: registrations on c name the new one. Over TCP there is
+// none. ep.mu is held.
+func (ep *Endpoint) acceptAtLocked(c mapping.Conn) {
+	var at string
+	if la := c.LocalAddr(); la != nil && la.Network() == "sctp" {
+		if p := portOf(la); p != "" {
+			at = ":" + p
+		}
+	}
+	if at == ep.acceptAt && ep.accept != nil {
+		return
+	}
+	if ep.accept != nil {
+		ep.accept.Close()
+		ep.accept, ep.acceptAt = nil, ""
+	}
+	if at == "" {
+		return
+	}
+	var lc mapping.ListenConfig
+	l, err := lc.Listen(context.Background(), "sctp", at)
+	if err != nil {
+		ep.cfg.Logger.Info("cannot take registrars' associations; a takeover of the home registrar is left to the hunt", "addr", at, "err", err)
+		return
+	}
+	ep.accept, ep.acceptAt = l, at
+	ep.wg.Add(1)
+	go ep.acceptLoop(l)
+}
+
+// portOf returns the port of an address such as "[a,b]:9000", or "".
+func portOf(a net.Addr) string {
+	s := a.String()
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 || i == len(s)-1 {
+		return ""
+	}
+	return s[i+1:]
+}
+
+// acceptLoop serves the associations registrars open to l until l closes.
+// Each waits up to RequestTimeout for a keep-alive with the H flag for one
+// of the endpoint's registrations, which makes it the registrar
+// connection (session.handle); one that brings none is closed.
+func (ep *Endpoint) acceptLoop(l mapping.Listener) {
+	defer ep.wg.Done()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		ep.mu.Lock()
+		if ep.closed {
+			ep.mu.Unlock()
+			c.Close()
+			return
+		}
+		s := newSession(ep, c)
+		ep.cands[s] = struct{}{}
+		ep.wg.Add(1)
+		ep.mu.Unlock()
+		ep.cfg.Logger.Debug("association from a registrar", "addr", c.RemoteAddr())
+		time.AfterFunc(ep.cfg.RequestTimeout, func() {
+			ep.mu.Lock()
+			_, still := ep.cands[s]
+			ep.mu.Unlock()
+			if still {
+				s.fail(ErrNoAnswer)
+			}
+		})
+		go s.readLoop()
 	}
 }
 

@@ -2,11 +2,16 @@ package endpoint
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/mapping"
 )
+
+// errReplaced ends a registrar connection that an association from the
+// registrar that took over as home replaced.
+var errReplaced = errors.New("endpoint: registrar connection replaced by the new home registrar's")
 
 // pendKey names the answer a request waits for: the message type, the pool
 // handle and, for registrations, the pool element.
@@ -142,7 +147,26 @@ func (s *session) handle(m asap.Message) {
 				}
 			}
 		}
-		if reg != nil && (m.Home || !s.homeKnown) {
+		_, cand := ep.cands[s]
+		var replaced *session
+		switch {
+		case reg == nil, cand && !m.Home:
+			// Not ours, or a keep-alive without H on an association
+			// a registrar opened: discarded silently.
+			reg = nil
+		case cand:
+			// A registrar took over the home registrar's pool elements
+			// and reached us at our transport address (RFC 5352
+			// §3.4.2): this association is the registrar connection
+			// from now on, without registering again; the old one
+			// ends quietly.
+			delete(ep.cands, s)
+			replaced = ep.sess
+			ep.sess = s
+			ep.home = m.Server
+			s.homeKnown = true
+			ep.cfg.Logger.Info("a registrar took over as home", "registrar", fmt.Sprintf("%08x", uint32(m.Server)), "addr", s.c.RemoteAddr())
+		case m.Home || !s.homeKnown:
 			// The first keep-alive on a connection names the registrar at
 			// its other end, the home registrar, also after a hunt found
 			// a new one. With H the sender takes over as home registrar
@@ -152,8 +176,11 @@ func (s *session) handle(m asap.Message) {
 			s.homeKnown = true
 		}
 		ep.mu.Unlock()
+		if replaced != nil {
+			replaced.fail(errReplaced)
+		}
 		if reg == nil {
-			return // not ours: discarded silently
+			return
 		}
 		if err := s.send(&asap.EndpointKeepAliveAck{Handle: m.Handle, ID: reg.pe.ID}); err != nil {
 			s.fail(err)

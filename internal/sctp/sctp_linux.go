@@ -489,6 +489,12 @@ func (cfg Config) Dial(ctx context.Context, network string, raddr, laddr *Addr) 
 	if err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Addr: raddr, Err: err}
 	}
+	// SO_REUSEADDR lets a listener bind the port the association gets
+	// (Linux allows it only when both sockets set it and the dialed one
+	// does not listen), so that a program can take associations at the
+	// transport address its peer sees, as a pool element does for the
+	// home keep-alives of a registrar that takes it over.
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
 	if err := bind(fd, fam, laddr); err != nil {
 		unix.Close(fd)
 		return nil, &net.OpError{Op: "dial", Net: network, Addr: raddr, Err: err}
