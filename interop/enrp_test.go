@@ -202,8 +202,8 @@ func TestENRPWithRsplibRegistrar(t *testing.T) {
 // slower timers and a higher identifier, which acknowledges rsplib's
 // takeover and shows its outcome: the element's home is rsplib's in its
 // handlespace. rsplib then probes the element with a home-flagged
-// keep-alive, which rsp's element, with one association to its own
-// registrar, does not hear; rsplib removes it after its keep-alive timeout.
+// keep-alive on an association to the element's ASAP transport address,
+// where rsp's element takes it (not asserted here).
 func TestENRPRsplibTakesOverRSP(t *testing.T) {
 	rsplibtest.Require(t)
 	const bASAP, bENRP = 3874, 9912

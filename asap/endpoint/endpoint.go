@@ -373,6 +373,13 @@ func (ep *Endpoint) session(ctx context.Context) (*session, error) {
 			c.Close()
 			return nil, ErrClosed
 		}
+		if s := ep.sess; s != nil {
+			// A registrar that took over as home reached us during the
+			// hunt (session.handle): that association stays the one.
+			ep.mu.Unlock()
+			c.Close()
+			return s, nil
+		}
 		s := newSession(ep, c)
 		ep.sess = s
 		hasRegs := len(ep.regs) > 0
