@@ -23,10 +23,16 @@ import (
 // returns it with its registrar list.
 func testRegistrar(t testing.TB) (*registrar.Registrar, []string) {
 	t.Helper()
-	r := registrar.New(registrar.Config{
+	return testRegistrarWith(t, registrar.Config{
 		KeepAliveInterval: 200 * time.Millisecond,
 		KeepAliveTimeout:  300 * time.Millisecond,
 	})
+}
+
+// testRegistrarWith is testRegistrar with cfg.
+func testRegistrarWith(t testing.TB, cfg registrar.Config) (*registrar.Registrar, []string) {
+	t.Helper()
+	r := registrar.New(cfg)
 	l, err := registrar.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
