@@ -20,8 +20,8 @@ import (
 
 	"github.com/rsp-go/rsp"
 	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/internal/stall"
 	"github.com/rsp-go/rsp/internal/testpki"
-	"github.com/rsp-go/rsp/internal/testutil"
 )
 
 // TestGRPCOverSessionsRecovers: a gRPC client calls steadily over
@@ -74,7 +74,7 @@ func TestGRPCOverSessionsRecovers(t *testing.T) {
 		if victim == nil {
 			t.Fatalf("no child serves %q", current)
 		}
-		stalls := testutil.MeasureStalls(t)
+		stalls := stall.Measure(t)
 		failedAt := time.Now()
 		if how == "killed" {
 			victim.kill()
@@ -230,7 +230,7 @@ func TestHTTPOverSessionsKilledAndSilent(t *testing.T) {
 	dead := map[string]bool{}
 	victim := first
 	for _, how := range []string{"killed", "silent"} {
-		stalls := testutil.MeasureStalls(t)
+		stalls := stall.Measure(t)
 		failedAt := time.Now()
 		if how == "killed" {
 			pes[victim].crash()

@@ -17,6 +17,7 @@ import (
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/asap/endpoint"
 	"github.com/rsp-go/rsp/failover"
+	"github.com/rsp-go/rsp/internal/stall"
 	"github.com/rsp-go/rsp/internal/testutil"
 )
 
@@ -319,7 +320,7 @@ func TestSessionReadsAcrossFailover(t *testing.T) {
 // TestSessionSilentElement: an element behind a black hole (connections
 // open, nothing passes) is noticed within three heartbeats, and the
 // session fails over. The bound has half a heartbeat of margin, plus the
-// time the process was measured not to run (testutil.Stalls): on a loaded
+// time the process was measured not to run (stall.Stalls): on a loaded
 // machine the detection came 200 ms late with the process descheduled.
 func TestSessionSilentElement(t *testing.T) {
 	const hb = e2eHeartbeat
@@ -331,7 +332,7 @@ func TestSessionSilentElement(t *testing.T) {
 	}
 	waitFor(t, "the first acknowledgement", time.Second, func() bool { return s.Acked() == 1 })
 	old := s.Element().ID
-	stalls := testutil.MeasureStalls(t)
+	stalls := stall.Measure(t)
 	start := time.Now()
 	pes[old].proxy.BlackHole()
 	if _, err := s.WriteMsg([]byte("2"), rsp.WriteOptions{AckRequest: true}); err != nil {

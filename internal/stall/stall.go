@@ -1,4 +1,7 @@
-package testutil
+// Package stall measures how long a test's process was kept from running,
+// for tests that assert wall-clock bounds on a loaded machine. It imports
+// nothing of the project, so that every package's tests can use it.
+package stall
 
 import (
 	"sync"
@@ -17,6 +20,9 @@ import (
 // (three heartbeats) adds the stall of its measured interval to the
 // bound: the code cannot act while it is not running, and a real delay of
 // its own (a timer armed late) still fails the test on an idle machine.
+// It does not suit a test that keeps the CPU busy itself (a flood): the
+// meter would count that too, and a bound with it would hide code that
+// burns the CPU.
 type Stalls struct {
 	mu    sync.Mutex
 	total time.Duration
@@ -31,8 +37,8 @@ type Stalls struct {
 // detector.
 const stallFloor = 2 * time.Millisecond
 
-// MeasureStalls starts measuring; Stop ends it, and so does the test's end.
-func MeasureStalls(tb testing.TB) *Stalls {
+// Measure starts measuring; Stop ends it, and so does the test's end.
+func Measure(tb testing.TB) *Stalls {
 	s := &Stalls{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
