@@ -109,6 +109,16 @@ func (pc *peerConn) close() {
 	})
 }
 
+// closed reports whether the connection was closed.
+func (pc *peerConn) closed() bool {
+	select {
+	case <-pc.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // send encodes m and queues it for the writer. It never blocks: a peer that
 // does not keep up is disconnected. It may be called with r.mu held.
 func (pc *peerConn) send(m asap.Message) {
@@ -424,6 +434,14 @@ func (pc *peerConn) readBatches(bc mapping.BatchConn) {
 		pc.batching = true
 		for i := range ms[:n] {
 			m := &ms[i]
+			if pc.closed() {
+				// Dropped (a write that waited WriteTimeout) or
+				// closed: the rest of what it read would be
+				// answered into nothing, and its pool elements
+				// would stay until then.
+				err = net.ErrClosed
+				break
+			}
 			pc.take(m.Buf[:m.N], m.PPID, m.Err)
 			if cap(m.Buf) > slot {
 				m.Buf = make([]byte, slot) // keep no large buffer
