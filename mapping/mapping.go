@@ -116,8 +116,9 @@ type Msg struct {
 	Stream    uint16
 	Unordered bool
 	// Lease, set by ReadBatch on a received message whose Buf lies in a
-	// read buffer the connection shares (TCPConn.ShareReads), is to be
-	// released once the caller is done with Buf.
+	// read buffer the connection shares (TCPConn.ShareReads,
+	// SCTPConn.ShareReads), is to be released once the caller is done
+	// with Buf.
 	Lease *Lease
 	// Err is ErrMessageTooLong for a received message over the limit
 	// given to ReadBatch, which was discarded; the connection stays

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/rsp-go/rsp/internal/sctp"
 )
@@ -40,10 +41,20 @@ func init() {
 // message keeps its boundaries and its PPID.
 type SCTPConn struct {
 	*sctp.Conn
-	rb  []sctp.Message // ReadBatch's; one reader at a time
-	wb  []sctp.Message // WriteBatch's
-	wmu sync.Mutex
+	rb    []sctp.Message // ReadBatch's; one reader at a time
+	share atomic.Bool    // ShareReads
+	room  sctpRoom       // ReadBatch's, where it shares its reads
+	wb    []sctp.Message // WriteBatch's
+	wmu   sync.Mutex
 }
+
+// ShareReads sets whether ReadBatch reads into slots of a read buffer
+// sized to the messages coming in, and hands out the messages longer than
+// their Buf in it, each with a Lease, rather than in a buffer of their own
+// (which takes another system call for a message longer than its Buf). A
+// session, which keeps the messages it received until the application
+// read them, shares them. Set it before the first read.
+func (c *SCTPConn) ShareReads(on bool) { c.share.Store(on) }
 
 // ReadMsg reads one message and its PPID.
 func (c *SCTPConn) ReadMsg(b []byte) (int, uint32, error) {
@@ -72,8 +83,19 @@ func (c *SCTPConn) WriteMsgInfo(b []byte, info MsgInfo) error {
 }
 
 // ReadBatch reads the messages that are ready, at least one, with one
-// system call.
+// system call (a message longer than its room takes more). On a connection
+// that shares its reads (ShareReads), a message longer than its Buf may
+// come in the connection's read buffer, with Msg.Lease set, until the
+// caller releases it; ReadBatch never writes into a Buf that came with a
+// Lease: it drops it from ms (Buf and Lease nil) when it fills that slot
+// again.
 func (c *SCTPConn) ReadBatch(ms []Msg, limit int) (int, error) {
+	if len(ms) == 0 {
+		return 0, nil
+	}
+	if c.share.Load() {
+		return c.readShared(ms, max(limit, 1))
+	}
 	if cap(c.rb) < len(ms) {
 		c.rb = make([]sctp.Message, len(ms))
 	}

@@ -274,12 +274,14 @@ const readBufSize = 128 << 10
 type Lease struct {
 	b    []byte
 	refs atomic.Int32
+	gen  atomic.Uint32 // counts the times the buffer went back to the pool
 }
 
 // Release gives up a message's hold on its read buffer: the message's Buf
 // must not be used after it.
 func (l *Lease) Release() {
 	if l.refs.Add(-1) == 0 {
+		l.gen.Add(1)
 		readBufPool.Put(l)
 	}
 }

@@ -61,7 +61,32 @@ func (c *Conn) ReadBatch(ms []Message, limit int) (int, error) {
 	}
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	return readBatch(c.sk, &c.rb, ms, limit, false)
+	return readBatch(c.sk, &c.rb, ms, limit, false, nil)
+}
+
+// Room gives ReadBatchInto the buffers it reads into, so that a reader can
+// lend out the room it reads into and hold none while it waits.
+type Room interface {
+	// Fill points ms[i].Buf at the room for message i, for the first
+	// k of ms (at least one), and returns k. It is called before every
+	// attempt to read.
+	Fill(ms []Message) (k int)
+	// Idle is called when an attempt found nothing to read, before
+	// ReadBatchInto waits for the socket: the room Fill gave is not used
+	// again before the next Fill.
+	Idle()
+}
+
+// ReadBatchInto is ReadBatch with the room for the messages from r rather
+// than from the Bufs of ms (whose Bufs it overwrites). A message longer
+// than its room comes in a new Buf, as with ReadBatch.
+func (c *Conn) ReadBatchInto(ms []Message, limit int, r Room) (int, error) {
+	if len(ms) == 0 {
+		return 0, nil
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	return readBatch(c.sk, &c.rb, ms, limit, false, r)
 }
 
 // sock is what the batch functions need of a socket.
@@ -71,21 +96,32 @@ type sock struct {
 }
 
 // readBatch is ReadBatch for any SCTP socket; with events set, association
-// changes come as messages too. The caller holds the read lock.
-func readBatch(sk sock, s *batchScratch, ms []Message, limit int, events bool) (int, error) {
+// changes come as messages too; with room set, the messages are read into
+// the room it gives. The caller holds the read lock.
+func readBatch(sk sock, s *batchScratch, ms []Message, limit int, events bool, room Room) (int, error) {
 	s.grow(len(ms))
 	for {
-		for i := range ms {
-			s.set(i, ms[i].Buf, s.oob[i*oobSize:(i+1)*oobSize])
+		k := len(ms)
+		fill := func() {
+			if room != nil {
+				k = min(max(room.Fill(ms), 1), len(ms))
+			}
+			for i := range ms[:k] {
+				s.set(i, ms[i].Buf, s.oob[i*oobSize:(i+1)*oobSize])
+			}
 		}
 		var got int
 		var rerr error
 		err := sk.rc.Read(func(fd uintptr) bool {
+			fill()
 			for {
-				r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(len(ms)), 0, 0, 0)
+				r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(k), 0, 0, 0)
 				got, rerr = int(r), nil
 				if errno != 0 {
 					got, rerr = 0, errno
+				}
+				if rerr == unix.EAGAIN && room != nil {
+					room.Idle()
 				}
 				if rerr != unix.EINTR {
 					return rerr != unix.EAGAIN
@@ -98,7 +134,7 @@ func readBatch(sk sock, s *batchScratch, ms []Message, limit int, events bool) (
 		if err != nil {
 			return 0, sk.opError("read", err)
 		}
-		n, eof, err := collect(sk, s, ms, got, limit, events)
+		n, eof, err := collect(sk, s, ms[:k], got, limit, events)
 		if err != nil {
 			return n, err
 		}

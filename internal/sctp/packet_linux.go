@@ -121,7 +121,7 @@ func (p *PacketConn) ReadBatch(ms []Message, limit int) (int, error) {
 	p.rmu.Lock()
 	defer p.rmu.Unlock()
 	for {
-		n, err := readBatch(p.sk, &p.rb, ms, limit, true)
+		n, err := readBatch(p.sk, &p.rb, ms, limit, true, nil)
 		if n > 0 || err != io.EOF {
 			return n, err
 		}

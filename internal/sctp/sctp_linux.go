@@ -280,7 +280,7 @@ func (c *Conn) ReadMsg(b []byte) (int, RcvInfo, error) {
 		// Room for nothing: any message with data is too long.
 		ms[0].Buf = c.none[:]
 	}
-	_, err := readBatch(c.sk, &c.rb, ms, len(b), false)
+	_, err := readBatch(c.sk, &c.rb, ms, len(b), false, nil)
 	m := ms[0]
 	ms[0] = Message{}
 	info := RcvInfo{PPID: m.PPID, Stream: m.Stream, Unordered: m.Unordered}
