@@ -125,8 +125,10 @@ type Session struct {
 	rwait     chan struct{}
 	failovers int
 	// Liveness where the mapping has no heartbeat (session_ping.go):
-	// when the peer was last heard from, and pinged.
+	// when the peer was last heard from, and pinged. heard: a message
+	// came since the loop last looked, at lastRecv or after.
 	lastRecv, pingAt time.Time
+	heard            bool
 	// streams holds the SCTP stream and ordering of the messages not yet
 	// acknowledged that asked for them (session_sctp.go).
 	streams map[uint64]streamOpt
@@ -635,7 +637,13 @@ func (s *Session) queueLocked(b []byte, ackRequest bool, ppid uint32) (uint64, e
 // wakes the loop when that makes an acknowledgement due or sets its
 // timer. mu is held.
 func (s *Session) processed(seq uint64) {
-	now := time.Now()
+	// The time counts only for the first message processed since the
+	// last acknowledgement, which starts the acknowledgement's delay:
+	// no reading of the clock for each message.
+	var now time.Time
+	if s.rcv.Deadline().IsZero() {
+		now = time.Now()
+	}
 	s.rcv.Processed(now, seq)
 	// The loop's timer, if set no later than the acknowledgement's
 	// deadline, wakes it in time (and a reply written before may carry

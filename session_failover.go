@@ -505,7 +505,7 @@ func (s *Session) takeOver(c mapping.BatchConn, pe asap.PoolElement, ack ulpack.
 	}
 	s.rcv = ulpack.NewReceiver(s.cfg.receiverConfig(), 0)
 	s.consumed, s.ackNow = s.consumed[:0], false // the old element's to acknowledge
-	s.lastRecv, s.pingAt = time.Now(), time.Time{}
+	s.lastRecv, s.pingAt, s.heard = time.Now(), time.Time{}, false
 	s.failovers++
 	gen := s.gen
 	go s.readLoop(c, gen)

@@ -24,7 +24,13 @@ const closeFlushTimeout = time.Second
 // batches, and flushes what an inline write left with the connection.
 func (s *Session) loop() {
 	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	defer timer.Stop()
+	// armed is when the timer fires (zero: it is stopped or fired). It
+	// is set again only for an earlier time: one that fires early just
+	// wakes the loop once for nothing, and each Reset costs a reading
+	// of the clock, a system call in some kernels.
+	var armed time.Time
 	var batch []mapping.Msg
 	for {
 		s.mu.Lock()
@@ -65,7 +71,12 @@ func (s *Session) loop() {
 		batch = s.collect(batch, now)
 		closing, goAway := s.closing || s.goAway, s.goAway
 		due := earliest(s.rcv.Deadline(), pingDue)
-		s.loopDue = due
+		rearm := !due.IsZero() && (armed.IsZero() || due.Before(armed))
+		if rearm {
+			s.loopDue = due
+		} else {
+			s.loopDue = armed
+		}
 		upTo := s.sent
 		held := s.heldUpTo != 0 && s.heldGen == gen
 		s.heldUpTo = 0
@@ -128,14 +139,14 @@ func (s *Session) loop() {
 				continue
 			}
 		}
-		if !due.IsZero() {
+		if rearm {
 			timer.Reset(time.Until(due))
-		} else {
-			timer.Stop()
+			armed = due
 		}
 		select {
 		case <-s.kick:
 		case <-timer.C:
+			armed = time.Time{}
 		}
 	}
 }
@@ -330,7 +341,7 @@ func (s *Session) received(p *ulpack.Parser, ms []mapping.Msg, gen int) error {
 	if s.gen != gen {
 		return nil
 	}
-	s.lastRecv = time.Now()
+	s.heardLocked(time.Now)
 	wakeReaders, wakeWriters := false, false
 	defer func() {
 		if wakeReaders {

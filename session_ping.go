@@ -36,6 +36,15 @@ func (s *Session) pingLocked(now time.Time, batch []mapping.Msg) (_ []mapping.Ms
 	if s.lastRecv.IsZero() {
 		s.lastRecv = now
 	}
+	// lastRecv is when the first message since the loop's last look
+	// came (heardLocked), the last one no later than now. While messages
+	// come the loop looks again within an eighth of an interval, so that
+	// lastRecv is never more than that older than the last message: a
+	// peer is found silent no later than HeartbeatMisses intervals after
+	// it was last heard, and no earlier than an eighth of an interval
+	// before.
+	heard := s.heard
+	s.heard = false
 	dead := s.lastRecv.Add(time.Duration(s.cfg.HeartbeatMisses) * iv)
 	if !now.Before(dead) {
 		return batch, time.Time{}, true
@@ -53,7 +62,21 @@ func (s *Session) pingLocked(now time.Time, batch []mapping.Msg) (_ []mapping.Ms
 		s.pingAt = now
 		next = now.Add(iv)
 	}
-	return batch, earliest(next, dead), false
+	due = earliest(next, dead)
+	if heard {
+		due = earliest(due, now.Add(iv/8))
+	}
+	return batch, due, false
+}
+
+// heardLocked records that a message came from the peer, reading the
+// clock (now) only for the first since the loop last looked (pingLocked):
+// once for many messages, where each reading may be a system call. mu is
+// held.
+func (s *Session) heardLocked(now func() time.Time) {
+	if !s.heard {
+		s.lastRecv, s.heard = now(), true
+	}
 }
 
 // earliest returns the earlier of two times, ignoring zero ones.

@@ -64,3 +64,52 @@ func TestPingLocked(t *testing.T) {
 		t.Fatalf("over the TCP mapping: %d messages, due %v, silent %v", len(batch), due, silent)
 	}
 }
+
+// TestPingLockedWhileHeard: messages that keep coming, whose time the
+// session reads only for the first since its loop last looked
+// (heardLocked), never make the peer silent, even at one miss, and need
+// no PINGs; once they stop, the peer is found silent between
+// HeartbeatMisses intervals less an eighth and HeartbeatMisses intervals
+// after the last.
+func TestPingLockedWhileHeard(t *testing.T) {
+	a, b := mapping.Pipe()
+	defer a.Close()
+	defer b.Close()
+	type otherConn struct{ mapping.Conn }
+	const iv, every = 80 * time.Millisecond, 3 * time.Millisecond
+	for _, misses := range []int{1, 3} {
+		s := &Session{cfg: SessionConfig{HeartbeatInterval: iv, HeartbeatMisses: misses}, conn: mapping.Batched(otherConn{a})}
+		t0 := time.Unix(1000, 0)
+		last := t0.Add(2 * time.Second) // messages every 3 ms up to last
+		s.lastRecv = t0
+		msg, look := t0, t0
+		for looks := 0; ; looks++ {
+			if looks > 10000 {
+				t.Fatalf("misses %d: never found silent", misses)
+			}
+			for !msg.After(look) && !msg.After(last) {
+				at := msg
+				s.heardLocked(func() time.Time { return at })
+				msg = msg.Add(every)
+			}
+			batch, due, silent := s.pingLocked(look, nil)
+			if silent {
+				if look.Before(last) {
+					t.Fatalf("misses %d: silent at %v while messages come (up to %v)", misses, look.Sub(t0), last.Sub(t0))
+				}
+				quiet, max := look.Sub(last), time.Duration(misses)*iv
+				if quiet < max-iv/8 || quiet > max {
+					t.Errorf("misses %d: silent %v after the last message, want %v to %v", misses, quiet, max-iv/8, max)
+				}
+				break
+			}
+			if len(batch) > 0 && look.Before(last) {
+				t.Fatalf("misses %d: a PING at %v while messages come", misses, look.Sub(t0))
+			}
+			if !due.After(look) {
+				t.Fatalf("misses %d: due %v, not after the look at %v", misses, due.Sub(t0), look.Sub(t0))
+			}
+			look = due
+		}
+	}
+}

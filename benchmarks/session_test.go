@@ -10,7 +10,7 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -131,29 +131,59 @@ func muxPair(b *testing.B, open, accept func() (net.Conn, error)) (net.Conn, net
 	return c, s
 }
 
+// byteCounter counts the bytes read from a connection.
+type byteCounter struct {
+	mu      sync.Mutex
+	n       int64
+	want    int64
+	reached chan struct{} // closed once n reaches want
+}
+
 // counter reads from c and counts the bytes until c ends.
-func counter(c net.Conn, size int) *atomic.Int64 {
-	var n atomic.Int64
+func counter(c net.Conn, size int) *byteCounter {
+	bc := &byteCounter{}
 	go func() {
 		buf := make([]byte, size)
 		for {
 			k, err := c.Read(buf)
-			n.Add(int64(k))
+			bc.add(int64(k))
 			if err != nil {
 				return
 			}
 		}
 	}()
-	return &n
+	return bc
 }
 
-func waitCount(b *testing.B, n *atomic.Int64, want int64) {
-	deadline := time.Now().Add(30 * time.Second)
-	for n.Load() < want {
-		if time.Now().After(deadline) {
-			b.Fatalf("received %d of %d bytes", n.Load(), want)
-		}
-		runtime.Gosched()
+func (bc *byteCounter) add(k int64) {
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
+	bc.n += k
+	if bc.reached != nil && bc.n >= bc.want {
+		close(bc.reached)
+		bc.reached = nil
+	}
+}
+
+// waitCount waits until want bytes were read. It blocks rather than
+// spins: on one CPU (User-mode Linux) a goroutine that yields in a loop
+// keeps the runtime from polling the network but every 10 ms, and so
+// slows the very transfer it waits for.
+func waitCount(b *testing.B, bc *byteCounter, want int64) {
+	bc.mu.Lock()
+	if bc.n >= want {
+		bc.mu.Unlock()
+		return
+	}
+	ch := make(chan struct{})
+	bc.want, bc.reached = want, ch
+	bc.mu.Unlock()
+	select {
+	case <-ch:
+	case <-time.After(30 * time.Second):
+		bc.mu.Lock()
+		defer bc.mu.Unlock()
+		b.Fatalf("received %d of %d bytes", bc.n, want)
 	}
 }
 
