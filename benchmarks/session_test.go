@@ -212,7 +212,7 @@ func benchBulk(b *testing.B, dial func(*testing.B, string) (net.Conn, net.Conn),
 			buf := make([]byte, chunk)
 			b.SetBytes(chunk)
 			b.ResetTimer()
-			cpu := cpuTime(os.Getpid())
+			cpu, faults := cpuTime(os.Getpid()), minorFaults(os.Getpid())
 			for b.Loop() {
 				if _, err := c.Write(buf); err != nil {
 					b.Fatal(err)
@@ -220,6 +220,7 @@ func benchBulk(b *testing.B, dial func(*testing.B, string) (net.Conn, net.Conn),
 			}
 			waitCount(b, n, int64(b.N)*chunk)
 			reportCPU(b, cpu)
+			b.ReportMetric(float64(minorFaults(os.Getpid())-faults)/float64(b.N), "faults/op")
 		})
 	}
 }
