@@ -51,7 +51,7 @@ func TestTakeoverOverSCTP(t *testing.T) {
 	if !mapping.SCTPSupported() {
 		t.Skip("the kernel has no SCTP; run with .ci/uml/test-sctp")
 	}
-	old := registrar.New(registrar.Config{ID: 1})
+	old := registrar.New(registrar.Config{ID: 1, KeepAliveInterval: 100 * time.Millisecond, KeepAliveTimeout: 2 * time.Second})
 	l, err := old.Listen(context.Background(), "sctp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
