@@ -383,7 +383,7 @@ func FuzzPeer(f *testing.F) {
 				clear(delivered)
 			}
 			count, bytes := s.Len()
-			if uint64(count) != s.Next()-1-s.Acked() || count > 16 || bytes > 1024 || len(s.buf) > 3*1024 {
+			if uint64(count) != s.Next()-1-s.Acked() || count > 16 || bytes > 1024 || len(s.buf) > 1024+s.maxFrame || s.maxFrame > 1024 {
 				t.Fatalf("sender holds %d messages, %d bytes; next %d acked %d", count, bytes, s.Next(), s.Acked())
 			}
 		}

@@ -40,7 +40,7 @@ type SenderConfig struct {
 // messages from 1, encodes them as DATA frames, and keeps each frame until
 // the peer acknowledges it. What it keeps is the replay set: after
 // failover, Replay gives it back in order. Frames live in one ring buffer
-// that grows as needed, to at most three times MaxBytes, so that Push
+// that grows as needed, to at most MaxBytes and the longest frame, so that Push
 // allocates only while the buffer grows.
 type Sender struct {
 	maxCount, maxBytes int
@@ -55,8 +55,9 @@ type Sender struct {
 	count int
 	bytes int // sum of the frames' lengths
 
-	buf  []byte // ring of frame bytes: live from ents[head].off to tail
-	tail int    // where the next frame goes
+	buf      []byte // ring of frame bytes: live from ents[head].off to tail
+	tail     int    // where the next frame goes
+	maxFrame int    // the longest frame pushed
 }
 
 type entry struct{ off, n int }
@@ -160,11 +161,21 @@ func (s *Sender) alloc(n int) int {
 }
 
 // grow moves the live frames to the start of a larger buffer with room for
-// n more bytes. It never needs more than 3*maxBytes: live bytes and the new
-// frame take at most maxBytes, and the end of the ring a frame skipped
-// wastes less than maxBytes, so the rest always holds the new frame.
+// n more bytes. A ring of maxBytes and the longest frame always has room
+// for the next frame, however the frames fall: unwrapped, the room after
+// tail and before the oldest frame add up to at least two frames' worth;
+// wrapped, the end a frame skipped wastes less than that frame, which is
+// live, so the room between tail and the oldest holds the next. So the
+// ring grows (doubling) to that size at most, not to twice the live
+// bytes it would (for a bulk sender's full window, twice MaxBytes of
+// memory touched for the first time, a page fault a page).
 func (s *Sender) grow(n int) {
-	nb := make([]byte, max(min(max(2*len(s.buf), 4096), 3*s.maxBytes), 2*(s.bytes+n)))
+	s.maxFrame = max(s.maxFrame, n)
+	size := max(min(max(2*len(s.buf), 4096), 3*s.maxBytes), 2*(s.bytes+n))
+	if c := s.maxBytes + s.maxFrame; size > c {
+		size = max(c, s.bytes+n)
+	}
+	nb := make([]byte, size)
 	off := 0
 	for i := range s.count {
 		e := &s.ents[(s.head+i)%len(s.ents)]

@@ -241,8 +241,39 @@ func TestSenderFramesStable(t *testing.T) {
 			t.Fatalf("replayed %d, want %d", j, len(live))
 		}
 	}
-	if len(s.buf) > 3*(1<<16) {
-		t.Fatalf("ring grew to %d bytes for a bound of %d", len(s.buf), 1<<16)
+	if limit := 1<<16 + DataLen + 699; len(s.buf) > limit {
+		t.Fatalf("ring grew to %d bytes for a bound of %d and frames of at most %d", len(s.buf), 1<<16, DataLen+699)
+	}
+}
+
+// TestSenderRingBulk: a bulk sender that keeps its window full of 32 KiB
+// frames, acknowledged half a window at a time, needs a ring of the window
+// and one frame, not twice the window, and stops growing once it has it.
+func TestSenderRingBulk(t *testing.T) {
+	const window, size = 4 << 20, 32 << 10
+	s := NewSender(SenderConfig{MaxBytes: window})
+	payload := make([]byte, size)
+	var grownAt int
+	for i := range 2000 {
+		before := len(s.buf)
+		if _, _, err := s.Push(0, payload, false); errors.Is(err, ErrFull) {
+			n, _ := s.Len()
+			if _, err := s.Ack(s.Acked() + uint64(n/2)); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if len(s.buf) != before {
+			grownAt = i
+		}
+	}
+	if limit := window + DataLen + size; len(s.buf) > limit {
+		t.Errorf("ring of %d bytes for a window of %d and frames of %d; want at most %d", len(s.buf), window, DataLen+size, limit)
+	}
+	if grownAt > 2*window/size {
+		t.Errorf("the ring still grew at push %d", grownAt)
 	}
 }
 
