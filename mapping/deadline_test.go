@@ -201,3 +201,35 @@ func TestFrameTimeoutAndReadDeadline(t *testing.T) {
 		}
 	})
 }
+
+// A silent peer fails the connection at HeartbeatInterval +
+// HeartbeatTimeout of silence, not up to a check period later: with an
+// interval of 1 s and a timeout of 1.2 s, a check every half interval
+// would notice it only at 2.5 s.
+func TestSilentPeerFailsOnTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := Config{HeartbeatInterval: time.Second, HeartbeatTimeout: 1200 * time.Millisecond}
+		x, y := net.Pipe()
+		defer y.Close()
+		go func() { // reads everything, answers nothing
+			buf := make([]byte, 256)
+			for {
+				if _, err := y.Read(buf); err != nil {
+					return
+				}
+			}
+		}()
+		start := time.Now()
+		c := NewTCPConn(x, cfg)
+		defer c.Close()
+		// (Over net.Pipe the read fails with the pipe's own error once the
+		// connection closes the pipe; over a socket it is ErrPeerTimeout,
+		// TestHeartbeats.)
+		if _, _, err := c.ReadMsg(make([]byte, 64)); err == nil {
+			t.Fatal("silent peer: no error")
+		}
+		if took, want := time.Since(start), cfg.HeartbeatInterval+cfg.HeartbeatTimeout; took != want {
+			t.Fatalf("silent peer noticed after %v, want %v", took, want)
+		}
+	})
+}

@@ -821,33 +821,50 @@ func (c *TCPConn) fail(err error) {
 
 func (c *TCPConn) heartbeat() {
 	iv, to := c.cfg.HeartbeatInterval, c.cfg.HeartbeatTimeout
-	t := time.NewTicker(min(iv, to) / 2)
+	// While the peer is silent a heartbeat goes out after iv and again
+	// every retry; the connection fails at iv+to of silence exactly, by a
+	// timer set to the next of these times rather than on a periodic
+	// tick, which could add up to a tick to the detection.
+	retry := min(iv, to) / 2
+	t := time.NewTimer(iv)
 	defer t.Stop()
+	var sent time.Time // the last heartbeat's
 	for {
 		select {
 		case <-c.done:
 			return
 		case now := <-t.C:
-			silent := now.Sub(time.Unix(0, c.lastRecv.Load()))
-			switch {
-			case silent >= iv+to:
+			last := time.Unix(0, c.lastRecv.Load())
+			failAt := last.Add(iv + to)
+			if !now.Before(failAt) {
 				c.fail(ErrPeerTimeout)
 				return
-			case silent >= iv:
+			}
+			hbAt := last.Add(iv)
+			if sent.After(last) {
+				hbAt = sent.Add(retry) // one went out in this silence
+			}
+			if !now.Before(hbAt) {
 				// A frame being written (data, or the reader's
 				// acknowledgement) holds the lock: the peer's
-				// silence is measured all the same, and the next
-				// tick tries again.
-				if !c.wmu.TryLock() {
-					continue
+				// silence is measured all the same, and the
+				// heartbeat is tried again after retry.
+				if c.wmu.TryLock() {
+					err := c.writeControl(FrameHeartbeat, rand.Uint32(), nil)
+					c.unlockWrites()
+					if err != nil {
+						c.fail(err)
+						return
+					}
+					sent = now
 				}
-				err := c.writeControl(FrameHeartbeat, rand.Uint32(), nil)
-				c.unlockWrites()
-				if err != nil {
-					c.fail(err)
-					return
-				}
+				hbAt = now.Add(retry)
 			}
+			next := hbAt
+			if failAt.Before(next) {
+				next = failAt
+			}
+			t.Reset(time.Until(next))
 		}
 	}
 }
