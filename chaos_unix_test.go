@@ -331,7 +331,7 @@ func runChaos(t *testing.T, cfg chaosConfig) {
 				time.Sleep(time.Duration(5+rand.IntN(20)) * time.Millisecond)
 			}
 			err = s.WaitAcked(ctx, msgs)
-			results <- result{id: s.ID(), fos: drainFailovers(fch), err: err}
+			results <- result{id: s.ID(), fos: testutil.Drain(fch), err: err}
 		}()
 	}
 

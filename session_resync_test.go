@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rsp-go/rsp"
+	"github.com/rsp-go/rsp/internal/testutil"
 )
 
 // TestSessionResyncAckedBeforeReplay: the new element may acknowledge the
@@ -54,7 +55,7 @@ func TestSessionResyncAckedBeforeReplay(t *testing.T) {
 		roundTrip("enext")
 		<-msgs
 		if got := s.Failovers(); got != i+1 {
-			t.Fatalf("%d failovers after %d crashes (events %+v)", got, i+1, drainFailovers(failovers))
+			t.Fatalf("%d failovers after %d crashes (events %+v)", got, i+1, testutil.Drain(failovers))
 		}
 	}
 }

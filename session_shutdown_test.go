@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/rsp-go/rsp/asap"
+	"github.com/rsp-go/rsp/internal/testutil"
 )
 
 // TestListenerShutdown: a pool element that shuts down while a session
@@ -93,7 +94,7 @@ func TestListenerShutdown(t *testing.T) {
 		if byA == 0 || byA == total {
 			t.Errorf("the element shut down got %d of %d messages: the test did not shut it down mid-stream", byA, total)
 		}
-		fos := drainEvents(p.fos)
+		fos := testutil.Drain(p.fos)
 		if len(fos) != 1 || !errors.Is(fos[0].Cause, ErrGoAway) || fos[0].Old.ID != aID || p.s.Element().ID == aID {
 			t.Errorf("failovers %+v, want one from %v for its GOAWAY", fos, aID)
 		}
@@ -169,7 +170,7 @@ func TestListenerShutdownTimeout(t *testing.T) {
 		if m, err := p.s.ReadMsg(); err != nil || string(m.Data) != "etwo" || m.From.ID == aID {
 			t.Errorf("after the failover: read %q from %v, %v", m.Data, m.From.ID, err)
 		}
-		if fos := drainEvents(p.fos); len(fos) != 1 || !errors.Is(fos[0].Cause, ErrGoAway) || fos[0].Replayed != 1 {
+		if fos := testutil.Drain(p.fos); len(fos) != 1 || !errors.Is(fos[0].Cause, ErrGoAway) || fos[0].Replayed != 1 {
 			t.Errorf("failovers %+v, want one for the GOAWAY replaying the held message", fos)
 		}
 	})
@@ -206,16 +207,4 @@ func TestListenerShutdownIdle(t *testing.T) {
 		}
 		a.stop()
 	})
-}
-
-func drainEvents(ch chan FailoverEvent) []FailoverEvent {
-	var fos []FailoverEvent
-	for {
-		select {
-		case f := <-ch:
-			fos = append(fos, f)
-		default:
-			return fos
-		}
-	}
 }

@@ -18,12 +18,7 @@ import (
 func TestSessionAckTiming(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const delay = 10 * time.Millisecond
-		a, b := mapping.Pipe()
-		cfg := SessionConfig{AckDelay: delay}.withDefaults()
-		sender := newSession(cfg, false, "p", [16]byte{1}, a.(mapping.BatchConn), Element{})
-		receiver := newSession(cfg, false, "p", [16]byte{1}, b.(mapping.BatchConn), Element{})
-		sender.start()
-		receiver.start()
+		sender, receiver := pipeSessions(SessionConfig{AckDelay: delay})
 
 		got := make(chan Message, 2)
 		done := make(chan struct{})
@@ -83,12 +78,7 @@ func TestSessionAckTiming(t *testing.T) {
 func TestSessionReadAcrossMessages(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const delay = 10 * time.Millisecond
-		a, b := mapping.Pipe()
-		cfg := SessionConfig{AckDelay: delay}.withDefaults()
-		sender := newSession(cfg, false, "p", [16]byte{1}, a.(mapping.BatchConn), Element{})
-		receiver := newSession(cfg, false, "p", [16]byte{1}, b.(mapping.BatchConn), Element{})
-		sender.start()
-		receiver.start()
+		sender, receiver := pipeSessions(SessionConfig{AckDelay: delay})
 		for _, m := range []string{"ab", "cd", "ef"} {
 			if _, err := sender.Write([]byte(m)); err != nil {
 				t.Fatal(err)
@@ -140,4 +130,16 @@ func TestSessionClosedAckAndCookie(t *testing.T) {
 			t.Fatal("Ack or SetCookie on a closed session did not return")
 		}
 	}
+}
+
+// pipeSessions returns two started sessions with cfg at the ends of an
+// in-memory mapping connection.
+func pipeSessions(cfg SessionConfig) (sender, receiver *Session) {
+	a, b := mapping.Pipe()
+	cfg = cfg.withDefaults()
+	sender = newSession(cfg, false, "p", [16]byte{1}, a.(mapping.BatchConn), Element{})
+	receiver = newSession(cfg, false, "p", [16]byte{1}, b.(mapping.BatchConn), Element{})
+	sender.start()
+	receiver.start()
+	return sender, receiver
 }

@@ -232,18 +232,6 @@ func checkDeliveries(t testing.TB, got map[uint64]int, n uint64, fos []rsp.Failo
 	}
 }
 
-func drainFailovers(ch chan rsp.FailoverEvent) []rsp.FailoverEvent {
-	var fos []rsp.FailoverEvent
-	for {
-		select {
-		case f := <-ch:
-			fos = append(fos, f)
-		default:
-			return fos
-		}
-	}
-}
-
 // TestSessionFailsOverOnReset streams numbered messages with ack requests
 // while the element the session is on is killed (its connections reset),
 // twice: the session carries on on another element, and every message is
@@ -280,7 +268,7 @@ func TestSessionFailsOverOnReset(t *testing.T) {
 	if err := s.WaitAcked(ctx, n); err != nil {
 		t.Fatalf("waiting for the acknowledgement of all: %v (acked %d)", err, s.Acked())
 	}
-	fos := drainFailovers(fch)
+	fos := testutil.Drain(fch)
 	if len(fos) != 2 || s.Failovers() != 2 {
 		t.Fatalf("%d failover indications, Failovers() %d; want 2", len(fos), s.Failovers())
 	}

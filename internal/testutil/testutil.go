@@ -118,3 +118,16 @@ func ServeENRP(t testing.TB, r *registrar.Registrar, l mapping.Listener) {
 		}
 	})
 }
+
+// Drain returns what ch holds now, without waiting for more.
+func Drain[T any](ch <-chan T) []T {
+	var got []T
+	for {
+		select {
+		case v := <-ch:
+			got = append(got, v)
+		default:
+			return got
+		}
+	}
+}
