@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"syscall"
@@ -25,26 +24,7 @@ func init() { serveSCTPEcho = sctpEcho }
 
 func sctpEcho(spec string) {
 	reg, pool, _ := strings.Cut(spec, ",")
-	lc := rsp.ListenConfig{Registrars: []string{"sctp:" + reg}, LocalAddr: rsplibtest.HostAddr + ":0",
-		Session: rsp.SessionConfig{HeartbeatInterval: 200 * time.Millisecond, Stateless: true}}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	l, err := lc.Listen(ctx, "sctp", "pool:"+pool)
-	cancel()
-	if err != nil {
-		fmt.Println("listen:", err)
-		os.Exit(1)
-	}
-	fmt.Println(rsplibtest.ReadyLine(l.ID()))
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			os.Exit(1)
-		}
-		go func() {
-			defer c.Close()
-			io.Copy(c, c)
-		}()
-	}
+	rsplibtest.ServeSCTPEcho(reg, pool)
 }
 
 // BenchmarkSCTPFailover: the time from killing (SIGKILL) the pool element

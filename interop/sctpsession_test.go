@@ -35,31 +35,7 @@ func TestHelperSCTPSessionPE(t *testing.T) {
 	if reg == "" {
 		t.Skip("a helper process of TestSessionOverSCTP")
 	}
-	// An echo's messages stand alone: a session may move to another
-	// element with what the dead one did not acknowledge.
-	lc := rsp.ListenConfig{Registrars: []string{"sctp:" + reg}, LocalAddr: hostAddr + ":0",
-		Session: rsp.SessionConfig{HeartbeatInterval: 200 * time.Millisecond, Stateless: true}}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	l, err := lc.Listen(ctx, "sctp", "pool:sctpecho")
-	cancel()
-	if err != nil {
-		fmt.Println("listen:", err)
-		os.Exit(1)
-	}
-	fmt.Println(rsplibtest.ReadyLine(l.ID()))
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			os.Exit(1)
-		}
-		go func() {
-			defer c.Close()
-			if _, ok := c.(*rsp.Session); !ok {
-				fmt.Printf("a plain connection (%T)\n", c)
-			}
-			io.Copy(c, c)
-		}()
-	}
+	rsplibtest.ServeSCTPEcho(reg, "sctpecho")
 }
 
 // TestSessionOverSCTP: an rsp pool user's session to rsp elements over
@@ -71,33 +47,14 @@ func TestHelperSCTPSessionPE(t *testing.T) {
 // error, the stop noticed within the session's heartbeat misses.
 func TestSessionOverSCTP(t *testing.T) {
 	rsplibtest.Require(t)
-	r := registrar.New(registrar.Config{})
-	defer r.Close()
-	regAddr := fmt.Sprintf("%s:3923", hostAddr)
-	l, err := registrar.Listen(context.Background(), "sctp", regAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go r.Serve(l)
+	regAddr := startSCTPRegistrar(t, 3923)
 	procs := map[uint32]*rsplibtest.Process{}
 	for range 3 {
 		p, id := startHelperPE(t, regAddr)
 		procs[uint32(id)] = p
 	}
 	const heartbeat = 200 * time.Millisecond
-	d := rsp.Dialer{Registrars: []string{"sctp:" + regAddr}, Timeout: 2 * time.Second,
-		Session: rsp.SessionConfig{HeartbeatInterval: heartbeat}}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := d.DialContext(ctx, "tcp", "pool:sctpecho")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, ok := c.(*rsp.Session)
-	if !ok {
-		t.Fatalf("dialing an rsp element over SCTP gave a %T, want a *rsp.Session", c)
-	}
+	s := dialEchoSession(t, regAddr, heartbeat)
 	s.SetDeadline(time.Now().Add(20 * time.Second))
 	br := bufio.NewReader(s)
 	for i := range 30 {
@@ -159,14 +116,7 @@ func startHelperPE(t *testing.T, reg string) (*rsplibtest.Process, asap.PEID) {
 // ErrNotSupported and the session carries on.
 func TestSessionStreamsOverSCTP(t *testing.T) {
 	rsplibtest.Require(t)
-	r := registrar.New(registrar.Config{})
-	defer r.Close()
-	regAddr := fmt.Sprintf("%s:3933", hostAddr)
-	rl, err := registrar.Listen(context.Background(), "sctp", regAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go r.Serve(rl)
+	regAddr := startSCTPRegistrar(t, 3933)
 	lc := rsp.ListenConfig{Registrars: []string{"sctp:" + regAddr}, LocalAddr: hostAddr + ":0"}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -241,28 +191,12 @@ func TestSessionStreamsOverSCTP(t *testing.T) {
 // another element, its echoes intact.
 func TestSessionOverSCTPBlackHole(t *testing.T) {
 	rsplibtest.Require(t)
-	r := registrar.New(registrar.Config{})
-	defer r.Close()
-	regAddr := fmt.Sprintf("%s:3973", hostAddr)
-	l, err := registrar.Listen(context.Background(), "sctp", regAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go r.Serve(l)
+	regAddr := startSCTPRegistrar(t, 3973)
 	for range 2 {
 		startHelperPE(t, regAddr)
 	}
 	const heartbeat = 200 * time.Millisecond
-	d := rsp.Dialer{Registrars: []string{"sctp:" + regAddr}, Timeout: 2 * time.Second,
-		Session: rsp.SessionConfig{HeartbeatInterval: heartbeat}}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := d.DialContext(ctx, "tcp", "pool:sctpecho")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s := c.(*rsp.Session)
+	s := dialEchoSession(t, regAddr, heartbeat)
 	s.SetDeadline(time.Now().Add(20 * time.Second))
 	br := bufio.NewReader(s)
 	for i := range 10 {
@@ -291,4 +225,39 @@ func TestSessionOverSCTPBlackHole(t *testing.T) {
 	if s.Failovers() != 1 {
 		t.Errorf("Failovers() = %d, want 1", s.Failovers())
 	}
+}
+
+// startSCTPRegistrar serves an rsp registrar over SCTP on the test host's
+// port until the test ends, and returns its address.
+func startSCTPRegistrar(t *testing.T, port int) string {
+	t.Helper()
+	r := registrar.New(registrar.Config{})
+	t.Cleanup(func() { r.Close() })
+	addr := fmt.Sprintf("%s:%d", hostAddr, port)
+	l, err := registrar.Listen(context.Background(), "sctp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go r.Serve(l)
+	return addr
+}
+
+// dialEchoSession dials a session to pool sctpecho at the registrar reg
+// with the given heartbeat interval, closed when the test ends.
+func dialEchoSession(t *testing.T, reg string, heartbeat time.Duration) *rsp.Session {
+	t.Helper()
+	d := rsp.Dialer{Registrars: []string{"sctp:" + reg}, Timeout: 2 * time.Second,
+		Session: rsp.SessionConfig{HeartbeatInterval: heartbeat}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := d.DialContext(ctx, "tcp", "pool:sctpecho")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s, ok := c.(*rsp.Session)
+	if !ok {
+		t.Fatalf("dialing an rsp element over SCTP gave a %T, want a *rsp.Session", c)
+	}
+	return s
 }
