@@ -73,10 +73,57 @@ func pe(id asap.PEID, addr netip.Addr, port uint16, kind asap.ParamType) asap.Po
 	}
 }
 
+// AckWrites says how a populated connection writes its answers to the
+// registrar's keep-alives.
+type AckWrites int
+
+const (
+	// AckBatch answers all the keep-alives read together with one write,
+	// as a multiplexer serving many pool elements over one connection
+	// would: the registrar's reads then bring many acknowledgements each.
+	AckBatch AckWrites = iota
+	// AckEach writes each acknowledgement with a write of its own, as one
+	// pool element per connection does.
+	AckEach
+)
+
+// Populated is a connection over which pool elements registered, which
+// answers the registrar's keep-alives until Stop.
+type Populated struct {
+	c    *Client
+	done chan struct{}
+	err  error // why it stopped answering; set before done closes
+}
+
+// Stop closes the connection: the registrar drops its elements.
+func (p *Populated) Stop() { p.c.c.Close(); <-p.done }
+
+// Err returns nil while the connection answers keep-alives, and the error
+// that ended it once it stopped: the load generator's side of a lost
+// connection (such as the mapping's heartbeat timeout, or the registrar
+// closing it).
+func (p *Populated) Err() error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+		return nil
+	}
+}
+
 // Populate registers n pool elements in pool h over one connection, which
 // the caller keeps open (registrars drop the elements of a closed
-// registration connection).
+// registration connection), answering keep-alives as AckBatch does.
 func Populate(ctx context.Context, t Target, h asap.PoolHandle, n int, addr netip.Addr, kind asap.ParamType) (stop func(), err error) {
+	p, err := PopulateAcks(ctx, t, h, n, addr, kind, AckBatch)
+	if err != nil {
+		return nil, err
+	}
+	return p.Stop, nil
+}
+
+// PopulateAcks is Populate answering keep-alives as acks says.
+func PopulateAcks(ctx context.Context, t Target, h asap.PoolHandle, n int, addr netip.Addr, kind asap.ParamType, acks AckWrites) (*Populated, error) {
 	c, err := dial(ctx, t)
 	if err != nil {
 		return nil, err
@@ -103,23 +150,68 @@ func Populate(ctx context.Context, t Target, h asap.PoolHandle, n int, addr neti
 	}
 	// Answer the registrar's keep-alives while the elements stay
 	// registered, so that it keeps them.
-	done := make(chan struct{})
+	p := &Populated{c: c, done: make(chan struct{})}
 	go func() {
-		defer close(done)
-		for {
-			c.c.SetReadDeadline(time.Time{})
-			n, _, err := c.c.ReadMsg(c.in)
-			if err != nil {
-				return
+		defer close(p.done)
+		p.err = c.answerKeepAlives(acks)
+	}()
+	return p, nil
+}
+
+// answerKeepAlives answers the registrar's keep-alives until the
+// connection ends, and returns the error that ended it. It reads what has
+// arrived with one read and writes the acknowledgements as acks says.
+func (c *Client) answerKeepAlives(acks AckWrites) error {
+	c.c.SetReadDeadline(time.Time{})
+	bc := mapping.Batched(c.c)
+	in := make([]mapping.Msg, 256)
+	for i := range in {
+		in[i].Buf = make([]byte, 256)
+	}
+	var out []mapping.Msg
+	var buf []byte
+	var ends []int
+	for {
+		n, err := bc.ReadBatch(in, len(c.in))
+		if err != nil {
+			return err
+		}
+		buf, ends = buf[:0], ends[:0]
+		for _, m := range in[:n] {
+			if m.Err != nil {
+				continue
 			}
-			if m, err := asap.Unmarshal(c.in[:n]); err == nil {
-				if _, err := c.answerKeepAlive(m); err != nil {
-					return
+			msg, err := asap.Unmarshal(m.Buf[:m.N])
+			ka, ok := msg.(*asap.EndpointKeepAlive)
+			if err != nil || !ok {
+				continue
+			}
+			if buf, err = (&asap.EndpointKeepAliveAck{Handle: ka.Handle, ID: ka.ID}).AppendBinary(buf); err != nil {
+				return err
+			}
+			ends = append(ends, len(buf))
+		}
+		out = out[:0]
+		start := 0
+		for _, end := range ends {
+			out = append(out, mapping.Msg{Buf: buf[start:end], PPID: mapping.PPIDASAP})
+			start = end
+		}
+		switch {
+		case len(out) == 0:
+		case acks == AckBatch:
+			if _, err := bc.WriteBatch(out); err != nil {
+				return err
+			}
+		default:
+			for _, m := range out {
+				if err := c.c.WriteMsg(m.Buf, m.PPID); err != nil {
+					return err
 				}
 			}
 		}
-	}()
-	return func() { c.c.Close(); <-done }, nil
+		keepAlivesAnswered.Add(int64(len(out)))
+	}
 }
 
 // Dial opens conns load-generating connections to t, closed when ctx ends.

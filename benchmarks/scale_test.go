@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"regexp"
 	"strconv"
@@ -30,6 +32,27 @@ const (
 	EnvScaleHold = "RSP_SCALE_HOLD"
 	EnvScalePEs  = "RSP_SCALE_PES"
 )
+
+// EnvScaleProfile names the environment variable with a file name prefix
+// for BenchmarkRegistrarScale: when set, the registrar serves its runtime
+// profiles (-debug-listen on loopback), the benchmark saves a CPU profile
+// of the registrar over the keep-alive half of the hold (up to 20 s) to
+// PREFIX-N-MODE.cpu.pprof and its heap at the end of the hold to
+// PREFIX-N-MODE.heap.pprof, for N elements and the EnvScaleAcks mode.
+// EnvScaleLog names the one with a file name prefix for the registrar's
+// log, saved to PREFIX-N-MODE.log whether the run passed or not.
+const (
+	EnvScaleProfile = "RSP_SCALE_PROFILE"
+	EnvScaleLog     = "RSP_SCALE_LOG"
+)
+
+// EnvScaleAcks names the environment variable that says how the load
+// generator writes its keep-alive acknowledgements: "batch" (the
+// default), all those of the keep-alives it read together with one
+// write, as a multiplexer of many pool elements would; "each", one
+// write per acknowledgement, as one element per connection does; or
+// "batch,each" for a sub-benchmark of each.
+const EnvScaleAcks = "RSP_SCALE_ACKS"
 
 // scaleConns is how many registration connections share the elements.
 const scaleConns = 16
@@ -70,17 +93,44 @@ func BenchmarkRegistrarScale(b *testing.B) {
 			sizes = append(sizes, n)
 		}
 	}
+	modes := map[string]AckWrites{"batch": AckBatch, "each": AckEach}
+	acks := []string{"batch"}
+	if s := os.Getenv(EnvScaleAcks); s != "" {
+		acks = strings.Split(s, ",")
+		for _, a := range acks {
+			if _, ok := modes[a]; !ok {
+				b.Fatalf("%s: %q is neither batch nor each", EnvScaleAcks, a)
+			}
+		}
+	}
 	for _, n := range sizes {
-		b.Run(fmt.Sprintf("elements=%d", n), func(b *testing.B) {
-			scaleOnce(b, bin, n, hold) // once, whatever -benchtime says: it takes minutes
-		})
+		for _, a := range acks {
+			b.Run(fmt.Sprintf("elements=%d/acks=%s", n, a), func(b *testing.B) {
+				scaleOnce(b, bin, n, hold, a, modes[a]) // once, whatever -benchtime says: it takes minutes
+			})
+		}
 	}
 }
 
-func scaleOnce(b *testing.B, bin string, n int, hold time.Duration) {
+func scaleOnce(b *testing.B, bin string, n int, hold time.Duration, mode string, acks AckWrites) {
+	file := func(prefix, ext string) string { return fmt.Sprintf("%s-%d-%s.%s", prefix, n, mode, ext) }
 	asapAddr, enrpAddr := testutil.FreeAddr(b), testutil.FreeAddr(b)
-	p := rsplibtest.StartProcess(b, nil, bin, "-listen", "tcp:"+asapAddr, "-enrp-listen", "tcp:"+enrpAddr,
-		"-max-pes-per-pool", "1048576", "-max-pools", "1024", "-max-hr-rate", "-1", "-log-level", "info")
+	args := []string{"-listen", "tcp:" + asapAddr, "-enrp-listen", "tcp:" + enrpAddr,
+		"-max-pes-per-pool", "1048576", "-max-pools", "1024", "-max-hr-rate", "-1", "-log-level", "info"}
+	profile := os.Getenv(EnvScaleProfile)
+	var debugAddr string
+	if profile != "" {
+		debugAddr = testutil.FreeAddr(b)
+		args = append(args, "-debug-listen", debugAddr)
+	}
+	p := rsplibtest.StartProcess(b, nil, bin, args...)
+	if prefix := os.Getenv(EnvScaleLog); prefix != "" {
+		b.Cleanup(func() { // at the end of the run, before the registrar is stopped
+			if err := os.WriteFile(file(prefix, "log"), []byte(p.Out.String()), 0o644); err != nil {
+				b.Log(err)
+			}
+		})
+	}
 	testutil.WaitFor(b, 20*time.Second, "rsp's registrar to serve", func() bool { return canDial("tcp", asapAddr) })
 	t := Target{Name: "rsp", Network: "tcp", Addr: asapAddr, PID: p.Pid}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -89,12 +139,12 @@ func scaleOnce(b *testing.B, bin string, n int, hold time.Duration) {
 
 	// Registration: 16 connections, a pool each.
 	start := time.Now()
-	stops := make([]func(), scaleConns)
+	pops := make([]*Populated, scaleConns)
 	errs := make([]error, scaleConns)
 	var wg sync.WaitGroup
 	for i := range scaleConns {
 		wg.Go(func() {
-			stops[i], errs[i] = Populate(ctx, t, asap.PoolHandle(fmt.Sprintf("scale-%d", i)), n/scaleConns, hostAddr(t), kindFor(t))
+			pops[i], errs[i] = PopulateAcks(ctx, t, asap.PoolHandle(fmt.Sprintf("scale-%d", i)), n/scaleConns, hostAddr(t), kindFor(t), acks)
 		})
 	}
 	wg.Wait()
@@ -103,7 +153,7 @@ func scaleOnce(b *testing.B, bin string, n int, hold time.Duration) {
 			b.Fatalf("registration connection %d of %d failed after %v: %v; the registrar closed %d registration connections as not keeping up",
 				i, scaleConns, time.Since(start).Round(time.Millisecond), err, len(notKeepingUp(p.Out.String())))
 		}
-		defer stops[i]()
+		defer pops[i].Stop()
 	}
 	regTime := time.Since(start)
 
@@ -111,10 +161,22 @@ func scaleOnce(b *testing.B, bin string, n int, hold time.Duration) {
 	// per keep-alive; the second with 64 clients resolving.
 	removedBefore := strings.Count(p.Out.String(), "did not answer keep-alive; removed")
 	kaBefore := keepAlivesAnswered.Load()
+	ioBefore := syscalls(p.Pid)
 	cpuBefore := cpuTime(p.Pid)
+	var profiled sync.WaitGroup
+	if profile != "" {
+		secs := max(1, min(20, int((hold/2).Seconds())-2))
+		profiled.Go(func() {
+			saveProfile(b, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", debugAddr, secs), file(profile, "cpu.pprof"))
+		})
+	}
 	time.Sleep(hold / 2)
+	profiled.Wait()
 	kas := keepAlivesAnswered.Load() - kaBefore
 	kaCPU := cpuTime(p.Pid) - cpuBefore
+	kaIO := syscalls(p.Pid)
+	kaIO.reads -= ioBefore.reads
+	kaIO.writes -= ioBefore.writes
 	clients, err := Dial(ctx, t, concurrency)
 	if err != nil {
 		b.Fatal(err)
@@ -146,6 +208,9 @@ func scaleOnce(b *testing.B, bin string, n int, hold time.Duration) {
 	resolving := time.Since(holdStart)
 	resCPU := cpuTime(p.Pid) - cpuBefore
 	rss := rssBytes(p.Pid)
+	if profile != "" {
+		saveProfile(b, "http://"+debugAddr+"/debug/pprof/heap", file(profile, "heap.pprof"))
+	}
 	removed := strings.Count(p.Out.String(), "did not answer keep-alive; removed") - removedBefore
 
 	// What is left, read over ENRP.
@@ -181,6 +246,8 @@ func scaleOnce(b *testing.B, bin string, n int, hold time.Duration) {
 		{float64(rss) / (1 << 20), "rss-MiB"},
 		{float64(kas) / (hold / 2).Seconds(), "keepalives/s"},
 		{float64(kaCPU.Microseconds()) / float64(max(kas, 1)), "registrar-cpu-µs/keepalive"},
+		{float64(kaIO.reads) / float64(max(kas, 1)), "registrar-reads/keepalive"},
+		{float64(kaIO.writes) / float64(max(kas, 1)), "registrar-writes/keepalive"},
 		{float64(resolutions) / resolving.Seconds(), "resolutions/s"},
 		{float64(resCPU.Milliseconds()) / resolving.Seconds() / 10, "registrar-cpu-%-resolving"},
 	}
@@ -194,9 +261,52 @@ func scaleOnce(b *testing.B, bin string, n int, hold time.Duration) {
 	if removedInDump > 0 {
 		b.Logf("the registrar removed %d elements as not answering keep-alives while it sent its handlespace over ENRP", removedInDump)
 	}
+	// A lost connection is told apart by who ended it: the load
+	// generator (its side ended first, say by its mapping's heartbeat
+	// timeout) or the registrar (which logs why it closed it).
+	for i, pop := range pops {
+		if err := pop.Err(); err != nil {
+			b.Errorf("registration connection %d of %d ended on the load generator's side: %v", i, scaleConns, err)
+		}
+	}
+	for _, line := range closedConns(p.Out.String()) {
+		b.Errorf("the registrar dropped a registration connection: %s", line)
+	}
 	if lost := want - left - removedInDump; removed > 0 || lost > 0 {
 		b.Errorf("of %d elements, %d were removed as not answering keep-alives during the hold and %d more are missing from the handlespace; the registrar closed %d registration connections as not keeping up",
 			want, removed, lost, len(notKeepingUp(p.Out.String())))
+	}
+}
+
+// closedConns returns the registrar's log lines that say it removed the
+// elements of a registration connection that ended, with why.
+func closedConns(log string) []string {
+	var lines []string
+	for line := range strings.Lines(log) {
+		if strings.Contains(line, "registration connection closed; removed its pool elements") {
+			lines = append(lines, strings.TrimSpace(line))
+		}
+	}
+	return lines
+}
+
+// saveProfile saves the profile served at url to file.
+func saveProfile(b *testing.B, url, file string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		b.Logf("profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	if err == nil {
+		err = os.WriteFile(file, data, 0o644)
+	}
+	if err != nil {
+		b.Logf("profile: %v", err)
 	}
 }
 
@@ -208,6 +318,34 @@ func notKeepingUp(log string) map[string]bool {
 		peers[m[1]] = true
 	}
 	return peers
+}
+
+// syscallCounts are a process's read and write system calls so far.
+type syscallCounts struct{ reads, writes int64 }
+
+// syscalls returns a process's read and write system calls (syscr and
+// syscw of /proc/PID/io: read, readv, recvmsg, write, writev, sendmsg and
+// the like), zero where /proc does not tell.
+func syscalls(pid int) syscallCounts {
+	var c syscallCounts
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return c
+	}
+	for line := range bytes.Lines(b) {
+		f := strings.Fields(string(line))
+		if len(f) != 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "syscr:":
+			c.reads = v
+		case "syscw:":
+			c.writes = v
+		}
+	}
+	return c
 }
 
 // rssBytes returns a process's resident memory, from /proc.
