@@ -1,6 +1,10 @@
 package registrar
 
 import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
@@ -27,6 +31,9 @@ type peerConn struct {
 	out  chan []byte
 	done chan struct{}
 	once sync.Once
+	// why is what ended the connection, set once before done closes
+	// (closeFor); nil when it was closed without a reason.
+	why error
 
 	// wmu serializes writes. pending counts the messages queued and not
 	// yet written, so that the reader writes an answer itself only when
@@ -62,6 +69,15 @@ type peerConn struct {
 	// which sends their keep-alives when it has made room.
 	kaWait    []*peState
 	kaWaiting atomic.Bool
+	// kaSent are the elements whose keep-alives were queued, from
+	// kaHead on in the order they were, guarded by r.mu: a peer answers
+	// in that order, so that an acknowledgement mostly names the element
+	// at kaHead and needs no look-up in r.owned (see sentLocked).
+	kaSent []*peState
+	kaHead int
+	// kicked is set while the connection is on r.kicks (see kickLocked);
+	// guarded by r.mu.
+	kicked bool
 	// kaBuf holds the keep-alives queued for the writer, encoded back to
 	// back, each ending at its kaEnds offset; kaKick tells the writer
 	// they wait. It takes them all at once and sends them with one
@@ -102,12 +118,22 @@ func newPeerConn(r *Registrar, c mapping.Conn) *peerConn {
 }
 
 // close closes the connection once; the reader goroutine then cleans up.
-func (pc *peerConn) close() {
+func (pc *peerConn) close() { pc.closeFor(nil) }
+
+// closeFor closes the connection once, for the reason why (reported in
+// the log when its pool elements are removed), unless it is closed
+// already.
+func (pc *peerConn) closeFor(why error) {
 	pc.once.Do(func() {
+		pc.why = why
 		close(pc.done)
 		pc.c.Close()
 	})
 }
+
+// errNotKeepingUp is why the registrar closes a connection whose send
+// queue is full when it has something of its own accord to send.
+var errNotKeepingUp = errors.New("send queue full")
 
 // closed reports whether the connection was closed.
 func (pc *peerConn) closed() bool {
@@ -213,7 +239,7 @@ func (pc *peerConn) writeMsgs(bc mapping.BatchConn, ms []mapping.Msg) {
 	pc.renewWriteDeadline()
 	if _, err := bc.WriteBatch(ms); err != nil {
 		pc.r.cfg.Logger.Debug("write failed; closing connection", "peer", pc.c.RemoteAddr(), "err", err)
-		pc.close()
+		pc.closeFor(err)
 	}
 }
 
@@ -249,7 +275,7 @@ func (pc *peerConn) write(b []byte) {
 	bufPool.Put(&b)
 	if err != nil {
 		pc.r.cfg.Logger.Debug("write failed; closing connection", "peer", pc.c.RemoteAddr(), "err", err)
-		pc.close()
+		pc.closeFor(err)
 	}
 }
 
@@ -262,7 +288,7 @@ func (pc *peerConn) sendBytes(b []byte) {
 	case <-pc.done:
 	default:
 		pc.r.cfg.Logger.Warn("peer does not keep up; closing its connection", "peer", pc.c.RemoteAddr())
-		pc.close()
+		pc.closeFor(errNotKeepingUp)
 	}
 }
 
@@ -287,7 +313,8 @@ func (pc *peerConn) trySendBytes(b []byte) bool {
 
 // queueKeepAlive encodes a keep-alive into kaBuf for the writer unless
 // SendQueue messages are waiting to be written already, and reports
-// whether it did. It never blocks.
+// whether it did; the caller then kicks the writer (kickWriter). It never
+// blocks.
 func (pc *peerConn) queueKeepAlive(ka asap.EndpointKeepAlive) bool {
 	if pc.pending.Add(1) > int64(pc.r.cfg.SendQueue) {
 		pc.pending.Add(-1)
@@ -305,11 +332,15 @@ func (pc *peerConn) queueKeepAlive(ka asap.EndpointKeepAlive) bool {
 		pc.r.cfg.Logger.Error("encoding ASAP message", "type", asap.TypeEndpointKeepAlive, "err", err)
 		return false
 	}
+	return true
+}
+
+// kickWriter tells the writer that keep-alives wait in kaBuf.
+func (pc *peerConn) kickWriter() {
 	select {
 	case pc.kaKick <- struct{}{}:
 	default:
 	}
-	return true
 }
 
 // writeKeepAlives sends the keep-alives waiting in kaBuf with one batched
@@ -452,6 +483,7 @@ func (pc *peerConn) readBatches(bc mapping.BatchConn) {
 		pc.flushReplies(bc)
 		if err != nil {
 			pc.r.cfg.Logger.Debug("connection ended", "peer", pc.c.RemoteAddr(), "err", err)
+			pc.closeFor(err)
 			return
 		}
 		if pc.limited && !pc.pause() {
@@ -495,9 +527,21 @@ func (pc *peerConn) cleanup() {
 		removed++
 	}
 	r.mu.Unlock()
-	if removed > 0 {
-		r.cfg.Logger.Info("registration connection closed; removed its pool elements", "peer", pc.c.RemoteAddr(), "count", removed)
+	if removed == 0 {
+		return
 	}
+	// Why it ended: the peer closing it (EOF) is ordinary; anything else
+	// (the mapping's heartbeat timeout, a write that timed out, a full
+	// send queue) is worth a warning, for it cost the pool its elements.
+	why := pc.why
+	level := slog.LevelWarn
+	switch {
+	case why == nil:
+		why, level = net.ErrClosed, slog.LevelInfo
+	case errors.Is(why, io.EOF):
+		level = slog.LevelInfo
+	}
+	r.cfg.Logger.Log(context.Background(), level, "registration connection closed; removed its pool elements", "peer", pc.c.RemoteAddr(), "count", removed, "reason", why)
 }
 
 // peerAddrs returns the addresses the peer uses on this connection: all of

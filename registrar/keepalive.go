@@ -61,8 +61,10 @@ const maxScheduleLag = time.Second
 // then. A peer that does not read at all is still dropped: the writer's
 // WriteTimeout closes its connection.
 func (r *Registrar) sendKeepAliveLocked(key peKey, st *peState, now int64) {
-	if st.conn.queueKeepAlive(asap.EndpointKeepAlive{Server: r.id, Handle: key.handle, ID: key.id}) {
+	if pc := st.conn; pc.queueKeepAlive(asap.EndpointKeepAlive{Server: r.id, Handle: key.handle, ID: key.id}) {
 		st.awaiting = true
+		pc.kaSent = append(pc.kaSent, st)
+		r.kickLocked(pc)
 		r.scheduleLocked(st, r.cfg.KeepAliveTimeout, now)
 		return
 	}
@@ -79,6 +81,32 @@ func (r *Registrar) sendKeepAliveLocked(key peKey, st *peState, now int64) {
 	st.conn.kaWaiting.Store(true)
 }
 
+// kickLocked tells pc's writer that keep-alives wait: at once, or, while
+// the schedule runs, once it is done (kickAllLocked), so that the writer
+// of a connection with many elements due in one run wakes once for all of
+// them and writes them together, rather than waking for the first and
+// contending with the schedule for the rest. r.mu is held.
+func (r *Registrar) kickLocked(pc *peerConn) {
+	if !r.holdKicks {
+		pc.kickWriter()
+		return
+	}
+	if !pc.kicked {
+		pc.kicked = true
+		r.kicks = append(r.kicks, pc)
+	}
+}
+
+// kickAllLocked kicks the writers kickLocked held back. r.mu is held.
+func (r *Registrar) kickAllLocked() {
+	for _, pc := range r.kicks {
+		pc.kicked = false
+		pc.kickWriter()
+	}
+	clear(r.kicks)
+	r.kicks = r.kicks[:0]
+}
+
 // resumeKeepAlivesLocked sends the keep-alives waiting on pc's kaWait, in
 // order, as long as the send queue has room; those of elements gone or
 // scheduled again meanwhile are dropped from it. The connection's writer
@@ -88,7 +116,7 @@ func (r *Registrar) resumeKeepAlivesLocked(pc *peerConn) {
 	now := r.schedNow(time.Now())
 	for ; i < len(pc.kaWait) && !pc.queueFull(); i++ {
 		st := pc.kaWait[i]
-		if !st.waiting || r.closed || r.ownedLocked(st.key) != st || st.conn != pc {
+		if !st.waiting || r.closed || !st.owned || st.conn != pc {
 			st.waiting = false
 			continue
 		}
@@ -146,13 +174,57 @@ func (pc *peerConn) flushAcks() {
 // it registered over pc, and schedules the next one. r.mu is held.
 func (pc *peerConn) ackLocked(key peKey, now int64) {
 	r := pc.r
-	st := r.ownedLocked(key)
+	st := pc.sentLocked(key)
 	if st == nil || st.conn != pc || !st.awaiting {
 		return
 	}
 	st.awaiting = false
 	r.scheduleLocked(st, r.keepAliveDelay(), now)
 }
+
+// sentLocked returns the owned element named key, or nil. The
+// acknowledgements of a connection come in the order of its keep-alives,
+// so that key mostly names the first element of kaSent still waiting for
+// one: that element is taken from there, and only an acknowledgement out
+// of that order costs a look-up in r.owned. An element on kaSent that no
+// longer waits (answered out of order, removed, moved to another
+// connection) is dropped when it comes first. r.mu is held.
+func (pc *peerConn) sentLocked(key peKey) *peState {
+	for pc.kaHead < len(pc.kaSent) {
+		st := pc.kaSent[pc.kaHead]
+		fresh := st.awaiting && st.owned && st.conn == pc
+		if fresh && st.key != key {
+			break // answered out of order
+		}
+		pc.kaSent[pc.kaHead] = nil
+		pc.kaHead++
+		if fresh {
+			pc.trimSentLocked()
+			return st
+		}
+	}
+	pc.trimSentLocked()
+	return pc.r.ownedLocked(key)
+}
+
+// trimSentLocked reuses kaSent's room once its head has moved past half
+// of it. r.mu is held.
+func (pc *peerConn) trimSentLocked() {
+	switch {
+	case pc.kaHead == len(pc.kaSent):
+		pc.kaSent, pc.kaHead = pc.kaSent[:0], 0
+		if cap(pc.kaSent) > maxSentKept {
+			pc.kaSent = nil // keep no large slice
+		}
+	case pc.kaHead >= 1024 && 2*pc.kaHead >= len(pc.kaSent):
+		n := copy(pc.kaSent, pc.kaSent[pc.kaHead:])
+		clear(pc.kaSent[n:])
+		pc.kaSent, pc.kaHead = pc.kaSent[:n], 0
+	}
+}
+
+// maxSentKept is the most room an empty kaSent keeps.
+const maxSentKept = 16 << 10
 
 // removeLocked takes an owned pool element out of the handlespace and stops
 // watching it.

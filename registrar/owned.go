@@ -25,6 +25,7 @@ func (r *Registrar) ownLocked(st *peState) {
 		r.owned[st.key.handle] = m
 	}
 	m[st.key.id] = st
+	st.owned = true
 	r.nOwned++
 	pc := st.conn
 	st.connPrev, st.connNext = nil, pc.pes
@@ -43,6 +44,7 @@ func (r *Registrar) disownLocked(st *peState) {
 		return
 	}
 	delete(m, st.key.id)
+	st.owned = false
 	if len(m) == 0 {
 		delete(r.owned, st.key.handle)
 	}

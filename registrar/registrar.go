@@ -115,6 +115,11 @@ type Registrar struct {
 	epoch   time.Time          // the schedule's clock starts here
 	wakeAt  int64              // when the schedule runs next, on its clock
 	wake    chan struct{}      // an element was scheduled before wakeAt
+	// holdKicks is set while the schedule runs: the writers of the
+	// connections it queues keep-alives for are kicked once it is done,
+	// those on kicks (see kickLocked).
+	holdKicks bool
+	kicks     []*peerConn
 	// refusedLog limits the logs of connections refused by the limits.
 	refusedLog tokenBucket
 	// behindLog limits the logs of a keep-alive schedule running late.
@@ -153,6 +158,7 @@ type peState struct {
 	slot       int32
 	awaiting   bool // a keep-alive is outstanding
 	waiting    bool // on its connection's kaWait, for room in the send queue
+	owned      bool // in r.owned (ownLocked), so without a look-up there
 	// connPrev and connNext link the elements registered over conn
 	// (peerConn.pes).
 	connPrev, connNext *peState

@@ -229,7 +229,10 @@ func (r *Registrar) scheduleLoop() {
 			nowT := time.Now()
 			now := r.schedNow(nowT)
 			r.wakeAt = -1 << 63 // no wake-ups while it runs
+			r.holdKicks = true
 			more := r.sched.run(now, maxDuePerLock, func(st *peState) { r.keepAliveDueLocked(st, nowT) })
+			r.holdKicks = false
+			r.kickAllLocked()
 			r.wakeAt = 1<<63 - 1
 			if next, ok := r.sched.next(); ok && !more {
 				wait = time.Duration(max(next-now, 0))
