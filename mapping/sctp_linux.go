@@ -116,7 +116,18 @@ func (c *SCTPConn) ReadBatch(ms []Msg, limit int) (int, error) {
 
 // WriteBatch sends the messages in order with as few system calls as the
 // socket's buffer allows.
-func (c *SCTPConn) WriteBatch(ms []Msg) (int, error) {
+func (c *SCTPConn) WriteBatch(ms []Msg) (int, error) { return c.writeBatch(ms, c.Conn.WriteBatch) }
+
+// WriteBatchNow is WriteBatch that does not wait for room in the socket's
+// buffer: it sends, in order, the messages the socket takes at once and
+// returns how many; the rest are not sent (fewer than len(ms) without an
+// error means the buffer is full). Each message goes whole or not at all.
+func (c *SCTPConn) WriteBatchNow(ms []Msg) (int, error) {
+	return c.writeBatch(ms, c.Conn.WriteBatchNow)
+}
+
+// writeBatch hands ms to write as the socket's messages.
+func (c *SCTPConn) writeBatch(ms []Msg, write func([]sctp.Message) (int, error)) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if cap(c.wb) < len(ms) {
@@ -126,7 +137,7 @@ func (c *SCTPConn) WriteBatch(ms []Msg) (int, error) {
 	for i := range ms {
 		wb[i] = sctp.Message{Buf: ms[i].Buf, PPID: ms[i].PPID, Stream: ms[i].Stream, Unordered: ms[i].Unordered}
 	}
-	n, err := c.Conn.WriteBatch(wb)
+	n, err := write(wb)
 	clear(wb)
 	return n, err
 }

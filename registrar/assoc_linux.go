@@ -119,6 +119,7 @@ func (r *Registrar) serveAssociations(l *assocListener) error {
 		for _, pc := range touched {
 			pc.batching = false
 			pc.flushAcks()
+			flushHeld(&pc.enrpHeld)
 			id := pc.c.(*assocConn).id
 			for i, m := range pc.replies {
 				if pc.pending.Load() == 0 {

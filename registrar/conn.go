@@ -61,6 +61,10 @@ type peerConn struct {
 	// answers collect in replies and go out together (see readBatches).
 	batching bool
 	replies  []mapping.Msg
+	// enrpHeld are the ENRP links with handle updates of the batch's
+	// registrations queued, which the reader writes itself before the
+	// batch's answers (see registeredLocked).
+	enrpHeld []*link
 	// acks are the keep-alive acknowledgements of the batch, handled
 	// together with one hold of r.mu (see flushAcks).
 	acks []peKey
@@ -480,6 +484,7 @@ func (pc *peerConn) readBatches(bc mapping.BatchConn) {
 		}
 		pc.batching = false
 		pc.flushAcks()
+		flushHeld(&pc.enrpHeld)
 		pc.flushReplies(bc)
 		if err != nil {
 			pc.r.cfg.Logger.Debug("connection ended", "peer", pc.c.RemoteAddr(), "err", err)

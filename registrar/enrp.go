@@ -150,15 +150,32 @@ type enrpSide struct {
 	infoSet   bool
 }
 
-// link is one ENRP connection to a peer.
+// link is one ENRP connection to a peer. The messages for it wait in q,
+// in order; whoever holds wmu takes them from there and writes them: the
+// link's writer goroutine, which kick wakes, or the goroutine that
+// handled a registration, which writes its handle update itself before
+// it answers the pool element (see flushHeld).
 type link struct {
 	e    *enrpSide
 	c    mapping.Conn
-	out  chan []byte
+	kick chan struct{} // one waiting wake-up of the writer at most
 	done chan struct{}
 	once sync.Once
-	id   asap.ServerID // the peer, once heard; guarded by e.lmu
-	bad  int           // reader only
+
+	qmu sync.Mutex
+	q   [][]byte // encoded messages waiting; guarded by qmu
+
+	// wmu is held while taking messages from q and writing them, so that
+	// they go out in the order queued. held is set while the TCP mapping
+	// holds the rest of a write that did not wait (TryWriteBatch), for
+	// the writer to flush; deadline is the write deadline set last.
+	wmu      sync.Mutex
+	held     bool
+	deadline time.Time
+	batch    []mapping.Msg
+
+	id  asap.ServerID // the peer, once heard; guarded by e.lmu
+	bad int           // reader only
 	// dialed is set for connections this registrar made. info, for a
 	// dialed SCTP association, is the server information its presences
 	// carry: rsplib accepts a presence only when the ENRP address in it is
@@ -290,18 +307,31 @@ func (r *Registrar) adopt(c mapping.Conn, keys []peKey) {
 	go pc.readLoop()
 }
 
-// registeredLocked tells the peers of a registration here. The update
-// goes to the connections' writers at once, without a hand-over to the
-// timer goroutine: r.mu is held, and dispatch takes only e.lmu (which is
-// never held while taking r.mu) and never blocks.
-func (r *Registrar) registeredLocked(h asap.PoolHandle, pe *asap.PoolElement) {
+// registeredLocked tells the peers of a registration here. The update is
+// queued on the peers' connections in the order of r.mu, without waking
+// their writers: the links are added to held, for the caller to write
+// with flushHeld once r.mu is released and before it answers the pool
+// element, as rsplib sends its update before its answer. dispatch takes
+// only e.lmu (which is never held while taking r.mu) and never blocks.
+func (r *Registrar) registeredLocked(h asap.PoolHandle, pe *asap.PoolElement, held *[]*link) {
 	r.enrp.core.Registered(h, pe)
-	r.enrp.flushLocked()
+	r.enrp.dispatch(nil, r.enrp.core.TakeOut(), held)
+}
+
+// flushHeld writes what waits on the links registeredLocked held, each
+// without waiting for room (flushNow), and empties held. r.mu is not
+// held.
+func flushHeld(held *[]*link) {
+	for i, l := range *held {
+		l.flushNow()
+		(*held)[i] = nil
+	}
+	*held = (*held)[:0]
 }
 
 // flushLocked sends what the core has queued; r.mu is held.
 func (e *enrpSide) flushLocked() {
-	e.dispatch(nil, e.core.TakeOut())
+	e.dispatch(nil, e.core.TakeOut(), nil)
 }
 
 // dropLocked removes a pool element this registrar is home of from the
@@ -624,7 +654,7 @@ func isSCTP(c mapping.Conn) bool {
 // presence that asks the peer to answer with its own.
 func (e *enrpSide) run(c mapping.Conn, dialed bool) *link {
 	r := e.r
-	l := &link{e: e, c: c, out: make(chan []byte, e.cfg.SendQueue), done: make(chan struct{}), dialed: dialed}
+	l := &link{e: e, c: c, kick: make(chan struct{}, 1), done: make(chan struct{}), dialed: dialed}
 	if dialed && isSCTP(c) {
 		l.info, _ = serverInfo(r.id, c.LocalAddr())
 	}
@@ -668,53 +698,210 @@ func (l *link) close() {
 	})
 }
 
+// send queues m and wakes the writer.
 func (l *link) send(m enrp.Message) {
+	if l.queue(m) {
+		l.wake()
+	}
+}
+
+// queue encodes m and queues it without waking the writer; false if it
+// was not queued. It never blocks: a peer that does not keep up, with
+// SendQueue messages waiting, loses its connection. It may be called
+// with r.mu held.
+func (l *link) queue(m enrp.Message) bool {
 	b, err := m.AppendBinary(nil)
 	if err != nil {
 		l.e.r.cfg.Logger.Error("encoding ENRP message", "err", err)
-		return
+		return false
 	}
-	l.sendBytes(b)
-}
-
-func (l *link) sendBytes(b []byte) {
-	select {
-	case l.out <- b:
-	case <-l.done:
-	default:
+	l.qmu.Lock()
+	full := len(l.q) >= l.e.cfg.SendQueue
+	if !full {
+		l.q = append(l.q, b)
+	}
+	l.qmu.Unlock()
+	if full {
 		l.e.r.cfg.Logger.Warn("ENRP peer does not keep up; closing its connection", "peer", l.c.RemoteAddr())
 		l.close()
+		return false
+	}
+	return true
+}
+
+// wake tells the writer that messages wait.
+func (l *link) wake() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
 	}
 }
 
+// takeLocked moves up to linkWriteBatch waiting messages into l.batch.
+// wmu is held.
+func (l *link) takeLocked() []mapping.Msg {
+	l.qmu.Lock()
+	n := min(len(l.q), linkWriteBatch)
+	for _, b := range l.q[:n] {
+		l.batch = append(l.batch, mapping.Msg{Buf: b, PPID: mapping.PPIDENRP})
+	}
+	rest := copy(l.q, l.q[n:])
+	clear(l.q[rest:])
+	l.q = l.q[:rest]
+	l.qmu.Unlock()
+	return l.batch
+}
+
+// requeueLocked puts ms back at the head of the queue, before what was
+// queued since they were taken. wmu is held.
+func (l *link) requeueLocked(ms []mapping.Msg) {
+	l.qmu.Lock()
+	q := make([][]byte, 0, len(ms)+len(l.q))
+	for _, m := range ms {
+		q = append(q, m.Buf)
+	}
+	l.q = append(q, l.q...)
+	l.qmu.Unlock()
+}
+
+// doneLocked empties l.batch after a write. wmu is held.
+func (l *link) doneLocked() {
+	clear(l.batch)
+	l.batch = l.batch[:0]
+}
+
+// linkWriteBatch is how many messages one write to a peer takes at most.
+const linkWriteBatch = 64
+
+// renewDeadlineLocked keeps the write deadline at least WriteTimeout away,
+// by the registrar's coarse clock (see peerConn.renewWriteDeadline). wmu
+// is held.
+func (l *link) renewDeadlineLocked() {
+	if d, renew := l.e.r.writeDeadline(l.deadline); renew {
+		l.deadline = d
+		l.c.SetWriteDeadline(d)
+	}
+}
+
+// nowWriter is an SCTP connection that writes what its socket takes
+// without waiting (mapping.SCTPConn).
+type nowWriter interface {
+	WriteBatchNow([]mapping.Msg) (int, error)
+}
+
+// tryWriter is a connection that writes without waiting and holds what
+// its socket did not take until its next write or Flush
+// (mapping.TCPConn on a socket).
+type tryWriter interface {
+	CanTryWrite() bool
+	TryWriteBatch([]mapping.Msg) (bool, error)
+	Flush() error
+}
+
+// flushNow writes what waits for l from the calling goroutine, without
+// waiting for room in the socket's buffer and without a hand-over to the
+// writer, when no one else writes: what the socket does not take at once,
+// or a connection that cannot write so, is left to the writer, which it
+// wakes. It never blocks on the peer.
+func (l *link) flushNow() {
+	if !l.wmu.TryLock() {
+		l.wake() // the writer, or another flushNow, writes: it may have taken its batch already
+		return
+	}
+	defer l.wmu.Unlock()
+	ms := l.takeLocked()
+	if len(ms) == 0 {
+		return
+	}
+	defer l.doneLocked()
+	select {
+	case <-l.done:
+		return
+	default:
+	}
+	tw, canTry := l.c.(tryWriter)
+	canTry = canTry && tw.CanTryWrite()
+	nw, canNow := l.c.(nowWriter)
+	if l.held || !canNow && !canTry {
+		l.requeueLocked(ms)
+		l.wake()
+		return
+	}
+	l.renewDeadlineLocked()
+	var err error
+	if canNow {
+		var n int
+		n, err = nw.WriteBatchNow(ms)
+		if err == nil && n < len(ms) {
+			l.requeueLocked(ms[n:])
+		}
+	} else {
+		var sent bool
+		sent, err = tw.TryWriteBatch(ms)
+		l.held = err == nil && !sent
+	}
+	if err != nil {
+		l.writeFailed(err)
+		return
+	}
+	l.qmu.Lock()
+	more := len(l.q) > 0
+	l.qmu.Unlock()
+	if more || l.held {
+		l.wake()
+	}
+}
+
+// writeLoop writes what waits whenever it is woken, waiting for room in
+// the socket's buffer up to WriteTimeout.
 func (l *link) writeLoop() {
 	r := l.e.r
 	defer r.wg.Done()
 	bc := mapping.Batched(l.c)
-	batch := make([]mapping.Msg, 0, 64)
 	for {
 		select {
-		case b := <-l.out:
-			batch = append(batch[:0], mapping.Msg{Buf: b, PPID: mapping.PPIDENRP})
-		more:
-			for len(batch) < cap(batch) {
-				select {
-				case b := <-l.out:
-					batch = append(batch, mapping.Msg{Buf: b, PPID: mapping.PPIDENRP})
-				default:
-					break more
-				}
-			}
-			l.c.SetWriteDeadline(time.Now().Add(r.cfg.WriteTimeout))
-			if _, err := bc.WriteBatch(batch); err != nil {
-				r.cfg.Logger.Debug("ENRP write failed; closing connection", "peer", l.c.RemoteAddr(), "err", err)
-				l.close()
-				return
-			}
+		case <-l.kick:
 		case <-l.done:
 			return
 		}
+		if !l.writeWaiting(bc) {
+			return
+		}
 	}
+}
+
+// writeWaiting writes every message waiting, and what the connection
+// holds of an earlier write; false when a write failed and closed the
+// link.
+func (l *link) writeWaiting(bc mapping.BatchConn) bool {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	for {
+		if l.held {
+			l.renewDeadlineLocked()
+			if err := l.c.(tryWriter).Flush(); err != nil {
+				l.writeFailed(err)
+				return false
+			}
+			l.held = false
+		}
+		ms := l.takeLocked()
+		if len(ms) == 0 {
+			return true
+		}
+		l.renewDeadlineLocked()
+		_, err := bc.WriteBatch(ms)
+		l.doneLocked()
+		if err != nil {
+			l.writeFailed(err)
+			return false
+		}
+	}
+}
+
+func (l *link) writeFailed(err error) {
+	l.e.r.cfg.Logger.Debug("ENRP write failed; closing connection", "peer", l.c.RemoteAddr(), "err", err)
+	l.close()
 }
 
 func (l *link) readLoop() {
@@ -754,7 +941,7 @@ func (l *link) readLoop() {
 			l.id = id
 			e.lmu.Unlock()
 		}
-		e.dispatch(l, out)
+		e.dispatch(l, out, nil)
 		if err != nil {
 			l.bad++
 			r.cfg.Logger.Debug("refused ENRP message", "peer", l.c.RemoteAddr(), "err", err)
@@ -803,7 +990,7 @@ func (e *enrpSide) timerLoop() {
 		out := e.core.TakeOut()
 		d := e.core.Deadline()
 		r.mu.Unlock()
-		e.dispatch(nil, out)
+		e.dispatch(nil, out, nil)
 		t.Reset(time.Until(d))
 	}
 }
@@ -812,10 +999,21 @@ func (e *enrpSide) timerLoop() {
 // others to the peer they name, group-casts once to every peer and to
 // every connection whose peer is not yet known. Of several connections to
 // one peer, the one the peer made (accepted here) is preferred: rsplib
-// takes presences only on associations from the ENRP port it knows.
-func (e *enrpSide) dispatch(from *link, out []peer.Out) {
+// takes presences only on associations from the ENRP port it knows. With
+// held, the messages are queued without waking the writers, and the links
+// added to held (once each) for flushHeld.
+func (e *enrpSide) dispatch(from *link, out []peer.Out, held *[]*link) {
 	if len(out) == 0 {
 		return
+	}
+	send := func(l *link, m enrp.Message) {
+		if held == nil {
+			l.send(m)
+			return
+		}
+		if l.queue(m) && !slices.Contains(*held, l) {
+			*held = append(*held, l)
+		}
 	}
 	type dest struct {
 		l  *link
@@ -839,11 +1037,11 @@ func (e *enrpSide) dispatch(from *link, out []peer.Out) {
 	for _, o := range out {
 		switch {
 		case o.Reply && from != nil:
-			from.send(from.own(o.Msg))
+			send(from, from.own(o.Msg))
 		case o.To != 0:
 			for _, d := range links {
 				if d.id == o.To {
-					d.l.send(d.l.own(o.Msg))
+					send(d.l, d.l.own(o.Msg))
 					break
 				}
 			}
@@ -854,7 +1052,7 @@ func (e *enrpSide) dispatch(from *link, out []peer.Out) {
 					continue
 				}
 				seen[d.id] = true
-				d.l.send(d.l.own(o.Msg))
+				send(d.l, d.l.own(o.Msg))
 			}
 		}
 	}

@@ -193,9 +193,12 @@ func (pc *peerConn) register(m *asap.Registration) {
 			r.ownLocked(st)
 			r.scheduleLocked(st, r.keepAliveDelay(), r.schedNow(time.Now()))
 		}
-		r.registeredLocked(m.Handle, &pe)
+		r.registeredLocked(m.Handle, &pe, &pc.enrpHeld)
 	}
 	r.mu.Unlock()
+	if !pc.batching {
+		flushHeld(&pc.enrpHeld)
+	}
 
 	if err != nil {
 		resp.Reject = true

@@ -277,12 +277,26 @@ func (c *Conn) WriteBatch(ms []Message) (int, error) {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	return writeBatch(c.sk, &c.wb, ms)
+	return writeBatch(c.sk, &c.wb, ms, true)
+}
+
+// WriteBatchNow is WriteBatch that does not wait for room in the socket's
+// buffer: it sends, in order, the messages the socket takes at once and
+// returns how many (fewer than len(ms) without an error when the buffer
+// is full; the rest are not sent). A message goes whole or not at all.
+func (c *Conn) WriteBatchNow(ms []Message) (int, error) {
+	if len(ms) == 0 {
+		return 0, nil
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return writeBatch(c.sk, &c.wb, ms, false)
 }
 
 // writeBatch is WriteBatch for any SCTP socket, each message to its
-// association on a one-to-many socket. The caller holds the write lock.
-func writeBatch(sk sock, s *batchScratch, ms []Message) (int, error) {
+// association on a one-to-many socket; without wait it stops at a full
+// buffer. The caller holds the write lock.
+func writeBatch(sk sock, s *batchScratch, ms []Message, wait bool) (int, error) {
 	s.grow(len(ms))
 	for i := range ms {
 		oob := s.oob[i*oobSize : i*oobSize+unix.CmsgSpace(sizeofSndInfo)]
@@ -299,7 +313,7 @@ func writeBatch(sk sock, s *batchScratch, ms []Message) (int, error) {
 				sent += int(r)
 			case unix.EINTR:
 			case unix.EAGAIN:
-				return false
+				return !wait
 			default:
 				werr = errno
 				return true

@@ -138,7 +138,7 @@ func (p *PacketConn) WriteBatch(ms []Message) (int, error) {
 	}
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
-	return writeBatch(p.sk, &p.wb, ms)
+	return writeBatch(p.sk, &p.wb, ms, true)
 }
 
 // Abort aborts association id. It does not wait, whatever the socket's

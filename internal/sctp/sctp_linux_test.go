@@ -399,3 +399,48 @@ func TestListenBacklog(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestWriteBatchNowStopsAtFullBuffer: WriteBatchNow sends what the socket
+// takes without waiting, whole messages in order, and reports a full
+// buffer by a short count without an error; the messages it sent arrive
+// in order once the peer reads.
+func TestWriteBatchNowStopsAtFullBuffer(t *testing.T) {
+	requireSCTP(t)
+	a, b := pair(t, "sctp4", "127.0.0.1")
+	defer a.Close()
+	defer b.Close()
+	msg := make([]byte, 16<<10)
+	batch := make([]Message, 16)
+	for i := range batch {
+		batch[i] = Message{Buf: msg, PPID: 12}
+	}
+	sent := 0
+	start := time.Now()
+	for {
+		n, err := a.WriteBatchNow(batch)
+		if err != nil {
+			t.Fatalf("WriteBatchNow after %d messages: %v", sent, err)
+		}
+		sent += n
+		if n < len(batch) {
+			break
+		}
+		if sent > 1<<16 {
+			t.Fatalf("WriteBatchNow took %d messages of 16 KiB that nobody reads", sent)
+		}
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("WriteBatchNow took %v to fill the buffer; it should not wait", d)
+	}
+	if n, err := a.WriteBatchNow(batch[:1]); n != 0 || err != nil {
+		t.Fatalf("WriteBatchNow on a full buffer: %d, %v; want 0, nil", n, err)
+	}
+	buf := make([]byte, 32<<10)
+	for i := range sent {
+		b.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, info, err := b.ReadMsg(buf)
+		if err != nil || n != len(msg) || info.PPID != 12 {
+			t.Fatalf("message %d of %d: %d bytes, PPID %d, %v; want %d bytes, PPID 12", i, sent, n, info.PPID, err, len(msg))
+		}
+	}
+}
