@@ -118,6 +118,7 @@ type Session struct {
 	cardTx    *asap.BusinessCard
 	// Receive side.
 	rq        []inMsg          // received, not yet read whole
+	rqArr     []inMsg          // the array rq starts again at when empty (pushRQ)
 	roff      int              // bytes of rq[0] read
 	rcv       *ulpack.Receiver // duplicates, what was processed, when to acknowledge
 	consumed  []uint64         // read whole, processed at the application's next call
@@ -346,6 +347,22 @@ func (s *Session) Read(b []byte) (int, error) {
 		case <-s.done:
 		}
 		s.mu.Lock()
+	}
+}
+
+// pushRQ appends m to the receive queue. The queue starts again at the
+// beginning of its array whenever it is empty, so that a stream of
+// messages allocates nothing once the array holds as many as wait at a
+// time (consumed from the front, it would reallocate as it reached its
+// end, and the garbage would start collections that drop the pooled read
+// buffers). mu is held.
+func (s *Session) pushRQ(m inMsg) {
+	if len(s.rq) == 0 {
+		s.rq = s.rqArr[:0]
+	}
+	s.rq = append(s.rq, m)
+	if cap(s.rq) > cap(s.rqArr) {
+		s.rqArr = s.rq[:0]
 	}
 }
 

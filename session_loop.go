@@ -393,7 +393,7 @@ func (s *Session) received(p *ulpack.Parser, ms []mapping.Msg, gen int) error {
 			default:
 				payload = append([]byte(nil), payload...)
 			}
-			s.rq = append(s.rq, inMsg{seq: f.Seq, ppid: f.PPID, ackReq: f.AckRequest, ackNow: f.AckNow, payload: payload, lease: lease, from: s.pe,
+			s.pushRQ(inMsg{seq: f.Seq, ppid: f.PPID, ackReq: f.AckRequest, ackNow: f.AckNow, payload: payload, lease: lease, from: s.pe,
 				stream: m.Stream, unordered: m.Unordered})
 			wakeReaders = true
 		case *ulpack.Ack:
