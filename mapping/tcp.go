@@ -183,7 +183,9 @@ func NewTCPConn(c net.Conn, cfg Config) *TCPConn {
 func (c *TCPConn) NetConn() net.Conn { return c.c }
 
 func (c *TCPConn) opError(op string, err error) error {
-	if f := c.failed.Load(); f != nil && (errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF)) {
+	// A connection that failed (a heartbeat timeout, say) reports why,
+	// not the closed socket it left (net.Pipe's: io.ErrClosedPipe).
+	if f := c.failed.Load(); f != nil && (errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe)) {
 		err = *f
 	}
 	var oe *net.OpError

@@ -79,9 +79,11 @@ type peerConn struct {
 	// at kaHead and needs no look-up in r.owned (see sentLocked).
 	kaSent []*peState
 	kaHead int
-	// kicked is set while the connection is on r.kicks (see kickLocked);
-	// guarded by r.mu.
+	// kicked is set while the connection is on r.kicks (see kickLocked),
+	// and kaRun holds the elements whose keep-alives the schedule's run
+	// queued for it, encoded once the run is over; guarded by r.mu.
 	kicked bool
+	kaRun  []*peState
 	// kaBuf holds the keep-alives queued for the writer, encoded back to
 	// back, each ending at its kaEnds offset; kaKick tells the writer
 	// they wait. It takes them all at once and sends them with one
@@ -337,6 +339,26 @@ func (pc *peerConn) queueKeepAlive(ka asap.EndpointKeepAlive) bool {
 		return false
 	}
 	return true
+}
+
+// queueKeepAlives encodes the keep-alives to sts into kaBuf for the
+// writer, with one hold of kaMu and one count in pending for them all;
+// the caller made sure that the send queue has room for them, and kicks
+// the writer. r.mu is held.
+func (pc *peerConn) queueKeepAlives(sts []*peState) {
+	pc.pending.Add(int64(len(sts)))
+	pc.kaMu.Lock()
+	for _, st := range sts {
+		b, err := (&asap.EndpointKeepAlive{Server: pc.r.id, Handle: st.key.handle, ID: st.key.id}).AppendBinary(pc.kaBuf)
+		if err != nil {
+			pc.pending.Add(-1)
+			pc.r.cfg.Logger.Error("encoding ASAP message", "type", asap.TypeEndpointKeepAlive, "err", err)
+			continue
+		}
+		pc.kaBuf = b
+		pc.kaEnds = append(pc.kaEnds, len(b))
+	}
+	pc.kaMu.Unlock()
 }
 
 // kickWriter tells the writer that keep-alives wait in kaBuf.

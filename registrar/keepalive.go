@@ -61,7 +61,19 @@ const maxScheduleLag = time.Second
 // then. A peer that does not read at all is still dropped: the writer's
 // WriteTimeout closes its connection.
 func (r *Registrar) sendKeepAliveLocked(key peKey, st *peState, now int64) {
-	if pc := st.conn; pc.queueKeepAlive(asap.EndpointKeepAlive{Server: r.id, Handle: key.handle, ID: key.id}) {
+	pc := st.conn
+	queued := false
+	if r.holdKicks {
+		// While the schedule runs, the keep-alive joins the run's
+		// others for its connection, encoded and counted together
+		// once the run is over (kickAllLocked).
+		if queued = pc.pending.Load()+int64(len(pc.kaRun)) < int64(r.cfg.SendQueue); queued {
+			pc.kaRun = append(pc.kaRun, st)
+		}
+	} else {
+		queued = pc.queueKeepAlive(asap.EndpointKeepAlive{Server: r.id, Handle: key.handle, ID: key.id})
+	}
+	if queued {
 		st.awaiting = true
 		pc.kaSent = append(pc.kaSent, st)
 		r.kickLocked(pc)
@@ -97,10 +109,16 @@ func (r *Registrar) kickLocked(pc *peerConn) {
 	}
 }
 
-// kickAllLocked kicks the writers kickLocked held back. r.mu is held.
+// kickAllLocked queues the keep-alives of the run for each connection
+// and kicks the writers kickLocked held back. r.mu is held.
 func (r *Registrar) kickAllLocked() {
 	for _, pc := range r.kicks {
 		pc.kicked = false
+		if len(pc.kaRun) > 0 {
+			pc.queueKeepAlives(pc.kaRun)
+			clear(pc.kaRun)
+			pc.kaRun = pc.kaRun[:0]
+		}
 		pc.kickWriter()
 	}
 	clear(r.kicks)

@@ -3,9 +3,12 @@ package registrar
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/rsp-go/rsp/asap"
@@ -116,4 +119,56 @@ func TestDefaultConnectionLimits(t *testing.T) {
 	if DefaultFrameTimeout <= 0 || DefaultMaxConns <= 0 || DefaultMaxConnsPerAddr <= 0 || DefaultMaxConnsPerAddr > DefaultMaxConns {
 		t.Fatal("a default leaves a limit open")
 	}
+}
+
+// When a registration connection ends and its elements are removed, the
+// registrar logs why: as a warning when it dropped the connection (here a
+// peer that stopped reading and sending, dropped by the mapping's
+// heartbeats, whose last write timed out), as information when the peer
+// closed it.
+func TestRemovedConnectionLogsWhy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var logs logBuffer
+		r := New(Config{KeepAliveInterval: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		defer r.Close()
+		dial := func(port int) *client {
+			x, y := net.Pipe()
+			r.ServeConn(mapping.NewTCPConn(addrConn{x, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}}, mapping.Config{}))
+			// The peer's end sends no heartbeats: once it stops
+			// reading, it is silent.
+			c := mapping.NewTCPConn(addrConn{y, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 3863}}, mapping.Config{HeartbeatInterval: -1})
+			t.Cleanup(func() { c.Close() })
+			return &client{t: t, c: c, buf: make([]byte, 65536)}
+		}
+		deaf, leaving := dial(5006), dial(5007)
+		for i, c := range []*client{deaf, leaving} {
+			el := loopbackPE(asap.PEID(i+1), 7, rr)
+			el.Life = time.Hour
+			if resp := c.register("why", el); resp.Reject {
+				t.Fatalf("registration refused: %+v", resp)
+			}
+		}
+		leaving.c.Close()
+		time.Sleep(mapping.DefaultHeartbeatInterval + mapping.DefaultHeartbeatTimeout + time.Second)
+		var warned, informed int
+		for line := range strings.Lines(logs.String()) {
+			if !strings.Contains(line, `msg="registration connection closed; removed its pool elements"`) {
+				continue
+			}
+			switch {
+			case strings.Contains(line, "level=WARN") && strings.Contains(line, "127.0.0.1:5006") && strings.Contains(line, "reason=") && strings.Contains(line, "timeout"):
+				warned++
+			case strings.Contains(line, "level=INFO") && strings.Contains(line, "127.0.0.1:5007") && strings.Contains(line, "reason=EOF"):
+				informed++
+			default:
+				t.Errorf("unexpected log line: %s", line)
+			}
+		}
+		if warned != 1 || informed != 1 {
+			t.Errorf("%d warnings for the dropped connection, %d notes for the one its peer closed; want one each. Log:\n%s", warned, informed, logs.String())
+		}
+		if got := ids(r, "why"); len(got) != 0 {
+			t.Errorf("pool still holds %v", got)
+		}
+	})
 }
