@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"strconv"
@@ -79,6 +80,13 @@ type peerConn struct {
 	// at kaHead and needs no look-up in r.owned (see sentLocked).
 	kaSent []*peState
 	kaHead int
+	// lastAckAt is when the peer last answered a keep-alive (on the
+	// schedule's clock), ackLate how long after its keep-alive went out
+	// the last answer with a known sending time came, and skipped the
+	// element whose keep-alive was the first outstanding when the peer
+	// answered a later one (see behindLocked); guarded by r.mu.
+	lastAckAt, ackLate int64
+	skipped            *peState
 	// kicked is set while the connection is on r.kicks (see kickLocked),
 	// and kaRun holds the elements whose keep-alives the schedule's run
 	// queued for it, encoded once the run is over; guarded by r.mu.
@@ -112,14 +120,15 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }
 
 func newPeerConn(r *Registrar, c mapping.Conn) *peerConn {
 	return &peerConn{
-		r:       r,
-		c:       c,
-		out:     make(chan []byte, r.cfg.SendQueue),
-		kaKick:  make(chan struct{}, 1),
-		done:    make(chan struct{}),
-		addr:    connAddr(c),
-		hrLimit: newTokenBucket(r.cfg.HandleResolutionRate),
-		euLimit: newTokenBucket(r.cfg.UnreachableRate),
+		r:         r,
+		c:         c,
+		out:       make(chan []byte, r.cfg.SendQueue),
+		kaKick:    make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		addr:      connAddr(c),
+		lastAckAt: math.MinInt64,
+		hrLimit:   newTokenBucket(r.cfg.HandleResolutionRate),
+		euLimit:   newTokenBucket(r.cfg.UnreachableRate),
 	}
 }
 

@@ -263,3 +263,85 @@ func TestKeepAlivesWaitForFullSendQueue(t *testing.T) {
 		}
 	})
 }
+
+// A peer that answers every keep-alive, in order, but more slowly than
+// they come (a loaded pool element, or a multiplexer of many elements
+// whose process is starved), so that its keep-alives wait longer than
+// KeepAliveTimeout in the send queue and its buffers before it reads
+// them, keeps all its elements: the registrar sees it answer, late, the
+// keep-alives sent before the overdue one, and gives that one more time
+// (counted by KeepAliveTimeoutsExtended) instead of removing it. An
+// element such a peer skips is still removed: the peer answered a
+// keep-alive sent after it.
+func TestSlowPeerKeepsItsElements(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := New(Config{KeepAliveInterval: time.Second})
+		defer r.Close()
+		slow := pipeClient(t, r, 5008)
+		const n = 300
+		for id := range asap.PEID(n) {
+			el := loopbackPE(id+1, 7, rr)
+			el.Life = time.Hour
+			if resp := slow.register("slow", el); resp.Reject {
+				t.Fatalf("registration %d refused: %+v", id+1, resp)
+			}
+		}
+		// 300 keep-alives a second come due; the peer reads them at
+		// once into a backlog of its own and answers 25 a second, in
+		// order, all but those of element 7.
+		backlog := make(chan *asap.EndpointKeepAlive, 1<<16)
+		go func() {
+			defer close(backlog)
+			buf := make([]byte, 65536)
+			slow.c.SetReadDeadline(time.Time{})
+			for {
+				k, _, err := slow.c.ReadMsg(buf)
+				if err != nil {
+					return
+				}
+				m, err := asap.Unmarshal(slices.Clone(buf[:k]))
+				if ka, ok := m.(*asap.EndpointKeepAlive); ok && err == nil {
+					backlog <- ka
+				}
+			}
+		}()
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(40 * time.Millisecond):
+				}
+				var ka *asap.EndpointKeepAlive
+				select {
+				case ka = <-backlog:
+				case <-stop:
+					return
+				}
+				if ka == nil {
+					return
+				}
+				if ka.ID == 7 {
+					continue
+				}
+				b, _ := (&asap.EndpointKeepAliveAck{Handle: ka.Handle, ID: ka.ID}).AppendBinary(nil)
+				if slow.c.WriteMsg(b, mapping.PPIDASAP) != nil {
+					return
+				}
+			}
+		}()
+		time.Sleep(40 * time.Second)
+		close(stop)
+		<-done
+		got := ids(r, "slow")
+		if len(got) != n-1 || slices.Contains(got, 7) {
+			t.Errorf("after 40 s the slow peer keeps %d of its %d elements (element 7 kept: %v), want all but element 7", len(got), n, slices.Contains(got, 7))
+		}
+		if r.KeepAliveTimeoutsExtended() == 0 {
+			t.Error("no keep-alive timeout was extended")
+		}
+	})
+}

@@ -36,6 +36,17 @@ func (r *Registrar) keepAliveDueLocked(st *peState, now time.Time) {
 		if r.behindLog.allow() {
 			r.cfg.Logger.Warn("keep-alive schedule behind; giving elements more time to answer", "lag", lag)
 		}
+		r.kaExtended.Add(1)
+		st.extended = true
+		r.scheduleLocked(st, r.cfg.KeepAliveTimeout, at)
+		return
+	}
+	if st.awaiting && st.conn.behindLocked(st, at) {
+		if r.slowLog.allow() {
+			r.cfg.Logger.Warn("peer answers keep-alives late; giving its elements more time to answer", "peer", st.conn.c.RemoteAddr(), "late", time.Duration(st.conn.ackLate), "extended", r.kaExtended.Load()+1)
+		}
+		r.kaExtended.Add(1)
+		st.extended = true
 		r.scheduleLocked(st, r.cfg.KeepAliveTimeout, at)
 		return
 	}
@@ -197,33 +208,77 @@ func (pc *peerConn) ackLocked(key peKey, now int64) {
 		return
 	}
 	st.awaiting = false
+	pc.lastAckAt = now
+	if !st.extended {
+		// While it waited, st.at was when the answer would be
+		// overdue. (Once extended, when it was sent is not known.)
+		pc.ackLate = now - (st.at - int64(r.cfg.KeepAliveTimeout))
+	}
+	st.extended = false
 	r.scheduleLocked(st, r.keepAliveDelay(), now)
+}
+
+// behindLocked reports whether st's keep-alive, overdue at now, may still
+// be waiting to be read by a peer that answers late: the peer answered a
+// keep-alive within the last KeepAliveTimeout, more than a quarter of it
+// after it was sent, and has not passed st's over. A peer answers its
+// keep-alives in the order they came, so that its answer to st's is then
+// still to come: the keep-alive waits, with the ones after it, in the
+// send queue, the sockets' buffers or the peer's own backlog. An element
+// whose peer answered a later keep-alive while st's was the first
+// outstanding (skipped, see sentLocked), or that answered none for
+// KeepAliveTimeout, has no such excuse. r.mu is held.
+func (pc *peerConn) behindLocked(st *peState, now int64) bool {
+	timeout := int64(pc.r.cfg.KeepAliveTimeout)
+	return st != pc.skipped && pc.lastAckAt > now-timeout && pc.ackLate > timeout/4
 }
 
 // sentLocked returns the owned element named key, or nil. The
 // acknowledgements of a connection come in the order of its keep-alives,
 // so that key mostly names the first element of kaSent still waiting for
-// one: that element is taken from there, and only an acknowledgement out
-// of that order costs a look-up in r.owned. An element on kaSent that no
-// longer waits (answered out of order, removed, moved to another
-// connection) is dropped when it comes first. r.mu is held.
+// one: that element is taken from there, without a look-up in r.owned.
+// An acknowledgement out of that order is looked for a little further on
+// (up to maxSkipScan entries), where its entry is cleared, and the first
+// element, which the peer then passed over, becomes pc.skipped; farther
+// on, it costs a look-up in r.owned. An element on kaSent that no longer
+// waits (answered, removed, moved to another connection) is dropped when
+// it comes first. r.mu is held.
 func (pc *peerConn) sentLocked(key peKey) *peState {
+	fresh := func(st *peState) bool { return st != nil && st.awaiting && st.owned && st.conn == pc }
 	for pc.kaHead < len(pc.kaSent) {
 		st := pc.kaSent[pc.kaHead]
-		fresh := st.awaiting && st.owned && st.conn == pc
-		if fresh && st.key != key {
-			break // answered out of order
+		if !fresh(st) {
+			pc.kaSent[pc.kaHead] = nil
+			pc.kaHead++
+			continue
 		}
-		pc.kaSent[pc.kaHead] = nil
-		pc.kaHead++
-		if fresh {
+		if st.key == key {
+			pc.kaSent[pc.kaHead] = nil
+			pc.kaHead++
 			pc.trimSentLocked()
 			return st
 		}
+		// Answered out of order.
+		end := min(len(pc.kaSent), pc.kaHead+1+maxSkipScan)
+		for i := pc.kaHead + 1; i < end; i++ {
+			if e := pc.kaSent[i]; e != nil && e.key == key {
+				pc.kaSent[i] = nil
+				if fresh(e) {
+					pc.skipped = st
+					return e
+				}
+				break
+			}
+		}
+		break
 	}
 	pc.trimSentLocked()
 	return pc.r.ownedLocked(key)
 }
+
+// maxSkipScan is how far past the first entry of kaSent sentLocked looks
+// for an acknowledgement out of order.
+const maxSkipScan = 256
 
 // trimSentLocked reuses kaSent's room once its head has moved past half
 // of it. r.mu is held.
@@ -293,3 +348,9 @@ func (r *Registrar) expire(now time.Time) {
 		}
 	})
 }
+
+// KeepAliveTimeoutsExtended returns how many times an overdue keep-alive
+// got another KeepAliveTimeout instead of its element being removed:
+// because the registrar's schedule ran behind, or because the element's
+// peer, answering late, had not yet answered any keep-alive sent after it.
+func (r *Registrar) KeepAliveTimeoutsExtended() uint64 { return r.kaExtended.Load() }

@@ -124,10 +124,15 @@ type Registrar struct {
 	refusedLog tokenBucket
 	// behindLog limits the logs of a keep-alive schedule running late.
 	behindLog tokenBucket
+	// slowLog limits the logs of peers answering keep-alives late.
+	slowLog tokenBucket
 	// deferLog limits the logs of keep-alives waiting for room in a send
 	// queue, and kaDeferred counts them (KeepAlivesDeferred).
 	deferLog   tokenBucket
 	kaDeferred atomic.Uint64
+	// kaExtended counts the keep-alive timeouts extended
+	// (KeepAliveTimeoutsExtended).
+	kaExtended atomic.Uint64
 	listeners  map[mapping.Listener]struct{}
 	ann        *announcer
 	enrp       *enrpSide
@@ -159,6 +164,7 @@ type peState struct {
 	awaiting   bool // a keep-alive is outstanding
 	waiting    bool // on its connection's kaWait, for room in the send queue
 	owned      bool // in r.owned (ownLocked), so without a look-up there
+	extended   bool // the wait for the answer was extended (see keepAliveDueLocked)
 	// connPrev and connNext link the elements registered over conn
 	// (peerConn.pes).
 	connPrev, connNext *peState
@@ -190,6 +196,7 @@ func New(cfg Config) *Registrar {
 		wake:       make(chan struct{}, 1),
 		refusedLog: newTokenBucket(1),
 		behindLog:  newTokenBucket(1),
+		slowLog:    newTokenBucket(1),
 		epoch:      time.Now(),
 		wakeAt:     1<<63 - 1,
 		deferLog:   newTokenBucket(1),
