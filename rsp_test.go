@@ -294,7 +294,13 @@ func TestDialUnknownPool(t *testing.T) {
 }
 
 func TestDialSkipsRefusingServerAndReportsIt(t *testing.T) {
-	r, regs := testRegistrar(t)
+	// A keep-alive timeout long enough that a loaded machine's stall does
+	// not remove an element that answers; the check below waits past it.
+	const keepAliveTimeout = time.Second
+	r, regs := testRegistrarWith(t, registrar.Config{
+		KeepAliveInterval: 200 * time.Millisecond,
+		KeepAliveTimeout:  keepAliveTimeout,
+	})
 	live := startPooledHTTP(t, regs, "skip", "live")
 	_ = live
 	// A registration for a port where nothing listens.
@@ -327,7 +333,7 @@ func TestDialSkipsRefusingServerAndReportsIt(t *testing.T) {
 	// The reports make the registrar probe the element; its endpoint
 	// answers the keep-alives, so it stays (one pool user's reports
 	// cannot empty a pool), and dials go on skipping it.
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(keepAliveTimeout + keepAliveTimeout/2)
 	if n := poolSize(r, "skip"); n != 2 {
 		t.Fatalf("pool holds %d elements after the reports, want both: the refusing one answers its keep-alives", n)
 	}
