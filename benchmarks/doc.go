@@ -3,9 +3,10 @@
 // net.Dial, and TLS against plain TCP (sub-benchmarks tls=off and tls=on,
 // for benchstat -col /tls). The ENRP benchmarks (BenchmarkENRP*) measure a
 // registrar's replication against a scripted fake peer: the time from a
-// registration to its handle update at a peer, the time to notice a hung
-// peer and take it over at each registrar's default timers, and the rate
-// of handle table synchronisation. BenchmarkResolutionUnderAttack measures
+// registration to its handle update at a peer (median and 99th
+// percentile), the time to notice a hung peer and take it over at each
+// registrar's default timers, and the rate of handle table
+// synchronisation. BenchmarkResolutionUnderAttack measures
 // a well-behaved pool user's resolution latency with the registrar's
 // default limits, without and under the attack of the load check (a
 // flood, trickling senders, 1000 idle connections, unreachable reports for
