@@ -45,14 +45,18 @@ func (w *writeLog) entries() []string {
 }
 
 // recordingConn is the registrar's end of an in-memory connection that
-// logs every message written on it, when the write is made. Like an SCTP
-// connection it has WriteBatchNow, which takes nothing while full is set.
+// logs every message written on it, when the write is made. full is for
+// the ways of writing without waiting that nowConn and holdingConn add.
 type recordingConn struct {
 	*mapping.TCPConn
 	name string
 	log  *writeLog
 	full atomic.Bool
 }
+
+// nowConn is recordingConn with WriteBatchNow, as an SCTP connection
+// has, which takes nothing while full is set.
+type nowConn struct{ *recordingConn }
 
 func (c *recordingConn) WriteMsg(b []byte, ppid uint32) error {
 	c.log.add(c.name, []mapping.Msg{{Buf: b, PPID: ppid}})
@@ -64,7 +68,7 @@ func (c *recordingConn) WriteBatch(ms []mapping.Msg) (int, error) {
 	return c.TCPConn.WriteBatch(ms)
 }
 
-func (c *recordingConn) WriteBatchNow(ms []mapping.Msg) (int, error) {
+func (c nowConn) WriteBatchNow(ms []mapping.Msg) (int, error) {
 	if c.full.Load() {
 		return 0, nil
 	}
@@ -82,7 +86,7 @@ func pipePair(name string, log *writeLog, port int) (*recordingConn, mapping.Con
 // fakeENRPPeer connects a peer registrar to r over an in-memory stream
 // whose registrar end is rc, introduces it with a presence and returns
 // the handle updates it receives.
-func fakeENRPPeer(t *testing.T, r *Registrar, rc *recordingConn, pc mapping.Conn, id asap.ServerID) <-chan *enrp.HandleUpdate {
+func fakeENRPPeer(t *testing.T, r *Registrar, rc mapping.Conn, pc mapping.Conn, id asap.ServerID) <-chan *enrp.HandleUpdate {
 	t.Helper()
 	r.enrp.ensureRunning()
 	r.enrp.run(rc, false)
@@ -129,7 +133,7 @@ func TestHandleUpdateBeforeRegistrationResponse(t *testing.T) {
 		defer r.Close()
 		log := &writeLog{}
 		rc, pc := pipePair("enrp", log, 9901)
-		updates := fakeENRPPeer(t, r, rc, pc, 0x0b0b0001)
+		updates := fakeENRPPeer(t, r, nowConn{rc}, pc, 0x0b0b0001)
 
 		ac, ec := pipePair("asap", log, 40000)
 		r.ServeConn(ac)
@@ -169,7 +173,7 @@ func TestHandleUpdateToFullPeer(t *testing.T) {
 		defer r.Close()
 		log := &writeLog{}
 		rc, pc := pipePair("enrp", log, 9901)
-		updates := fakeENRPPeer(t, r, rc, pc, 0x0b0b0002)
+		updates := fakeENRPPeer(t, r, nowConn{rc}, pc, 0x0b0b0002)
 
 		ac, ec := pipePair("asap", log, 40000)
 		r.ServeConn(ac)
@@ -198,6 +202,105 @@ func TestHandleUpdateToFullPeer(t *testing.T) {
 		}
 		if !slices.Equal(got, ids) {
 			t.Fatalf("updates for %v, want %v in order", got, ids)
+		}
+	})
+}
+
+// holdingConn is recordingConn with the TCP mapping's way of writing
+// without waiting instead of WriteBatchNow: while full is set,
+// TryWriteBatch holds the whole batch, which goes out before anything
+// else in the next WriteBatch or Flush.
+type holdingConn struct {
+	*recordingConn
+	mu      sync.Mutex
+	rest    []mapping.Msg
+	flushes atomic.Int32
+}
+
+func (c *holdingConn) CanTryWrite() bool { return true }
+
+func (c *holdingConn) TryWriteBatch(ms []mapping.Msg) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.full.Load() || len(c.rest) > 0 {
+		c.rest = append(c.rest, ms...)
+		return false, nil
+	}
+	_, err := c.recordingConn.WriteBatch(ms)
+	return err == nil, err
+}
+
+func (c *holdingConn) WriteBatch(ms []mapping.Msg) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.flushLocked(); err != nil {
+		return 0, err
+	}
+	return c.recordingConn.WriteBatch(ms)
+}
+
+func (c *holdingConn) Flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.flushes.Add(1)
+	return c.flushLocked()
+}
+
+func (c *holdingConn) flushLocked() error {
+	if len(c.rest) == 0 {
+		return nil
+	}
+	_, err := c.recordingConn.WriteBatch(c.rest)
+	c.rest = nil
+	return err
+}
+
+// TestHandleUpdateHeldByTCPMapping: over a connection that holds what
+// its socket did not take (the TCP mapping's TryWriteBatch), the link's
+// writer flushes the held updates, in order, without another message to
+// send.
+func TestHandleUpdateHeldByTCPMapping(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := New(noKeepAlives())
+		defer r.Close()
+		log := &writeLog{}
+		rc, pc := pipePair("enrp", log, 9901)
+		hc := &holdingConn{recordingConn: rc}
+		var _ mapping.BatchConn = hc // the link's writer writes through hc
+		updates := fakeENRPPeer(t, r, hc, pc, 0x0b0b0003)
+
+		ac, ec := pipePair("asap", log, 40000)
+		r.ServeConn(ac)
+		c := &client{t: t, c: ec, buf: make([]byte, 65536)}
+		defer ec.Close()
+		hc.full.Store(true)
+		var ids []asap.PEID
+		for i := range 3 {
+			id := asap.PEID(0x300 + i)
+			ids = append(ids, id)
+			if resp := c.register("pool", loopbackPE(id, 7, rr)); resp.Reject {
+				t.Fatalf("registration %d refused: %+v", i, resp)
+			}
+		}
+		synctest.Wait()
+		hc.full.Store(false)
+		var got []asap.PEID
+		timeout := time.After(time.Second)
+		for len(got) < len(ids) {
+			select {
+			case u := <-updates:
+				if u.Action == enrp.AddPE {
+					got = append(got, u.PE.ID)
+				}
+			case <-timeout:
+				t.Fatalf("updates for %v after a second, want %v", got, ids)
+			}
+		}
+		if !slices.Equal(got, ids) {
+			t.Fatalf("updates for %v, want %v in order", got, ids)
+		}
+		if hc.flushes.Load() == 0 {
+			t.Error("the writer never flushed what the connection held")
 		}
 	})
 }
