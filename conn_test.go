@@ -22,10 +22,16 @@ func TestConnBehavesLikeNetConn(t *testing.T) {
 		plainListener bool
 		plainDialer   bool
 		session       bool
+		sniff         time.Duration // the listener's SniffTimeout
 	}{
-		{"Session", false, false, true},
-		{"PlainElement", true, false, false},
-		{"PlainDialer", false, true, false},
+		// A session's HELLO arrives at once, but a loaded machine may
+		// deschedule the dialer between connect and HELLO: a sniff
+		// timeout of 50 ms then took a session for a plain connection
+		// and the dial failed ("peer timed out"). Only the plain dialer
+		// waits out the sniff timeout, at every pipe it makes.
+		{"Session", false, false, true, 10 * time.Second},
+		{"PlainElement", true, false, false, 10 * time.Second},
+		{"PlainDialer", false, true, false, 50 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -35,10 +41,8 @@ func TestConnBehavesLikeNetConn(t *testing.T) {
 			// dropped it now and then on a loaded machine ("unknown
 			// pool handle"), which is not what they test.
 			_, regs := testRegistrarWith(t, registrar.Config{})
-			// A plain client that reads first is told from a session
-			// after the sniff timeout: keep it short.
 			lc := rsp.ListenConfig{Endpoint: newEndpoint(t, regs), LocalAddr: "127.0.0.1:0", Plain: tt.plainListener,
-				Session: rsp.SessionConfig{SniffTimeout: 50 * time.Millisecond}}
+				Session: rsp.SessionConfig{SniffTimeout: tt.sniff}}
 			l, err := lc.Listen(context.Background(), "tcp", "pool:conn")
 			if err != nil {
 				t.Fatal(err)

@@ -18,7 +18,7 @@ func TestSessionResyncAckedBeforeReplay(t *testing.T) {
 	msgs := make(chan rsp.Message, 100)
 	pes, regs := startSessionPool(t, crashes+1, "resync", peOptions{stateless: true, msgs: msgs})
 	failovers := make(chan rsp.FailoverEvent, 10)
-	cfg := rsp.SessionConfig{HeartbeatInterval: 100 * time.Millisecond, Failovers: failovers,
+	cfg := rsp.SessionConfig{HeartbeatInterval: resetHeartbeat, Failovers: failovers,
 		OnFailover: func(ctx context.Context, f *rsp.Failover) error {
 			// Echoed, so acknowledged with the echo; the replay waits
 			// until the element has had it.

@@ -3,7 +3,6 @@ package rsp_test
 import (
 	"errors"
 	"testing"
-	"time"
 
 	"github.com/rsp-go/rsp"
 )
@@ -13,7 +12,7 @@ import (
 // session working.
 func TestSessionStreamsOverTCP(t *testing.T) {
 	_, regs := startSessionPool(t, 1, "streams", peOptions{stateless: true})
-	s := dialSession(t, regs, "streams", rsp.SessionConfig{HeartbeatInterval: 100 * time.Millisecond})
+	s := dialSession(t, regs, "streams", rsp.SessionConfig{HeartbeatInterval: resetHeartbeat})
 	for _, o := range []rsp.WriteOptions{{Stream: 1}, {Unordered: true}} {
 		if _, err := s.WriteMsg([]byte("x"), o); !errors.Is(err, rsp.ErrNotSupported) {
 			t.Errorf("WriteMsg %+v over TCP: %v, want ErrNotSupported", o, err)

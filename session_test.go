@@ -26,6 +26,19 @@ import (
 // scheduling delays stay small beside it.
 const e2eHeartbeat = 200 * time.Millisecond
 
+// resetHeartbeat is the heartbeat of the tests whose elements fail by a
+// reset, which a session notices at once: there heartbeats only have to
+// keep a healthy element from being taken for a silent one. At 100 ms
+// (250 ms of silence fail a connection) a loaded machine, whose test
+// process was measured kept from running for up to 360 ms at once, made
+// healthy elements "time out": extra failovers, and sessions that lost
+// their last element.
+const resetHeartbeat = time.Second
+
+// blackHoleHeartbeat is the heartbeat of the tests that need a silent
+// element noticed, but do not time it: 1 s of silence fails a connection.
+const blackHoleHeartbeat = 400 * time.Millisecond
+
 // deliveries counts the messages pool elements' applications received, by
 // session and sequence number, across elements.
 type deliveries struct {
@@ -88,19 +101,18 @@ func startSessionPE(t testing.TB, regs []string, pool string, o peOptions) *sess
 	network := "sctp"
 	if o.network != "sctp" {
 		network = "tcp"
-		inner, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lc.LocalAddr = inner.Addr().String()
-		inner.Close()
-		p.proxy = testutil.StartProxy(t, lc.LocalAddr)
+		// The listener's own port is known once it listens: the proxy
+		// in front of it, whose address it advertises, learns it then.
+		p.proxy = testutil.StartProxy(t, "")
 		lc.AdvertiseAddr = p.proxy.Addr()
 	}
 	var err error
 	p.l, err = lc.Listen(context.Background(), network, "pool:"+pool)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if p.proxy != nil {
+		p.proxy.SetTarget(p.l.Addr().String())
 	}
 	t.Cleanup(p.crash)
 	p.wg.Add(1)
@@ -241,7 +253,7 @@ func TestSessionFailsOverOnReset(t *testing.T) {
 	got := new(deliveries)
 	pes, regs := startSessionPool(t, 3, "reset", peOptions{stateless: true, got: got})
 	fch := make(chan rsp.FailoverEvent, 10)
-	s := dialSession(t, regs, "reset", rsp.SessionConfig{HeartbeatInterval: 100 * time.Millisecond, Failovers: fch})
+	s := dialSession(t, regs, "reset", rsp.SessionConfig{HeartbeatInterval: resetHeartbeat, Failovers: fch})
 	const n = 300
 	for i := uint64(1); i <= n; i++ {
 		seq, err := s.WriteMsg([]byte(strconv.FormatUint(i, 10)), rsp.WriteOptions{AckRequest: true})
@@ -284,7 +296,8 @@ func TestSessionFailsOverOnReset(t *testing.T) {
 // goes on reading after its element died, with no error.
 func TestSessionReadsAcrossFailover(t *testing.T) {
 	pes, regs := startSessionPool(t, 2, "echo", peOptions{stateless: true})
-	s := dialSession(t, regs, "echo", rsp.SessionConfig{HeartbeatInterval: 100 * time.Millisecond})
+	fch := make(chan rsp.FailoverEvent, 10)
+	s := dialSession(t, regs, "echo", rsp.SessionConfig{HeartbeatInterval: resetHeartbeat, Failovers: fch})
 	s.SetDeadline(time.Now().Add(10 * time.Second))
 	buf := make([]byte, 64)
 	for i := range 20 {
@@ -301,7 +314,7 @@ func TestSessionReadsAcrossFailover(t *testing.T) {
 		}
 	}
 	if s.Failovers() != 1 {
-		t.Errorf("Failovers() = %d, want 1", s.Failovers())
+		t.Errorf("Failovers() = %d, want 1 (events %+v)", s.Failovers(), testutil.Drain(fch))
 	}
 }
 
@@ -354,7 +367,7 @@ func TestSessionSilentElement(t *testing.T) {
 // ErrStateLost, wrapped in *net.OpError, instead of splicing.
 func TestSessionStateCannotMove(t *testing.T) {
 	pes, regs := startSessionPool(t, 2, "stateful", peOptions{})
-	s := dialSession(t, regs, "stateful", rsp.SessionConfig{HeartbeatInterval: 100 * time.Millisecond})
+	s := dialSession(t, regs, "stateful", rsp.SessionConfig{HeartbeatInterval: resetHeartbeat})
 	s.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := s.Write([]byte("echo")); err != nil {
 		t.Fatal(err)
@@ -384,7 +397,7 @@ func TestSessionCookieEcho(t *testing.T) {
 	echoed := make(chan []byte, 1)
 	got := new(deliveries)
 	pes, regs := startSessionPool(t, 2, "cookie", peOptions{cookie: true, echoed: echoed, got: got})
-	s := dialSession(t, regs, "cookie", rsp.SessionConfig{HeartbeatInterval: 100 * time.Millisecond})
+	s := dialSession(t, regs, "cookie", rsp.SessionConfig{HeartbeatInterval: resetHeartbeat})
 	for i := 1; i <= 5; i++ {
 		if _, err := s.WriteMsg([]byte("m"), rsp.WriteOptions{AckRequest: true}); err != nil {
 			t.Fatal(err)
@@ -417,7 +430,7 @@ func TestSessionFailoverCallback(t *testing.T) {
 	var calls []rsp.Failover
 	var mu sync.Mutex
 	refused := false
-	cfg := rsp.SessionConfig{HeartbeatInterval: 100 * time.Millisecond, OnFailover: func(ctx context.Context, f *rsp.Failover) error {
+	cfg := rsp.SessionConfig{HeartbeatInterval: blackHoleHeartbeat, OnFailover: func(ctx context.Context, f *rsp.Failover) error {
 		mu.Lock()
 		defer mu.Unlock()
 		calls = append(calls, *f)
@@ -466,7 +479,7 @@ func TestSessionFailoverCallbackEndsSession(t *testing.T) {
 	pes, regs := startSessionPool(t, 3, "callback-end", peOptions{stateless: true, msgs: msgs})
 	var mu sync.Mutex
 	calls := 0
-	cfg := rsp.SessionConfig{HeartbeatInterval: 100 * time.Millisecond, OnFailover: func(ctx context.Context, f *rsp.Failover) error {
+	cfg := rsp.SessionConfig{HeartbeatInterval: blackHoleHeartbeat, OnFailover: func(ctx context.Context, f *rsp.Failover) error {
 		mu.Lock()
 		defer mu.Unlock()
 		calls++
@@ -479,7 +492,9 @@ func TestSessionFailoverCallbackEndsSession(t *testing.T) {
 	<-msgs
 	waitFor(t, "the acknowledgement", time.Second, func() bool { return s.Acked() == 1 })
 	pes[s.Element().ID].proxy.BlackHole()
-	s.SetReadDeadline(time.Now().Add(5 * time.Second))
+	// Noticed after a second of silence; the rest is margin for a loaded
+	// machine (once more than 5 s at a load average of 19).
+	s.SetReadDeadline(time.Now().Add(15 * time.Second))
 	_, err := s.Read(make([]byte, 16))
 	if !errors.Is(err, failover.ErrRefused) {
 		t.Fatalf("Read after a refusing callback: %v, want an error wrapping failover.ErrRefused", err)

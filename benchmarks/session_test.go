@@ -443,16 +443,16 @@ func BenchmarkFailover(b *testing.B) {
 			replayed := make(chan time.Time, 16)
 			proxies := map[uint32]*testutil.Proxy{}
 			for range 2 {
-				addr := testutil.FreeAddr(b)
-				p := testutil.StartProxy(b, addr)
+				p := testutil.StartProxy(b, "") // told the listener's port below
 				ep := endpoint.New(endpoint.Config{Registrars: regs, CacheLifetime: -1})
 				b.Cleanup(func() { ep.Close() })
-				lc := rsp.ListenConfig{Endpoint: ep, LocalAddr: addr, AdvertiseAddr: p.Addr(),
+				lc := rsp.ListenConfig{Endpoint: ep, LocalAddr: "127.0.0.1:0", AdvertiseAddr: p.Addr(),
 					Session: rsp.SessionConfig{Stateless: true, HeartbeatInterval: hb, ManualAck: true}}
 				l, err := lc.Listen(context.Background(), "tcp", "pool:fo")
 				if err != nil {
 					b.Fatal(err)
 				}
+				p.SetTarget(l.Addr().String())
 				b.Cleanup(func() { l.Close() })
 				proxies[uint32(l.ID())] = p
 				go func() {

@@ -158,13 +158,15 @@ func (p *local) add(t *testing.T) {
 	lc := rsp.ListenConfig{Registrars: []string{p.reg}, LocalAddr: "127.0.0.1:0", Session: serverSession}
 	m := &member{srv: &filetransfer.Server{FS: os.DirFS(p.dir), ChunkSize: chunk, Logger: testutil.Logger(t, "server")}}
 	if p.reset {
-		lc.LocalAddr = testutil.FreeAddr(t)
-		m.proxy = testutil.StartProxy(t, lc.LocalAddr)
+		m.proxy = testutil.StartProxy(t, "") // told the listener's port below
 		lc.AdvertiseAddr = m.proxy.Addr()
 	}
 	l, err := lc.Listen(context.Background(), p.network, pool)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if m.proxy != nil {
+		m.proxy.SetTarget(l.Addr().String())
 	}
 	go m.srv.Serve(l)
 	t.Cleanup(func() { m.srv.Close() })

@@ -12,8 +12,11 @@ import (
 // nothing more in either direction and accepts no new ones, as a peer
 // that hangs or a network that drops everything does.
 type Proxy struct {
-	l      net.Listener
-	target string
+	l         net.Listener
+	target    string        // set before targetSet is closed
+	targetSet chan struct{} // closed once target is known
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
 
 	mu    sync.Mutex
 	holed bool
@@ -21,17 +24,30 @@ type Proxy struct {
 }
 
 // StartProxy starts a proxy to target ("host:port") for the test's
-// duration.
+// duration. An empty target is given later with SetTarget: a server that
+// advertises the proxy's address can then listen on a port of its own
+// choosing (":0") rather than on a port taken back from the system, which
+// another socket may take first. Until then connections wait.
 func StartProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{l: l, target: target, conns: make(map[net.Conn]struct{})}
+	p := &Proxy{l: l, targetSet: make(chan struct{}), done: make(chan struct{}), conns: make(map[net.Conn]struct{})}
+	if target != "" {
+		p.SetTarget(target)
+	}
 	go p.accept()
 	t.Cleanup(func() { p.Close() })
 	return p
+}
+
+// SetTarget sets the address the proxy forwards to, once, if StartProxy
+// was given none.
+func (p *Proxy) SetTarget(target string) {
+	p.target = target
+	close(p.targetSet)
 }
 
 // Addr returns the proxy's address, "127.0.0.1:port".
@@ -72,6 +88,7 @@ func (p *Proxy) Reset() {
 
 // Close stops the proxy and closes its connections.
 func (p *Proxy) Close() {
+	p.closeOnce.Do(func() { close(p.done) })
 	p.l.Close()
 	p.mu.Lock()
 	for c := range p.conns {
@@ -114,6 +131,12 @@ func (p *Proxy) accept() {
 			continue
 		}
 		go func() {
+			select {
+			case <-p.targetSet:
+			case <-p.done:
+				c.Close()
+				return
+			}
 			d, err := net.Dial("tcp", p.target)
 			if err != nil {
 				c.Close()
