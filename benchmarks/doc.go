@@ -12,5 +12,11 @@
 // flood, trickling senders, 1000 idle connections, unreachable reports for
 // every element; sub-benchmarks attack=off and attack=on, for benchstat
 // -col /attack), and TestWellBehavedUserUnderAttack holds it to its bound.
+// BenchmarkRegistrarScale holds up to 10^6 pool elements at a registrar
+// in a process of its own over 16 connections; its load generator
+// emulates 62,500 elements per connection and answers, by default, all
+// the keep-alives it read together with one write, as a multiplexer of
+// many elements would (RSP_SCALE_ACKS=each writes each answer on its
+// own, as one element per connection does).
 // It holds benchmarks, their load generator and that test.
 package benchmarks

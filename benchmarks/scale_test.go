@@ -249,6 +249,9 @@ func scaleOnce(b *testing.B, bin string, n int, hold time.Duration, mode string,
 		{float64(kaIO.reads) / float64(max(kas, 1)), "registrar-reads/keepalive"},
 		{float64(kaIO.writes) / float64(max(kas, 1)), "registrar-writes/keepalive"},
 		{float64(resolutions) / resolving.Seconds(), "resolutions/s"},
+		{float64(strings.Count(p.Out.String(), "registration life expired")), "expired"},
+		{float64(lastCount(p.Out.String(), "deferred")), "keepalives-deferred"},
+		{float64(lastCount(p.Out.String(), "extended")), "timeouts-extended"},
 		{float64(resCPU.Milliseconds()) / resolving.Seconds() / 10, "registrar-cpu-%-resolving"},
 	}
 	var summary strings.Builder
@@ -308,6 +311,19 @@ func saveProfile(b *testing.B, url, file string) {
 	if err != nil {
 		b.Logf("profile: %v", err)
 	}
+}
+
+// lastCount returns the last count the registrar's log gave as name=N
+// (such as the keep-alives deferred for a full send queue, or the
+// keep-alive timeouts extended for a late peer; rate-limited logs, so the
+// count at the last one), or 0.
+func lastCount(log, name string) int64 {
+	m := regexp.MustCompile(` ` + name + `=(\d+)`).FindAllStringSubmatch(log, -1)
+	if len(m) == 0 {
+		return 0
+	}
+	n, _ := strconv.ParseInt(m[len(m)-1][1], 10, 64)
+	return n
 }
 
 // notKeepingUp returns the peers the registrar's log says it closed for
