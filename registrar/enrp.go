@@ -339,7 +339,11 @@ func (e *enrpSide) flushLocked() {
 // (it registered there since) stays: it is the peer's to remove. A
 // registrar that is closing tells nobody: its elements live on, and its
 // peers take them over as from a registrar that died.
-func (r *Registrar) dropLocked(key peKey) {
+func (r *Registrar) dropLocked(key peKey) { r.dropHeldLocked(key, nil) }
+
+// dropHeldLocked is dropLocked that, with held, queues the update for the
+// caller to write with flushHeld, as registeredLocked does.
+func (r *Registrar) dropHeldLocked(key peKey, held *[]*link) {
 	pe, ok := r.hs.Lookup(key.handle, key.id)
 	if !ok || pe.Home != r.id {
 		return
@@ -350,7 +354,7 @@ func (r *Registrar) dropLocked(key peKey) {
 		return
 	}
 	r.enrp.core.Removed(key.handle, &p)
-	r.enrp.flushLocked()
+	r.enrp.dispatch(nil, r.enrp.core.TakeOut(), held)
 }
 
 // expiredLocked tells the peers that an element homed here expired.

@@ -126,7 +126,7 @@ func fakeENRPPeer(t *testing.T, r *Registrar, rc mapping.Conn, pc mapping.Conn, 
 // update is written to the peers by the goroutine that handled the
 // registration, before its answer to the pool element, as rsplib sends
 // it, instead of being handed to the peer connection's writer goroutine,
-// which wrote it only after the answer.
+// which wrote it only after the answer; so is a deregistration's.
 func TestHandleUpdateBeforeRegistrationResponse(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := New(noKeepAlives())
@@ -159,6 +159,25 @@ func TestHandleUpdateBeforeRegistrationResponse(t *testing.T) {
 			if u := <-updates; u.Action != enrp.AddPE || u.PE.ID != id {
 				t.Fatalf("registration %d: update %+v, want AddPE of %v", i, u, id)
 			}
+		}
+		// A deregistration's update goes out before its answer too.
+		before := len(log.entries())
+		c.send(&asap.Deregistration{Handle: "pool", ID: 0x100})
+		if resp := expect[*asap.DeregistrationResponse](c, 5*time.Second); len(resp.Causes) != 0 {
+			t.Fatalf("deregistration refused: %+v", resp)
+		}
+		synctest.Wait()
+		var got []string
+		for _, e := range log.entries()[before:] {
+			if e == "enrp:*enrp.HandleUpdate" || e == "asap:*asap.DeregistrationResponse" {
+				got = append(got, e)
+			}
+		}
+		if want := []string{"enrp:*enrp.HandleUpdate", "asap:*asap.DeregistrationResponse"}; !slices.Equal(got, want) {
+			t.Fatalf("deregistration: writes %q, want %q", got, want)
+		}
+		if u := <-updates; u.Action != enrp.DelPE || u.PE.ID != 0x100 {
+			t.Fatalf("deregistration: update %+v, want DelPE of 0x100", u)
 		}
 	})
 }

@@ -318,13 +318,19 @@ func (pc *peerConn) deregister(m *asap.Deregistration) {
 	_, known := r.hs.Lookup(m.Handle, m.ID)
 	switch {
 	case st != nil && st.conn == pc:
-		r.removeLocked(key, st)
+		// As for a registration, the peers' update goes out before
+		// the answer (see registeredLocked).
+		r.disownLocked(st)
+		r.dropHeldLocked(key, &pc.enrpHeld)
 	case known:
 		// Registered by another connection or another registrar: not
 		// this peer's to remove.
 		resp.Causes = []asap.Cause{{Code: asap.CauseRejectedSecurity}}
 	}
 	r.mu.Unlock()
+	if !pc.batching {
+		flushHeld(&pc.enrpHeld)
+	}
 	pc.reply(resp)
 }
 
