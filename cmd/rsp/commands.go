@@ -256,7 +256,15 @@ func addTLSFlags(fs *flag.FlagSet) *tlsflag.Flags {
 	return &f
 }
 
-// exchangeLine sends a line and reads the reply within wait. Over an
+// sessionSilence is how much longer than its wait the terminal waits for
+// a reply over a session: the time the session's default heartbeats take
+// to find its element silent (rsp.DefaultHeartbeatMisses intervals), and
+// one more interval to move to another element and replay the line.
+const sessionSilence = (rsp.DefaultHeartbeatMisses + 1) * rsp.DefaultHeartbeatInterval
+
+// exchangeLine sends a line and reads the reply within wait (over a
+// session, within wait and then sessionSilence, so that a session that
+// fails over from a silent element carries the line to the next). Over an
 // *rsp.ASAPConn (an rsplib element), whose failover replays nothing, a
 // line whose reply does not come is sent again once to the element the
 // connection moved to, moving it first if it had not moved (an element
@@ -273,6 +281,14 @@ func exchangeLine(ctx context.Context, c net.Conn, replies *bufio.Reader, text s
 		}
 		c.SetReadDeadline(time.Now().Add(wait))
 		line, err := replies.ReadString('\n')
+		if _, ok := c.(*rsp.Session); ok && errors.Is(err, os.ErrDeadlineExceeded) {
+			// A session notices a silent element by its heartbeats,
+			// moves to another and replays the line there: wait for
+			// that too rather than give up before it could.
+			c.SetReadDeadline(time.Now().Add(sessionSilence))
+			more, err := replies.ReadString('\n')
+			return line + more, err
+		}
 		if ac == nil || try > 0 || line != "" || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return line, err
 		}
