@@ -126,6 +126,28 @@ func home(r *registrar.Registrar, h asap.PoolHandle, id asap.PEID) asap.ServerID
 	return homes(r)[fmt.Sprintf("%s/%08x", h, uint32(id))]
 }
 
+// waitRehomed waits up to within until the element pe registered (reg
+// of pool "echo") has a new home among ms, known with that home at each
+// of ms, and checks every poll for hold that it stays there.
+func waitRehomed(t *testing.T, pe *endpoint.Endpoint, reg *endpoint.Registration, ms []*member, within, hold, poll time.Duration) {
+	t.Helper()
+	testutil.WaitFor(t, within, "the element's new home", func() bool {
+		h := pe.Home()
+		return slices.ContainsFunc(ms, func(m *member) bool { return m.r.ID() == h })
+	})
+	newHome := pe.Home()
+	for _, m := range ms {
+		testutil.WaitFor(t, 5*time.Second, "the new home at every registrar", func() bool { return home(m.r, "echo", reg.ID()) == newHome })
+	}
+	for start := time.Now(); time.Since(start) < hold; time.Sleep(poll) {
+		for _, m := range ms {
+			if got := home(m.r, "echo", reg.ID()); got != newHome {
+				t.Fatalf("after %v at its new home r%d holds the element with home %08x, want %08x", time.Since(start), m.index+1, got, newHome)
+			}
+		}
+	}
+}
+
 // peEndpoint is a pool element's ASAP endpoint that hunts among addrs. The
 // TCP mapping's heartbeats notice a silent registrar within about a
 // second: with a tighter timeout (200 ms) an element on a loaded machine,
@@ -226,18 +248,7 @@ func TestPoolTakesOverADeadRegistrar(t *testing.T) {
 			}
 			// The element re-homes at b or c, is known there with its new
 			// home at both, and answers keep-alives from it.
-			testutil.WaitFor(t, 10*time.Second, "the element's new home", func() bool { h := pe.Home(); return h == b.r.ID() || h == c.r.ID() })
-			newHome := pe.Home()
-			for _, m := range []*member{b, c} {
-				testutil.WaitFor(t, 5*time.Second, "the new home at both registrars", func() bool { return home(m.r, "echo", reg.ID()) == newHome })
-			}
-			for start := time.Now(); time.Since(start) < 600*time.Millisecond; time.Sleep(20 * time.Millisecond) {
-				for _, m := range []*member{b, c} {
-					if got := home(m.r, "echo", reg.ID()); got != newHome {
-						t.Fatalf("after %v of keep-alives at its new home r%d holds the element with home %08x, want %08x", time.Since(start), m.index+1, got, newHome)
-					}
-				}
-			}
+			waitRehomed(t, pe, reg, []*member{b, c}, 10*time.Second, 600*time.Millisecond, 20*time.Millisecond)
 			pu := endpoint.New(endpoint.Config{Registrars: []string{b.addr()}, CacheLifetime: -1})
 			defer pu.Close()
 			if res, err := pu.Resolve(ctx, "echo"); err != nil || len(res.PEs) != 1 {
@@ -587,20 +598,9 @@ func TestPoolTakeoverMovesSCTPElementHome(t *testing.T) {
 	testhost.BlackholePort(t, port)
 	a.blackHole(pool)
 
-	testutil.WaitFor(t, 15*time.Second, "the element's new home", func() bool { h := pe.Home(); return h == b.r.ID() || h == c.r.ID() })
-	newHome := pe.Home()
-	for _, m := range []*member{b, c} {
-		testutil.WaitFor(t, 5*time.Second, "the new home at both registrars", func() bool { return home(m.r, "echo", reg.ID()) == newHome })
-	}
 	// Keep-alives at the new home go on being answered: the element stays
 	// there, well past the registrar's KeepAliveTimeout.
-	for start := time.Now(); time.Since(start) < 3*time.Second; time.Sleep(50 * time.Millisecond) {
-		for _, m := range []*member{b, c} {
-			if got := home(m.r, "echo", reg.ID()); got != newHome {
-				t.Fatalf("after %v at its new home r%d holds the element with home %08x, want %08x", time.Since(start), m.index+1, got, newHome)
-			}
-		}
-	}
+	waitRehomed(t, pe, reg, []*member{b, c}, 15*time.Second, 3*time.Second, 50*time.Millisecond)
 	if n := dials.Load(); n != 1 {
 		t.Errorf("the element dialed a registrar %d times, want once: it hunted instead of being taken over", n)
 	}

@@ -81,16 +81,7 @@ func BlackholeLoopback(t testing.TB) (restore func()) {
 	if out, err := exec.Command("tc", "qdisc", "add", "dev", "lo", "root", "netem", "loss", "100%").CombinedOutput(); err != nil {
 		t.Fatalf("tc qdisc add dev lo root netem loss 100%%: %v\n%s", err, out)
 	}
-	var once sync.Once
-	restore = func() {
-		once.Do(func() {
-			if out, err := exec.Command("tc", "qdisc", "del", "dev", "lo", "root").CombinedOutput(); err != nil {
-				t.Errorf("tc qdisc del dev lo root: %v\n%s", err, out)
-			}
-		})
-	}
-	t.Cleanup(restore)
-	return restore
+	return restoreLoopback(t)
 }
 
 // BlackholePort drops every IPv4 packet on the test host's loopback
@@ -116,8 +107,14 @@ func BlackholePort(t testing.TB, port int) (restore func()) {
 			t.Fatalf("tc %v: %v\n%s", args, err, out)
 		}
 	}
+	return restoreLoopback(t)
+}
+
+// restoreLoopback returns a function that removes the loopback
+// interface's root qdisc, once, and calls it when the test ends.
+func restoreLoopback(t testing.TB) func() {
 	var once sync.Once
-	restore = func() {
+	restore := func() {
 		once.Do(func() {
 			if out, err := exec.Command("tc", "qdisc", "del", "dev", "lo", "root").CombinedOutput(); err != nil {
 				t.Errorf("tc qdisc del dev lo root: %v\n%s", err, out)

@@ -23,20 +23,28 @@ func dialIDs(d []asap.ServerInformation) []asap.ServerID {
 	return ids
 }
 
+// startWithPeer starts registrar 1's core at epoch, with room for
+// maxPeers peers, and has it hear server 2's presence (port 9002).
+func startWithPeer(t *testing.T, maxPeers int) *Core {
+	t.Helper()
+	cfg := fast(1)
+	cfg.MaxPeers = maxPeers
+	c := New(cfg, handlespace.New(handlespace.Config{}))
+	c.Start(epoch)
+	info := infoOf(2, 9002)
+	if err := c.Handle(epoch, &enrp.Presence{Header: enrp.Header{Sender: 2}, Info: &info}); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // TestPeerListServersAreDialed: a registrar asks a new peer for its peer
 // list and asks to connect to the servers it names that are not yet
 // peers, once each until MaxTimeLastHeard has passed, and no more than
 // MaxPeers allows.
 func TestPeerListServersAreDialed(t *testing.T) {
-	cfg := fast(1)
-	cfg.MaxPeers = 4
-	c := New(cfg, handlespace.New(handlespace.Config{}))
+	c := startWithPeer(t, 4)
 	now := epoch
-	c.Start(now)
-	hello := infoOf(2, 9002)
-	if err := c.Handle(now, &enrp.Presence{Header: enrp.Header{Sender: 2}, Info: &hello}); err != nil {
-		t.Fatal(err)
-	}
 	asked := false
 	for _, o := range c.TakeOut() {
 		if _, ok := o.Msg.(*enrp.ListRequest); ok && o.To == 2 {
@@ -69,7 +77,7 @@ func TestPeerListServersAreDialed(t *testing.T) {
 		// (2 peers + 2 dials), 6 is over it.
 		{"first list", 0, []asap.ServerID{1, 2, 3, 4, 5, 6}, []asap.ServerID{4, 5}},
 		{"same list again", 10 * ms, []asap.ServerID{1, 2, 3, 4, 5, 6}, nil},
-		{"dials expired", cfg.MaxTimeLastHeard, []asap.ServerID{4, 6}, []asap.ServerID{4, 6}},
+		{"dials expired", c.cfg.MaxTimeLastHeard, []asap.ServerID{4, 6}, []asap.ServerID{4, 6}},
 	}
 	for _, s := range steps {
 		now = now.Add(s.after)
@@ -155,15 +163,8 @@ func TestPeerListsAreAskedForAgain(t *testing.T) {
 // registrar's own presences, a peer, a presence without a port, or past
 // MaxPeers.
 func TestMulticastPresenceIsDialed(t *testing.T) {
-	cfg := fast(1)
-	cfg.MaxPeers = 2
-	c := New(cfg, handlespace.New(handlespace.Config{}))
+	c := startWithPeer(t, 2)
 	now := epoch
-	c.Start(now)
-	peerInfo := infoOf(2, 9002)
-	if err := c.Handle(now, &enrp.Presence{Header: enrp.Header{Sender: 2}, Info: &peerInfo}); err != nil {
-		t.Fatal(err)
-	}
 	c.TakeOut()
 	src := netip.MustParseAddr("172.31.255.7")
 	heard := func(id asap.ServerID, port uint16) *enrp.Presence {
@@ -188,7 +189,7 @@ func TestMulticastPresenceIsDialed(t *testing.T) {
 		{"new registrar", 0, heard(3, 9003), netip.AddrFrom16(src.As16()), []asap.ServerInformation{{Server: 3, Transport: asap.Transport{Kind: asap.ParamSCTPTransport, Port: 9003, Addrs: []netip.Addr{src}}}}},
 		{"heard again while dialing", 10 * ms, heard(3, 9003), src, nil},
 		{"over MaxPeers", 0, heard(4, 9004), src, nil},
-		{"dial expired", cfg.MaxTimeLastHeard, heard(3, 9003), src, []asap.ServerInformation{{Server: 3, Transport: asap.Transport{Kind: asap.ParamSCTPTransport, Port: 9003, Addrs: []netip.Addr{src}}}}},
+		{"dial expired", c.cfg.MaxTimeLastHeard, heard(3, 9003), src, []asap.ServerInformation{{Server: 3, Transport: asap.Transport{Kind: asap.ParamSCTPTransport, Port: 9003, Addrs: []netip.Addr{src}}}}},
 	}
 	for _, s := range steps {
 		now = now.Add(s.after)
