@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/rsp-go/rsp"
@@ -40,9 +39,7 @@ func runChild(spec string) {
 // (os.Process.Kill): the kernel ends their connections.
 type processes struct {
 	network, reg, dir string
-
-	mu    sync.Mutex
-	procs map[asap.PEID]*exec.Cmd
+	procs             byID[*exec.Cmd]
 }
 
 func (p *processes) add(t *testing.T) {
@@ -73,19 +70,11 @@ func (p *processes) add(t *testing.T) {
 	if err != nil {
 		t.Fatalf("file server process said %q", line)
 	}
-	p.mu.Lock()
-	if p.procs == nil {
-		p.procs = make(map[asap.PEID]*exec.Cmd)
-	}
-	p.procs[asap.PEID(id)] = cmd
-	p.mu.Unlock()
+	p.procs.put(asap.PEID(id), cmd)
 }
 
 func (p *processes) kill(t *testing.T, id asap.PEID) {
-	p.mu.Lock()
-	cmd := p.procs[id]
-	delete(p.procs, id)
-	p.mu.Unlock()
+	cmd := p.procs.take(id)
 	if cmd == nil {
 		t.Errorf("kill: no server process %08x", uint32(id))
 		return

@@ -143,9 +143,31 @@ func fetchAll(t *testing.T, reg, dir string, names []string, f fleet) {
 type local struct {
 	reg, dir, network string
 	reset             bool
+	members           byID[*member]
+}
 
-	mu      sync.Mutex
-	members map[asap.PEID]*member
+// byID holds a fleet's servers by pool element identifier.
+type byID[T any] struct {
+	mu sync.Mutex
+	m  map[asap.PEID]T
+}
+
+func (b *byID[T]) put(id asap.PEID, v T) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil {
+		b.m = make(map[asap.PEID]T)
+	}
+	b.m[id] = v
+}
+
+// take removes the server id and returns it (the zero T if there is none).
+func (b *byID[T]) take(id asap.PEID) T {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	v := b.m[id]
+	delete(b.m, id)
+	return v
 }
 
 type member struct {
@@ -170,19 +192,11 @@ func (p *local) add(t *testing.T) {
 	}
 	go m.srv.Serve(l)
 	t.Cleanup(func() { m.srv.Close() })
-	p.mu.Lock()
-	if p.members == nil {
-		p.members = make(map[asap.PEID]*member)
-	}
-	p.members[l.ID()] = m
-	p.mu.Unlock()
+	p.members.put(l.ID(), m)
 }
 
 func (p *local) kill(t *testing.T, id asap.PEID) {
-	p.mu.Lock()
-	m := p.members[id]
-	delete(p.members, id)
-	p.mu.Unlock()
+	m := p.members.take(id)
 	if m == nil {
 		t.Errorf("kill: no server %08x", uint32(id))
 		return
