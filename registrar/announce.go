@@ -39,16 +39,11 @@ func (r *Registrar) startAnnouncing() error {
 	if r.ann != nil {
 		return nil
 	}
-	send, err := mcast.NewSender(r.cfg.Announce, r.cfg.AnnounceInterface)
+	send, recv, err := mcast.Join(r.cfg.Announce, r.cfg.AnnounceInterface)
 	if err != nil {
 		return fmt.Errorf("registrar: announcing: %w", err)
 	}
-	recv, err := mcast.Listen(r.cfg.Announce, r.cfg.AnnounceInterface)
-	if err != nil {
-		send.Close()
-		return fmt.Errorf("registrar: announcing: %w", err)
-	}
-	g, _ := netip.ParseAddrPort(r.cfg.Announce) // NewSender parsed it already
+	g, _ := netip.ParseAddrPort(r.cfg.Announce) // Join parsed it already
 	r.ann = &announcer{send: send, recv: recv, v4: g.Addr().Unmap().Is4(), peers: make(map[asap.ServerID]time.Time)}
 	r.wg.Add(2)
 	go r.announceLoop(r.ann)
@@ -101,24 +96,11 @@ func (r *Registrar) announceLoop(a *announcer) {
 // hearAnnounces counts the other registrars announcing in the group.
 func (r *Registrar) hearAnnounces(a *announcer) {
 	defer r.wg.Done()
-	buf := make([]byte, 65536)
-	for {
-		n, _, err := a.recv.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			r.cfg.Logger.Debug("reading announces", "err", err)
-			select {
-			case <-r.done:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-			continue
-		}
+	onErr := func(err error) { r.cfg.Logger.Debug("reading announces", "err", err) }
+	mcast.Receive(a.recv, r.done, onErr, func(b []byte, _ netip.AddrPort) {
 		var m asap.ServerAnnounce
-		if err := m.UnmarshalBinary(buf[:n]); err != nil || m.Server == r.id {
-			continue
+		if err := m.UnmarshalBinary(b); err != nil || m.Server == r.id {
+			return
 		}
 		r.mu.Lock()
 		if _, ok := a.peers[m.Server]; !ok {
@@ -126,7 +108,7 @@ func (r *Registrar) hearAnnounces(a *announcer) {
 		}
 		a.peers[m.Server] = time.Now()
 		r.mu.Unlock()
-	}
+	})
 }
 
 // announcedTransportsLocked describes the registrar's listeners as

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/rsp-go/rsp/enrp"
@@ -16,13 +17,8 @@ import (
 // discovery by multicast, RFC 5353 §3.1).
 func (e *enrpSide) startMulticast() error {
 	r := e.r
-	send, err := mcast.NewSender(e.cfg.Announce, e.cfg.AnnounceInterface)
+	send, recv, err := mcast.Join(e.cfg.Announce, e.cfg.AnnounceInterface)
 	if err != nil {
-		return fmt.Errorf("registrar: ENRP presences by multicast: %w", err)
-	}
-	recv, err := mcast.Listen(e.cfg.Announce, e.cfg.AnnounceInterface)
-	if err != nil {
-		send.Close()
 		return fmt.Errorf("registrar: ENRP presences by multicast: %w", err)
 	}
 	r.mu.Lock()
@@ -81,38 +77,25 @@ func (e *enrpSide) castPresences(send *mcast.Sender, recv *net.UDPConn) {
 func (e *enrpSide) hearPresences(recv *net.UDPConn) {
 	r := e.r
 	defer r.wg.Done()
-	buf := make([]byte, 65536)
-	for {
-		n, src, err := recv.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			r.cfg.Logger.Debug("reading ENRP presences", "err", err)
-			select {
-			case <-r.done:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-			continue
-		}
-		m, err := enrp.Unmarshal(buf[:n])
+	onErr := func(err error) { r.cfg.Logger.Debug("reading ENRP presences", "err", err) }
+	mcast.Receive(recv, r.done, onErr, func(b []byte, src netip.AddrPort) {
+		m, err := enrp.Unmarshal(b)
 		p, ok := m.(*enrp.Presence)
 		if err != nil || !ok || p.Sender == r.id {
-			continue
+			return
 		}
 		r.mu.Lock()
 		e.core.Discovered(time.Now(), p, src.Addr())
 		dials := e.core.TakeDials()
 		r.mu.Unlock()
 		if len(dials) == 0 {
-			continue
+			return
 		}
 		network := e.listenNetwork()
 		for _, si := range dials {
 			e.dialLearnt(network, si)
 		}
-	}
+	})
 }
 
 // listenNetwork is the network of the registrar's ENRP listeners:

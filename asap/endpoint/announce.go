@@ -2,7 +2,6 @@ package endpoint
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -39,27 +38,14 @@ func (ep *Endpoint) listenAnnounces() {
 
 func (ep *Endpoint) readAnnounces(c *net.UDPConn) {
 	defer ep.wg.Done()
-	buf := make([]byte, 65536)
-	for {
-		n, src, err := c.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			select {
-			case <-ep.done:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-			continue
-		}
+	mcast.Receive(c, ep.done, nil, func(b []byte, src netip.AddrPort) {
 		var m asap.ServerAnnounce
-		if err := m.UnmarshalBinary(buf[:n]); err != nil {
+		if err := m.UnmarshalBinary(b); err != nil {
 			ep.cfg.Logger.Debug("bad announce", "from", src, "err", err)
-			continue
+			return
 		}
 		ep.heardAnnounce(&m, src.Addr().Unmap(), time.Now())
-	}
+	})
 }
 
 // heardAnnounce adds the registrar an announce describes to the hunt list

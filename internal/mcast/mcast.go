@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -75,6 +76,48 @@ func (s *Sender) Send(b []byte) error {
 
 // Close closes the sender's socket.
 func (s *Sender) Close() error { return s.c.Close() }
+
+// Join opens both sockets of a member that sends to the group and hears
+// it (a registrar's): a sender through the interface named ifname, and a
+// receiver joined to the group on it; on an error neither stays open.
+func Join(group, ifname string) (*Sender, *net.UDPConn, error) {
+	send, err := NewSender(group, ifname)
+	if err != nil {
+		return nil, nil, err
+	}
+	recv, err := Listen(group, ifname)
+	if err != nil {
+		send.Close()
+		return nil, nil, err
+	}
+	return send, recv, nil
+}
+
+// Receive reads the datagrams that arrive at c and hands each to handle,
+// whose b is valid only during the call, until c is closed or done is.
+// After any other read error, which it hands to onErr if that is not nil,
+// it waits a tenth of a second before reading again.
+func Receive(c *net.UDPConn, done <-chan struct{}, onErr func(error), handle func(b []byte, src netip.AddrPort)) {
+	buf := make([]byte, 65536)
+	for {
+		n, src, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if onErr != nil {
+				onErr(err)
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		handle(buf[:n], src)
+	}
+}
 
 // resolve parses a group and an interface name, and names the UDP network
 // of the group's family.
