@@ -2,6 +2,7 @@ package benchmarks
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -66,9 +67,15 @@ func runAttack(tb testing.TB, addr string, p *Pool) func() {
 // peer measured in the same run: round trips to an echo over the same
 // loopback TCP mapping in the same process. A window in which even the
 // echo's p99 exceeds half the bound measured the host, not the registrar,
-// and is measured again (at most four windows); the bound is asserted,
-// unchanged, on the first window in which the echo answered in time. If
-// no window does, the test is skipped with the numbers. The price: a
+// and is measured again (at most four windows). The bound holds,
+// unchanged, when a window in which the echo answered in time has the
+// resolutions' p99 within it; one such window over the bound is measured
+// again too, since a stall of the host that the echo's samples happened to
+// miss (echo p99 4 ms, resolutions' 11 ms at a load average of 10) lands
+// there as well, but an attack that really slows the registrar slows every
+// window: the test fails when every window with the echo in time is over
+// the bound. If no window has the echo in time, it is skipped with the
+// numbers. The price: a
 // registrar that burnt both cores under the attack would slow the echo
 // too and be skipped rather than failed; its rate limits, which keep the
 // flood in the flooders' sockets, are tested in the registrar package.
@@ -83,6 +90,7 @@ func TestWellBehavedUserUnderAttack(t *testing.T) {
 	testutil.WaitFor(t, 10*time.Second, "the idle connections to be served", func() bool { return r.Conns() >= IssueAttack.Idle })
 	time.Sleep(200 * time.Millisecond) // the flood and the reports under way
 	var lat []time.Duration
+	var over []string // the calm windows over the bound
 	for window := 1; ; window++ {
 		var err error
 		var base []time.Duration
@@ -103,13 +111,16 @@ func TestWellBehavedUserUnderAttack(t *testing.T) {
 		t.Logf("window %d: resolutions under attack: p50 %v, p99 %v, max %v; echo in the same process: p50 %v, p99 %v",
 			window, Quantile(lat, 0.5), p99, lat[len(lat)-1], Quantile(base, 0.5), b99)
 		if b99 <= bound/2 {
-			if p99 > bound {
-				t.Errorf("p99 of resolutions under attack %v, want at most %v (an echo in the same process answered in %v)", p99, bound, b99)
+			if p99 <= bound {
+				break
 			}
-			break
+			over = append(over, fmt.Sprintf("window %d: %v (echo %v)", window, p99, b99))
 		}
 		if window == 4 {
 			stop()
+			if len(over) > 0 {
+				t.Fatalf("p99 of resolutions under attack over %v in every window in which an echo in the same process answered within %v at p99: %s", bound, bound/2, strings.Join(over, "; "))
+			}
 			t.Skipf("the machine is too busy to measure: in every window an echo in this process took over %v at p99", bound/2)
 		}
 	}
