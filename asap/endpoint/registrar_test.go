@@ -28,9 +28,14 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestWithRegistrar(t *testing.T) {
+	// A keep-alive timeout that a loaded machine meets (at 100 ms the
+	// element was removed now and then, the resolution then failing with
+	// "unknown pool handle"), and a hold below of more than twice it, in
+	// which an unanswered keep-alive still removes the element.
+	const kaTimeout = 500 * time.Millisecond
 	r, addr := testutil.StartRegistrar(t, registrar.Config{
 		KeepAliveInterval: 20 * time.Millisecond,
-		KeepAliveTimeout:  100 * time.Millisecond,
+		KeepAliveTimeout:  kaTimeout,
 	})
 	pe := newEndpoint(t, endpoint.Config{Registrars: []string{addr}, Reregistration: quiet})
 	pu := newEndpoint(t, endpoint.Config{Registrars: []string{addr}, CacheLifetime: -1})
@@ -47,7 +52,7 @@ func TestWithRegistrar(t *testing.T) {
 
 	// Keep-alives are answered: the element stays through many rounds
 	// of keep-alives, any of which removes it when unanswered.
-	for start := time.Now(); time.Since(start) < 400*time.Millisecond; time.Sleep(10 * time.Millisecond) {
+	for start := time.Now(); time.Since(start) < 2*kaTimeout+200*time.Millisecond; time.Sleep(10 * time.Millisecond) {
 		if got := poolIDs(r, "echo"); !slices.Equal(got, []asap.PEID{reg.ID()}) {
 			t.Fatalf("after %v of keep-alives the pool holds %v, want %#x", time.Since(start), got, reg.ID())
 		}
