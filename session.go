@@ -31,7 +31,8 @@ var (
 	// ErrFailoverFailed: no element of the pool took the session over
 	// within the failover's bounds.
 	ErrFailoverFailed = errors.New("rsp: failover found no pool element")
-	// ErrMessageTooLong: a WriteMsg longer than SessionConfig.MaxMessageSize.
+	// ErrMessageTooLong: a WriteMsg longer than SessionConfig.MaxMessageSize
+	// (or than MaxUnackedBytes can hold).
 	ErrMessageTooLong = errors.New("rsp: message too long")
 	// ErrProtocol: the peer broke the session protocol.
 	ErrProtocol = errors.New("rsp: session protocol violation")
@@ -312,6 +313,9 @@ func (s *Session) Read(b []byte) (int, error) {
 					lease.Release() // nothing refers to it any more
 				}
 			}
+			if n == 0 {
+				continue // empty messages only: wait for bytes
+			}
 			s.mu.Unlock()
 			return n, nil
 		}
@@ -502,8 +506,8 @@ func (s *Session) Write(b []byte) (int, error) {
 	n := 0
 	for {
 		chunk := b[n:]
-		if len(chunk) > s.cfg.MaxMessageSize {
-			chunk = chunk[:s.cfg.MaxMessageSize]
+		if m := s.cfg.maxMessage(); len(chunk) > m {
+			chunk = chunk[:m]
 		}
 		if _, err := s.write(chunk, WriteOptions{}); err != nil {
 			return n, err
@@ -523,7 +527,7 @@ func (s *Session) WriteMsg(b []byte, o WriteOptions) (uint64, error) {
 			return 0, s.opError("write", err)
 		}
 	}
-	if len(b) > s.cfg.MaxMessageSize {
+	if len(b) > s.cfg.maxMessage() {
 		return 0, s.opError("write", ErrMessageTooLong)
 	}
 	if o.Element != 0 || o.Addr != nil {

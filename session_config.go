@@ -41,7 +41,8 @@ type SessionConfig struct {
 	MaxUnackedMessages int
 	// MaxMessageSize is the largest message; a longer Write is sent as
 	// several messages, a longer WriteMsg fails. Zero means
-	// mapping.DefaultMaxMessageSize.
+	// mapping.DefaultMaxMessageSize. A message the session sends is also
+	// at most MaxUnackedBytes less its 16 bytes of header.
 	MaxMessageSize int
 
 	// AckDelay is how long an acknowledgement of a processed message
@@ -130,6 +131,13 @@ func (c SessionConfig) withDefaults() SessionConfig {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
+}
+
+// maxMessage is the longest message a session sends: MaxMessageSize,
+// within what MaxUnackedBytes can hold with its DATA header, so that no
+// Write waits for room that can never come.
+func (c SessionConfig) maxMessage() int {
+	return max(1, min(c.MaxMessageSize, c.MaxUnackedBytes-ulpack.DataLen))
 }
 
 // senderConfig bounds the send side (ulpack.Sender counts whole DATA

@@ -89,7 +89,7 @@ func (f *Failover) SendMsg(b []byte, o WriteOptions) (uint64, error) {
 		// in what the replay leaves out.
 		return 0, s.opError("write", f.st.broken)
 	}
-	if len(b) > s.cfg.MaxMessageSize {
+	if len(b) > s.cfg.maxMessage() {
 		return 0, s.opError("write", ErrMessageTooLong)
 	}
 	streams := o.Stream != 0 || o.Unordered
