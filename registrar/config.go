@@ -48,6 +48,12 @@ type Config struct {
 	// KeepAliveTimeout how long it waits for the acknowledgement before it
 	// removes the element. Zero means the default; a negative interval turns
 	// periodic keep-alives off (the probe after an unreachable report stays).
+	// An overdue answer gets another KeepAliveTimeout when the registrar's
+	// schedule runs behind, or when the element's peer answers its
+	// keep-alives in order but late and has not yet come to this one
+	// (KeepAliveTimeoutsExtended counts both): the registrar removes no
+	// element for its own slowness, nor for a backlog its peer works
+	// through.
 	KeepAliveInterval time.Duration
 	KeepAliveTimeout  time.Duration
 
