@@ -155,7 +155,7 @@ func runEcho(ctx context.Context, std stdio, args []string) error {
 func runTerminal(ctx context.Context, std stdio, args []string) error {
 	var registrars []string
 	fs := newFlags("terminal", argsOf("terminal"), std.err, &registrars)
-	wait := fs.Duration("wait", 2*time.Second, "how long to wait for a reply to a line")
+	wait := fs.Duration("wait", 2*time.Second, "how long to wait for a reply to a line (over a session, 4 s more, for it to move from a silent element)")
 	tf := addTLSFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
