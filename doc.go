@@ -20,8 +20,17 @@
 //	c, err := rsp.Dial("pool:echo")
 //
 // [Dialer.DialContext] returns a [net.Conn], as [net.Dialer.DialContext]
-// does, so it plugs into net/http's Transport.DialContext and gRPC's
-// WithContextDialer as it is.
+// does, so it plugs into net/http's Transport.DialContext as it is (the
+// URL's host names the pool: http://echo/), and into gRPC's
+// WithContextDialer with no wrapper type, only the closure that gRPC's
+// dialer signature asks of a net.Dialer too:
+//
+//	tr := &http.Transport{DialContext: d.DialContext}
+//	cc, err := grpc.NewClient("passthrough:///pool:echo",
+//		grpc.WithTransportCredentials(insecure.NewCredentials()),
+//		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+//			return d.DialContext(ctx, "tcp", addr)
+//		}))
 //
 // A registrar (package registrar, command rspregistrar) holds the pools,
 // checks the pool elements with keep-alives and answers the pool users.
