@@ -42,7 +42,11 @@ type SessionConfig struct {
 	// MaxMessageSize is the largest message; a longer Write is sent as
 	// several messages, a longer WriteMsg fails. Zero means
 	// mapping.DefaultMaxMessageSize. A message the session sends is also
-	// at most MaxUnackedBytes less its 16 bytes of header.
+	// at most MaxUnackedBytes less its 16 bytes of header. The session
+	// protocol does not exchange this limit: a pool user's must not be
+	// above its elements', since an element closes the connection on a
+	// longer message, and the session then fails over again and again,
+	// replaying it each time, until the application closes it.
 	MaxMessageSize int
 
 	// AckDelay is how long an acknowledgement of a processed message
