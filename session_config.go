@@ -13,7 +13,7 @@ import (
 const (
 	DefaultHeartbeatInterval   = time.Second
 	DefaultHeartbeatMisses     = 3
-	DefaultMaxUnackedBytes     = 4 << 20
+	DefaultMaxUnackedBytes     = 1 << 20
 	DefaultMaxUnackedMessages  = 1024
 	DefaultAckDelay            = 5 * time.Millisecond
 	DefaultFailoverTimeout     = 10 * time.Second
@@ -36,7 +36,10 @@ type SessionConfig struct {
 	// header each; messages also within the peer's window): Write blocks,
 	// within its deadline, while the next message does not fit. After a
 	// failover at most this much is replayed. MaxUnackedMessages is also
-	// the window announced to the peer.
+	// the window announced to the peer. A bulk stream keeps
+	// MaxUnackedBytes in flight, and its replay buffer is that large: the
+	// default, 1 MiB, keeps the buffer in the processor's cache; a path
+	// whose bandwidth-delay product is larger needs more to be filled.
 	MaxUnackedBytes    int
 	MaxUnackedMessages int
 	// MaxMessageSize is the largest message; a longer Write is sent as

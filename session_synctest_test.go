@@ -3,6 +3,7 @@ package rsp
 import (
 	"errors"
 	"net"
+	"os"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -142,4 +143,30 @@ func pipeSessions(cfg SessionConfig) (sender, receiver *Session) {
 	sender.start()
 	receiver.start()
 	return sender, receiver
+}
+
+// TestSessionDefaultWindow: by default a session keeps at most 1 MiB of
+// DATA frames unacknowledged (DefaultMaxUnackedBytes), the replay buffer
+// a bulk stream fills: with a peer that reads nothing, Write blocks after
+// 31 messages of 32 KiB (before, 127 at 4 MiB) until its deadline.
+func TestSessionDefaultWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sender, receiver := pipeSessions(SessionConfig{})
+		msg := make([]byte, 32<<10)
+		sender.SetWriteDeadline(time.Now().Add(time.Second))
+		n := 0
+		var err error
+		for n < 1000 {
+			if _, err = sender.Write(msg); err != nil {
+				break
+			}
+			n++
+		}
+		if want := (1 << 20) / (len(msg) + 16); n != want || !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("%d Writes of %d bytes before %v; want %d before the deadline", n, len(msg), err, want)
+		}
+		sender.Close()
+		receiver.Close()
+		synctest.Wait()
+	})
 }
