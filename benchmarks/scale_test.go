@@ -318,7 +318,7 @@ func saveProfile(b *testing.B, url, file string) {
 // keep-alive timeouts extended for a late peer; rate-limited logs, so the
 // count at the last one), or 0.
 func lastCount(log, name string) int64 {
-	m := regexp.MustCompile(` ` + name + `=(\d+)`).FindAllStringSubmatch(log, -1)
+	m := regexp.MustCompile(` `+name+`=(\d+)`).FindAllStringSubmatch(log, -1)
 	if len(m) == 0 {
 		return 0
 	}
