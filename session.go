@@ -65,10 +65,11 @@ type Session struct {
 	id     [16]byte
 	local  net.Addr
 
-	kick chan struct{} // wakes the loop
-	done chan struct{} // closed when the session ends
-	rdl  deadline
-	wdl  deadline
+	kick   chan struct{} // wakes the loop
+	done   chan struct{} // closed when the session ends
+	closed chan struct{} // closed by Close: a failover under way ends
+	rdl    deadline
+	wdl    deadline
 
 	mu sync.Mutex
 	// The connection: generation counts connections, so that a late
@@ -231,6 +232,7 @@ func newSession(cfg SessionConfig, client bool, handle asap.PoolHandle, id [16]b
 		id:         id,
 		kick:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
+		closed:     make(chan struct{}),
 		conn:       c,
 		pe:         pe,
 		handledGen: -1,
@@ -772,6 +774,7 @@ func (s *Session) Close() error {
 	}
 	s.settle()
 	s.closing = true
+	close(s.closed)
 	s.goAway = s.goAway || s.draining // a pool user fails over
 	broadcast(&s.rwait)
 	broadcast(&s.wwait)

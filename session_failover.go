@@ -335,11 +335,17 @@ func (s *Session) failover(cause error) error {
 	}
 	feed(failover.Event{Kind: kind, PE: old.ID, Err: cause, Stream: stream})
 
+	// A session closed meanwhile does not fail over, as one closed
+	// before its connection failed does not (connFailed): the failover
+	// ends, and with it the session, rather than go on trying elements
+	// for up to FailoverTimeout.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
 		select {
 		case <-s.done:
+			cancel()
+		case <-s.closed:
 			cancel()
 		case <-ctx.Done():
 		}

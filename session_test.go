@@ -594,3 +594,34 @@ func TestSessionWriteBlocksWhenUnackedFull(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionCloseEndsFailover: a session closed while it fails over (its
+// only element died, no other is registered yet) stops failing over, as
+// one closed before its element died never starts: an element that joins
+// the pool later gets no connection from it. Before, the failover went on
+// for up to FailoverTimeout, connected to the new element, and only then
+// ended.
+func TestSessionCloseEndsFailover(t *testing.T) {
+	const pool = "close-fo"
+	pes, regs := startSessionPool(t, 1, pool, peOptions{stateless: true})
+	s := dialSession(t, regs, pool, rsp.SessionConfig{HeartbeatInterval: resetHeartbeat,
+		FailoverTimeout: 30 * time.Second, FailoverBackoff: 50 * time.Millisecond})
+	if _, err := s.WriteMsg([]byte("1"), rsp.WriteOptions{AckRequest: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the acknowledgement", 2*time.Second, func() bool { return s.Acked() == 1 })
+	pes[s.Element().ID].crash()
+	time.Sleep(300 * time.Millisecond) // noticed at once (a reset): failing over
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	late := startSessionPE(t, regs, pool, peOptions{stateless: true})
+	// The failover's rounds come every 50 ms, doubling to 4 s: one found
+	// the new element within a second.
+	time.Sleep(2 * time.Second)
+	late.mu.Lock()
+	defer late.mu.Unlock()
+	if n := len(late.conns); n != 0 {
+		t.Errorf("the element that joined after Close accepted %d connections, want none: the closed session went on failing over", n)
+	}
+}
