@@ -311,11 +311,15 @@ func (s *Session) failover(cause error) error {
 	// so an element that acknowledged nothing and sent nothing loses
 	// nothing: the new one gets the stream from its start.
 	unacked, _ := s.snd.Len()
-	used := (s.snd.Acked() > 0 || s.exchanged) && !s.stateless
+	acked := s.snd.Acked()
+	used := (acked > 0 || s.exchanged) && !s.stateless
 	stream := failover.StreamState{Unacked: unacked, Lost: used, Used: used}
 	s.mu.Unlock()
 	log := s.cfg.Logger.With("pool", string(s.handle), "pe", fmt.Sprintf("%08x", uint32(old.ID)))
 	log.Info("session: element lost", "err", cause)
+	if err := s.unackedLossBackoff(acked); err != nil {
+		return err
+	}
 
 	ep := s.d.endpoint()
 	m := s.fm
@@ -451,6 +455,7 @@ func (s *Session) failover(cause error) error {
 			feed(failover.Event{Kind: failover.ReplayDone, Replayed: replayed})
 		case failover.Indicate:
 			install()
+			s.replayedTo, s.replayAcked = replayed > 0, acked
 			ev := FailoverEvent{Session: s, Old: old, New: Element{Handle: string(s.handle), PoolElement: newPE},
 				Cause: cause, Replayed: replayed, FirstReplayed: first, Took: time.Since(start)}
 			log.Info("session: failed over", "new", fmt.Sprintf("%08x", uint32(newPE.ID)), "replayed", replayed, "took", ev.Took)
@@ -471,6 +476,43 @@ func (s *Session) failover(cause error) error {
 			}
 			return fmt.Errorf("%w in pool %q: %w", ErrFailoverFailed, s.handle, a.Err)
 		}
+	}
+}
+
+// unackedLossBackoff holds back a failover from an element lost before it
+// acknowledged any of the messages the last failover replayed to it (acked
+// is the acknowledgement now; nothing was acknowledged since that failover
+// began). Such elements may be refusing what is replayed: one that finds a
+// message over its MaxMessageSize closes the connection, and every element
+// of the pool would, so each such loss in a row waits FailoverBackoff,
+// doubled for each one before it (at most FailoverTimeout), and after
+// MaxFailoverAttempts of them the session fails with ErrFailoverFailed
+// instead of replaying them on and on.
+func (s *Session) unackedLossBackoff(acked uint64) error {
+	if s.replayedTo && acked == s.replayAcked {
+		s.unackedLosses++
+	} else {
+		s.unackedLosses = 0
+	}
+	s.replayedTo = false
+	n := s.unackedLosses
+	if n == 0 {
+		return nil
+	}
+	if n >= s.cfg.MaxFailoverAttempts {
+		return fmt.Errorf("%w in pool %q: %d elements in a row lost before they acknowledged a message replayed to them", ErrFailoverFailed, s.handle, n)
+	}
+	wait := s.cfg.FailoverTimeout
+	if n-1 < 30 {
+		wait = min(wait, s.cfg.FailoverBackoff<<(n-1))
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-s.done:
+		return net.ErrClosed
 	}
 }
 
