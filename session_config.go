@@ -49,7 +49,8 @@ type SessionConfig struct {
 	// protocol does not exchange this limit: a pool user's must not be
 	// above its elements', since an element closes the connection on a
 	// longer message, and the session then fails over again and again,
-	// replaying it each time, until the application closes it.
+	// replaying it, until it fails with ErrFailoverFailed (see
+	// FailoverBackoff).
 	MaxMessageSize int
 
 	// AckDelay is how long an acknowledgement of a processed message
@@ -67,7 +68,13 @@ type SessionConfig struct {
 	// FailoverTimeout bounds one failover, from the failure to the new
 	// element's replay; MaxFailoverAttempts bounds the elements it tries.
 	// FailoverBackoff is the wait between two rounds of the pool's
-	// elements (zero: HeartbeatInterval / 4).
+	// elements (zero: HeartbeatInterval / 4). An element lost before it
+	// acknowledged any of the messages a failover replayed to it delays
+	// the next failover by FailoverBackoff, doubled for each such element
+	// in a row before it (at most FailoverTimeout); after
+	// MaxFailoverAttempts of them the session fails with
+	// ErrFailoverFailed, since the elements seem to refuse what is
+	// replayed.
 	FailoverTimeout     time.Duration
 	MaxFailoverAttempts int
 	FailoverBackoff     time.Duration
