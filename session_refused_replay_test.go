@@ -40,7 +40,7 @@ func TestSessionElementsRefusingReplay(t *testing.T) {
 	}
 	const attempts = 4
 	d := &rsp.Dialer{Endpoint: newEndpoint(t, regs), Session: rsp.SessionConfig{
-		MaxMessageSize: 2 << 20, Stateless: true, MaxFailoverAttempts: attempts, FailoverBackoff: 10 * time.Millisecond}}
+		MaxMessageSize: 2 << 20, MaxUnackedBytes: 4 << 20, Stateless: true, MaxFailoverAttempts: attempts, FailoverBackoff: 10 * time.Millisecond}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := d.DialContext(ctx, "tcp", "pool:refuse")
