@@ -209,6 +209,9 @@ func (pc *peerConn) ackLocked(key peKey, now int64) {
 	}
 	st.awaiting = false
 	pc.lastAckAt = now
+	if pc.skipped == st {
+		pc.skipped = nil // answered after all
+	}
 	if !st.extended {
 		// While it waited, st.at was when the answer would be
 		// overdue. (Once extended, when it was sent is not known.)
