@@ -30,9 +30,12 @@ type tlsPKI struct {
 func startTLSRegistrar(t *testing.T) *tlsPKI {
 	t.Helper()
 	ca := testpki.New(t, "test CA")
+	// No test here removes an element by its keep-alives: a timeout that a
+	// loaded machine meets (at 300 ms an element was removed now and then,
+	// and the pool never had its three).
 	r, addr := testutil.StartRegistrar(t, registrar.Config{
 		KeepAliveInterval: 200 * time.Millisecond,
-		KeepAliveTimeout:  300 * time.Millisecond,
+		KeepAliveTimeout:  2 * time.Second,
 		TLSConfig:         testpki.ServerConfig(ca.MustIssue(t, "registrar", "127.0.0.1"), ca.Pool()),
 		Authorize:         registrar.Rules{{Identity: "web-*", Pools: "web"}}.Authorize,
 	})
