@@ -285,7 +285,7 @@ func runChaos(t *testing.T, cfg chaosConfig) {
 	start := func(i int) {
 		var e element
 		if inprocKind(i) {
-			e.inproc = startSessionPE(t, regs, pool, peOptions{stateless: true, heartbeat: chaosHeartbeat, got: got})
+			e.inproc = startSessionPE(t, regs, pool, peOptions{stateless: true, heartbeat: chaosHeartbeat, got: got, asapProxy: true})
 		} else {
 			e.child = startChildPEOver(t, cfg.network, pool, regs[0], dir)
 		}
@@ -375,8 +375,15 @@ func runChaos(t *testing.T, cfg chaosConfig) {
 			mu.Unlock()
 			switch {
 			case e.inproc != nil && i%4 == 2:
+				// The whole element: its sessions, and its keep-alives,
+				// so that its registrar removes it, as it would a host
+				// that the network no longer reaches. Black-holed
+				// elements that answered keep-alives stayed in the pool
+				// for good and piled up in every resolution, each
+				// costing a failover a connect timeout.
 				kinds["black hole"]++
 				e.inproc.proxy.BlackHole()
+				e.inproc.asap.BlackHole()
 			case e.inproc != nil:
 				kinds["reset"]++
 				e.inproc.crash()

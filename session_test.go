@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -74,6 +75,7 @@ type sessionPE struct {
 	ep    *endpoint.Endpoint
 	l     *rsp.Listener
 	proxy *testutil.Proxy
+	asap  *testutil.Proxy // between the endpoint and its registrar (peOptions.asapProxy)
 	mu    sync.Mutex
 	conns []net.Conn
 	wg    sync.WaitGroup
@@ -91,11 +93,20 @@ type peOptions struct {
 	serve     func(net.Conn)   // serves each connection instead, if set
 	manualAck bool
 	network   string // "sctp": listen over SCTP on loopback, without a proxy; else TCP
+	// asapProxy puts a proxy (sessionPE.asap) between the endpoint and
+	// its registrar (the first of regs), so that the element can be
+	// black-holed whole, keep-alives and all.
+	asapProxy bool
 }
 
 func startSessionPE(t testing.TB, regs []string, pool string, o peOptions) *sessionPE {
 	t.Helper()
-	p := &sessionPE{ep: endpoint.New(endpoint.Config{Registrars: regs, CacheLifetime: -1})}
+	p := &sessionPE{}
+	if o.asapProxy {
+		p.asap = testutil.StartProxy(t, strings.TrimPrefix(regs[0], "tcp:"))
+		regs = []string{"tcp:" + p.asap.Addr()}
+	}
+	p.ep = endpoint.New(endpoint.Config{Registrars: regs, CacheLifetime: -1})
 	lc := rsp.ListenConfig{Endpoint: p.ep, LocalAddr: "127.0.0.1:0",
 		Session: rsp.SessionConfig{Stateless: o.stateless, HeartbeatInterval: o.heartbeat, ManualAck: o.manualAck}}
 	network := "sctp"
