@@ -242,7 +242,7 @@ func TestChaos(t *testing.T) {
 	// but at a load average near 20 under the race detector over 300 ms:
 	// every attempt of a failover then timed out, live elements too, and
 	// sessions gave up. A black-holed element costs a failover the timeout.
-	runChaos(t, chaosConfig{network: "tcp", sessions: 50, msgs: 200, dialTimeout: time.Second})
+	runChaos(t, chaosConfig{network: "tcp", sessions: 50, msgs: 200, dialTimeout: time.Second, failoverTimeout: 15 * time.Second})
 }
 
 // TestChaosSCTP is TestChaos over SCTP, shorter (User-mode Linux is
@@ -256,7 +256,11 @@ func TestChaosSCTP(t *testing.T) {
 	if !sctp.Supported() {
 		t.Skip("the kernel has no SCTP; run the SCTP tests inside User-mode Linux with .ci/uml/test-sctp")
 	}
-	runChaos(t, chaosConfig{network: "sctp", sessions: 10, msgs: 100, dialTimeout: 2 * time.Second})
+	// A stopped element process's kernel still accepts associations, so
+	// each one a failover meets costs it the 2 s connect timeout, and
+	// every other failure here is a stop: 15 s were once not enough for
+	// a failover that met several before a live element.
+	runChaos(t, chaosConfig{network: "sctp", sessions: 10, msgs: 100, dialTimeout: 2 * time.Second, failoverTimeout: 40 * time.Second})
 }
 
 // chaosConfig parameterises the chaos test.
@@ -264,6 +268,9 @@ type chaosConfig struct {
 	network        string // the elements' network; over "sctp" all are processes
 	sessions, msgs int
 	dialTimeout    time.Duration // per element tried; system calls in User-mode Linux are slow
+	// failoverTimeout bounds each failover; a session has this and 5 s
+	// more to finish.
+	failoverTimeout time.Duration
 }
 
 func runChaos(t *testing.T, cfg chaosConfig) {
@@ -314,12 +321,12 @@ func runChaos(t *testing.T, cfg chaosConfig) {
 		go func() {
 			fch := make(chan rsp.FailoverEvent, 100)
 			d := &rsp.Dialer{Endpoint: ep, Timeout: cfg.dialTimeout, Session: rsp.SessionConfig{
-				HeartbeatInterval: chaosHeartbeat, Failovers: fch, FailoverTimeout: 15 * time.Second,
+				HeartbeatInterval: chaosHeartbeat, Failovers: fch, FailoverTimeout: cfg.failoverTimeout,
 				// Elements die every 250 ms and the dead stay listed until
 				// the registrar's keep-alive timeout: a failover may meet
 				// many dead ones before a live one, within its timeout.
 				MaxFailoverAttempts: 64}}
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.failoverTimeout+5*time.Second)
 			defer cancel()
 			// A dial tries the elements of one handle resolution, which
 			// under the chaos may all be dying or slow to answer on a
