@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"regexp"
@@ -82,6 +83,11 @@ func TestTerminalSurvivesKilledAndStoppedElements(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := on
+	select { // as for the stop below: until it is dead it may answer
+	case <-echoes[killed].done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the killed element did not end")
+	}
 	if on = send(3); on == killed {
 		t.Fatalf("line 3 answered by the killed element %s", on)
 	}
@@ -90,6 +96,9 @@ func TestTerminalSurvivesKilledAndStoppedElements(t *testing.T) {
 		t.Fatal(err)
 	}
 	stopped[echoes[on]] = true
+	// kill returns before the stop takes effect: until then the element
+	// may still answer.
+	waitFor(t, "the element to stop", func() bool { return processStopped(echoes[on].cmd.Process.Pid) })
 	silent := on
 	if on = send(5); on == silent || on == killed {
 		t.Fatalf("line 5 answered by %s; killed %s, stopped %s", on, killed, silent)
@@ -104,4 +113,18 @@ func TestTerminalSurvivesKilledAndStoppedElements(t *testing.T) {
 	if code := term.signal(t, os.Interrupt); code != 0 {
 		t.Errorf("terminal: exit %d after SIGINT, want 0; stderr:\n%s", code, term.stderr)
 	}
+}
+
+// processStopped reports whether process pid is stopped (state T in
+// /proc/PID/stat). Where there is no /proc it waits a moment and says
+// yes.
+func processStopped(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		time.Sleep(100 * time.Millisecond)
+		return true
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] == 'T'
 }
