@@ -122,6 +122,77 @@ func fakeENRPPeer(t *testing.T, r *Registrar, rc mapping.Conn, pc mapping.Conn, 
 	return updates
 }
 
+// updateTest is a registrar with one fake peer registrar, whose end of
+// the ENRP link is wrap(rc), and one pool element, both recording what
+// the registrar writes into log.
+type updateTest struct {
+	log     *writeLog
+	rc      *recordingConn
+	updates <-chan *enrp.HandleUpdate
+	pe      *client
+}
+
+func newUpdateTest(t *testing.T, peer asap.ServerID, wrap func(*recordingConn) mapping.Conn) *updateTest {
+	t.Helper()
+	r := New(noKeepAlives())
+	t.Cleanup(func() { r.Close() })
+	log := &writeLog{}
+	rc, pc := pipePair("enrp", log, 9901)
+	updates := fakeENRPPeer(t, r, wrap(rc), pc, peer)
+	ac, ec := pipePair("asap", log, 40000)
+	r.ServeConn(ac)
+	t.Cleanup(func() { ec.Close() })
+	return &updateTest{log: log, rc: rc, updates: updates, pe: &client{t: t, c: ec, buf: make([]byte, 65536)}}
+}
+
+// register registers n elements from first on, and returns their ids.
+func (u *updateTest) register(first asap.PEID, n int) []asap.PEID {
+	u.pe.t.Helper()
+	var ids []asap.PEID
+	for i := range n {
+		id := first + asap.PEID(i)
+		ids = append(ids, id)
+		if resp := u.pe.register("pool", loopbackPE(id, 7, rr)); resp.Reject {
+			u.pe.t.Fatalf("registration of %v refused: %+v", id, resp)
+		}
+	}
+	return ids
+}
+
+// writes returns the log's entries from before on that are among kinds.
+func (u *updateTest) writes(before int, kinds ...string) []string {
+	var got []string
+	for _, e := range u.log.entries()[before:] {
+		if slices.Contains(kinds, e) {
+			got = append(got, e)
+		}
+	}
+	return got
+}
+
+// awaitAdds waits a second at most for the peer's AddPE updates and
+// checks that they name ids, in order.
+func (u *updateTest) awaitAdds(t *testing.T, ids []asap.PEID) {
+	t.Helper()
+	var got []asap.PEID
+	timeout := time.After(time.Second)
+	for len(got) < len(ids) {
+		select {
+		case m := <-u.updates:
+			if m.Action == enrp.AddPE {
+				got = append(got, m.PE.ID)
+			}
+		case <-timeout:
+			t.Fatalf("updates for %v after a second, want %v", got, ids)
+		}
+	}
+	if !slices.Equal(got, ids) {
+		t.Fatalf("updates for %v, want %v in order", got, ids)
+	}
+}
+
+func asNowConn(rc *recordingConn) mapping.Conn { return nowConn{rc} }
+
 // TestHandleUpdateBeforeRegistrationResponse: a registration's handle
 // update is written to the peers by the goroutine that handled the
 // registration, before its answer to the pool element, as rsplib sends
@@ -129,55 +200,35 @@ func fakeENRPPeer(t *testing.T, r *Registrar, rc mapping.Conn, pc mapping.Conn, 
 // which wrote it only after the answer; so is a deregistration's.
 func TestHandleUpdateBeforeRegistrationResponse(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		r := New(noKeepAlives())
-		defer r.Close()
-		log := &writeLog{}
-		rc, pc := pipePair("enrp", log, 9901)
-		updates := fakeENRPPeer(t, r, nowConn{rc}, pc, 0x0b0b0001)
-
-		ac, ec := pipePair("asap", log, 40000)
-		r.ServeConn(ac)
-		c := &client{t: t, c: ec, buf: make([]byte, 65536)}
-		defer ec.Close()
+		u := newUpdateTest(t, 0x0b0b0001, asNowConn)
 		for i := range 3 {
-			before := len(log.entries())
+			before := len(u.log.entries())
 			id := asap.PEID(0x100 + i)
-			if resp := c.register("pool", loopbackPE(id, 7, rr)); resp.Reject {
-				t.Fatalf("registration %d refused: %+v", i, resp)
-			}
+			u.register(id, 1)
 			synctest.Wait()
-			var got []string // what the peer and the element get of it; presences may come between
-			for _, e := range log.entries()[before:] {
-				if e == "enrp:*enrp.HandleUpdate" || e == "asap:*asap.RegistrationResponse" {
-					got = append(got, e)
-				}
-			}
+			// What the peer and the element get of it; presences may come between.
+			got := u.writes(before, "enrp:*enrp.HandleUpdate", "asap:*asap.RegistrationResponse")
 			want := []string{"enrp:*enrp.HandleUpdate", "asap:*asap.RegistrationResponse"}
 			if !slices.Equal(got, want) {
 				t.Fatalf("registration %d: writes %q, want %q", i, got, want)
 			}
-			if u := <-updates; u.Action != enrp.AddPE || u.PE.ID != id {
-				t.Fatalf("registration %d: update %+v, want AddPE of %v", i, u, id)
+			if m := <-u.updates; m.Action != enrp.AddPE || m.PE.ID != id {
+				t.Fatalf("registration %d: update %+v, want AddPE of %v", i, m, id)
 			}
 		}
 		// A deregistration's update goes out before its answer too.
-		before := len(log.entries())
-		c.send(&asap.Deregistration{Handle: "pool", ID: 0x100})
-		if resp := expect[*asap.DeregistrationResponse](c, 5*time.Second); len(resp.Causes) != 0 {
+		before := len(u.log.entries())
+		u.pe.send(&asap.Deregistration{Handle: "pool", ID: 0x100})
+		if resp := expect[*asap.DeregistrationResponse](u.pe, 5*time.Second); len(resp.Causes) != 0 {
 			t.Fatalf("deregistration refused: %+v", resp)
 		}
 		synctest.Wait()
-		var got []string
-		for _, e := range log.entries()[before:] {
-			if e == "enrp:*enrp.HandleUpdate" || e == "asap:*asap.DeregistrationResponse" {
-				got = append(got, e)
-			}
-		}
+		got := u.writes(before, "enrp:*enrp.HandleUpdate", "asap:*asap.DeregistrationResponse")
 		if want := []string{"enrp:*enrp.HandleUpdate", "asap:*asap.DeregistrationResponse"}; !slices.Equal(got, want) {
 			t.Fatalf("deregistration: writes %q, want %q", got, want)
 		}
-		if u := <-updates; u.Action != enrp.DelPE || u.PE.ID != 0x100 {
-			t.Fatalf("deregistration: update %+v, want DelPE of 0x100", u)
+		if m := <-u.updates; m.Action != enrp.DelPE || m.PE.ID != 0x100 {
+			t.Fatalf("deregistration: update %+v, want DelPE of 0x100", m)
 		}
 	})
 }
@@ -188,40 +239,10 @@ func TestHandleUpdateBeforeRegistrationResponse(t *testing.T) {
 // order once there is room.
 func TestHandleUpdateToFullPeer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		r := New(noKeepAlives())
-		defer r.Close()
-		log := &writeLog{}
-		rc, pc := pipePair("enrp", log, 9901)
-		updates := fakeENRPPeer(t, r, nowConn{rc}, pc, 0x0b0b0002)
-
-		ac, ec := pipePair("asap", log, 40000)
-		r.ServeConn(ac)
-		c := &client{t: t, c: ec, buf: make([]byte, 65536)}
-		defer ec.Close()
-		rc.full.Store(true) // WriteBatchNow takes nothing; the writer's WriteBatch waits
-		var ids []asap.PEID
-		for i := range 3 {
-			id := asap.PEID(0x200 + i)
-			ids = append(ids, id)
-			if resp := c.register("pool", loopbackPE(id, 7, rr)); resp.Reject {
-				t.Fatalf("registration %d refused: %+v", i, resp)
-			}
-		}
-		var got []asap.PEID
-		timeout := time.After(time.Second)
-		for len(got) < len(ids) {
-			select {
-			case u := <-updates:
-				if u.Action == enrp.AddPE {
-					got = append(got, u.PE.ID)
-				}
-			case <-timeout:
-				t.Fatalf("updates for %v after a second, want %v", got, ids)
-			}
-		}
-		if !slices.Equal(got, ids) {
-			t.Fatalf("updates for %v, want %v in order", got, ids)
-		}
+		u := newUpdateTest(t, 0x0b0b0002, asNowConn)
+		u.rc.full.Store(true) // WriteBatchNow takes nothing; the writer's WriteBatch waits
+		ids := u.register(0x200, 3)
+		u.awaitAdds(t, ids)
 	})
 }
 
@@ -280,44 +301,17 @@ func (c *holdingConn) flushLocked() error {
 // send.
 func TestHandleUpdateHeldByTCPMapping(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		r := New(noKeepAlives())
-		defer r.Close()
-		log := &writeLog{}
-		rc, pc := pipePair("enrp", log, 9901)
-		hc := &holdingConn{recordingConn: rc}
-		var _ mapping.BatchConn = hc // the link's writer writes through hc
-		updates := fakeENRPPeer(t, r, hc, pc, 0x0b0b0003)
-
-		ac, ec := pipePair("asap", log, 40000)
-		r.ServeConn(ac)
-		c := &client{t: t, c: ec, buf: make([]byte, 65536)}
-		defer ec.Close()
+		var hc *holdingConn
+		u := newUpdateTest(t, 0x0b0b0003, func(rc *recordingConn) mapping.Conn {
+			hc = &holdingConn{recordingConn: rc}
+			var _ mapping.BatchConn = hc // the link's writer writes through hc
+			return hc
+		})
 		hc.full.Store(true)
-		var ids []asap.PEID
-		for i := range 3 {
-			id := asap.PEID(0x300 + i)
-			ids = append(ids, id)
-			if resp := c.register("pool", loopbackPE(id, 7, rr)); resp.Reject {
-				t.Fatalf("registration %d refused: %+v", i, resp)
-			}
-		}
+		ids := u.register(0x300, 3)
 		synctest.Wait()
 		hc.full.Store(false)
-		var got []asap.PEID
-		timeout := time.After(time.Second)
-		for len(got) < len(ids) {
-			select {
-			case u := <-updates:
-				if u.Action == enrp.AddPE {
-					got = append(got, u.PE.ID)
-				}
-			case <-timeout:
-				t.Fatalf("updates for %v after a second, want %v", got, ids)
-			}
-		}
-		if !slices.Equal(got, ids) {
-			t.Fatalf("updates for %v, want %v in order", got, ids)
-		}
+		u.awaitAdds(t, ids)
 		if hc.flushes.Load() == 0 {
 			t.Error("the writer never flushed what the connection held")
 		}
