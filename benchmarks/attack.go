@@ -214,13 +214,28 @@ func mustEncode(m asap.Message) []byte {
 // n times, one resolution every gap (well within the registrar's default
 // rate limit), and returns how long each answer took.
 func ResolutionLatencies(ctx context.Context, addr string, h asap.PoolHandle, n int, gap time.Duration) ([]time.Duration, error) {
+	return roundTrips(ctx, addr, mustEncode(&asap.HandleResolution{Handle: h}), n, gap, func(b []byte) error {
+		m, err := asap.Unmarshal(b)
+		if err != nil {
+			return err
+		}
+		if hr, ok := m.(*asap.HandleResolutionResponse); !ok || len(hr.Causes) > 0 || len(hr.PEs) == 0 {
+			return fmt.Errorf("%w: %T %+v", errBadResolution, m, m)
+		}
+		return nil
+	})
+}
+
+// roundTrips sends req to addr over the TCP mapping n times, one every
+// gap, checks each answer with check (if not nil) and returns how long
+// each took.
+func roundTrips(ctx context.Context, addr string, req []byte, n int, gap time.Duration, check func([]byte) error) ([]time.Duration, error) {
 	var d mapping.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	req := mustEncode(&asap.HandleResolution{Handle: h})
 	buf := make([]byte, 65536)
 	lat := make([]time.Duration, 0, n)
 	for range n {
@@ -234,13 +249,10 @@ func ResolutionLatencies(ctx context.Context, addr string, h asap.PoolHandle, n 
 			return lat, err
 		}
 		lat = append(lat, time.Since(start))
-		m, err := asap.Unmarshal(buf[:k])
-		if err != nil {
-			return lat, err
-		}
-		hr, ok := m.(*asap.HandleResolutionResponse)
-		if !ok || len(hr.Causes) > 0 || len(hr.PEs) == 0 {
-			return lat, fmt.Errorf("%w: %T %+v", errBadResolution, m, m)
+		if check != nil {
+			if err := check(buf[:k]); err != nil {
+				return lat, err
+			}
 		}
 		select {
 		case <-time.After(gap):

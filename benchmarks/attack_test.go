@@ -141,24 +141,15 @@ func TestWellBehavedUserUnderAttack(t *testing.T) {
 func startEcho(tb testing.TB) string {
 	tb.Helper()
 	l := testutil.ListenTCP(tb)
-	go func() {
+	testutil.ServeEach(l.Accept, func(c mapping.Conn) {
+		buf := make([]byte, 65536)
 		for {
-			c, err := l.Accept()
-			if err != nil {
+			n, ppid, err := c.ReadMsg(buf)
+			if err != nil || c.WriteMsg(buf[:n], ppid) != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 65536)
-				for {
-					n, ppid, err := c.ReadMsg(buf)
-					if err != nil || c.WriteMsg(buf[:n], ppid) != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
+	})
 	return l.Addr().String()
 }
 
@@ -166,28 +157,7 @@ func startEcho(tb testing.TB) string {
 // as ResolutionLatencies has with the registrar, and returns how long
 // each took.
 func echoLatencies(addr string, n int, gap time.Duration) ([]time.Duration, error) {
-	var d mapping.Dialer
-	c, err := d.DialContext(context.Background(), "tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	req := mustEncode(&asap.HandleResolution{Handle: "echo"})
-	buf := make([]byte, 65536)
-	lat := make([]time.Duration, 0, n)
-	for range n {
-		start := time.Now()
-		if err := c.WriteMsg(req, mapping.PPIDASAP); err != nil {
-			return lat, err
-		}
-		c.SetReadDeadline(start.Add(5 * time.Second))
-		if _, _, err := c.ReadMsg(buf); err != nil {
-			return lat, err
-		}
-		lat = append(lat, time.Since(start))
-		time.Sleep(gap)
-	}
-	return lat, nil
+	return roundTrips(context.Background(), addr, mustEncode(&asap.HandleResolution{Handle: "echo"}), n, gap, nil)
 }
 
 // BenchmarkResolutionUnderAttack measures a well-behaved pool user's

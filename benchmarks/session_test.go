@@ -455,28 +455,19 @@ func BenchmarkFailover(b *testing.B) {
 				p.SetTarget(l.Addr().String())
 				b.Cleanup(func() { l.Close() })
 				proxies[uint32(l.ID())] = p
-				go func() {
+				testutil.ServeEach(l.Accept, func(c net.Conn) {
+					s := c.(*rsp.Session)
 					for {
-						c, err := l.Accept()
-						if err != nil {
+						if _, err := s.ReadMsg(); err != nil {
 							return
 						}
-						go func() {
-							defer c.Close()
-							s := c.(*rsp.Session)
-							for {
-								if _, err := s.ReadMsg(); err != nil {
-									return
-								}
-								if s.Resumed() {
-									replayed <- time.Now()
-								} else {
-									first <- struct{}{}
-								}
-							}
-						}()
+						if s.Resumed() {
+							replayed <- time.Now()
+						} else {
+							first <- struct{}{}
+						}
 					}
-				}()
+				})
 			}
 			ep := endpoint.New(endpoint.Config{Registrars: regs, CacheLifetime: -1})
 			defer ep.Close()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -107,20 +108,11 @@ func BenchmarkTLSBulk(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { l.Close() })
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					if _, err := io.Copy(io.Discard, c); err == nil {
-						c.Write([]byte{1}) // all read
-					}
-				}()
+		testutil.ServeEach(l.Accept, func(c net.Conn) {
+			if _, err := io.Copy(io.Discard, c); err == nil {
+				c.Write([]byte{1}) // all read
 			}
-		}()
+		})
 		b.Run("tls="+mode, func(b *testing.B) {
 			c, err := d.DialContext(context.Background(), "tcp", "pool:"+pool)
 			if err != nil {

@@ -131,3 +131,21 @@ func Drain[T any](ch <-chan T) []T {
 		}
 	}
 }
+
+// ServeEach accepts connections with accept until it fails, and serves
+// each in a goroutine of its own with serve, closing it once serve
+// returns. It returns at once.
+func ServeEach[C interface{ Close() error }](accept func() (C, error), serve func(C)) {
+	go func() {
+		for {
+			c, err := accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				serve(c)
+			}()
+		}
+	}()
+}
