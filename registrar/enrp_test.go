@@ -181,6 +181,20 @@ func elem(port uint16) asap.PoolElement {
 	}
 }
 
+// registerEverywhere registers element 7 in pool echo through pe and
+// waits until every registrar of pool has it, owned by owner.
+func registerEverywhere(t *testing.T, ctx context.Context, pe *endpoint.Endpoint, pool []*member, owner asap.ServerID) *endpoint.Registration {
+	t.Helper()
+	reg, err := pe.Register(ctx, "echo", elem(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range pool {
+		testutil.WaitFor(t, 5*time.Second, "the registration at every registrar", func() bool { return home(m.r, "echo", reg.ID()) == owner })
+	}
+	return reg
+}
+
 func TestPoolReplicatesRegistrations(t *testing.T) {
 	pool := startPool(t, 3, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -219,13 +233,7 @@ func TestPoolTakesOverADeadRegistrar(t *testing.T) {
 			pe := peEndpoint(t, allow, a.addr(), b.addr(), c.addr())
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			reg, err := pe.Register(ctx, "echo", elem(7))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, m := range pool {
-				testutil.WaitFor(t, 5*time.Second, "the registration at every registrar", func() bool { return home(m.r, "echo", reg.ID()) == a.r.ID() })
-			}
+			reg := registerEverywhere(t, ctx, pe, pool, a.r.ID())
 
 			aDead.Store(true)
 			died := time.Now()
@@ -586,13 +594,7 @@ func TestPoolTakeoverMovesSCTPElementHome(t *testing.T) {
 	t.Cleanup(func() { pe.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	reg, err := pe.Register(ctx, "echo", elem(7))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range pool {
-		testutil.WaitFor(t, 5*time.Second, "the registration at every registrar", func() bool { return home(m.r, "echo", reg.ID()) == a.r.ID() })
-	}
+	reg := registerEverywhere(t, ctx, pe, pool, a.r.ID())
 	testutil.WaitFor(t, 5*time.Second, "the element to know its home", func() bool { return pe.Home() == a.r.ID() })
 
 	testhost.BlackholePort(t, port)
