@@ -155,16 +155,15 @@ type peState struct {
 	key  peKey
 	conn *peerConn // the connection it registered on
 	// at is when the next keep-alive is due, or the answer to the last
-	// one overdue, on the schedule's clock (schedNow); prev and next
-	// link it into its slot of the schedule, slot, or -1 when it is not
-	// on the schedule.
-	at         int64
-	prev, next *peState
-	slot       int32
-	awaiting   bool // a keep-alive is outstanding
-	waiting    bool // on its connection's kaWait, for room in the send queue
-	owned      bool // in r.owned (ownLocked), so without a look-up there
-	extended   bool // the wait for the answer was extended (see keepAliveDueLocked)
+	// one overdue, on the schedule's clock (schedNow); slot is its slot
+	// of the schedule, or -1 when it is not on the schedule, and idx its
+	// index there.
+	at        int64
+	slot, idx int32
+	awaiting  bool // a keep-alive is outstanding
+	waiting   bool // on its connection's kaWait, for room in the send queue
+	owned     bool // in r.owned (ownLocked), so without a look-up there
+	extended  bool // the wait for the answer was extended (see keepAliveDueLocked)
 	// connPrev and connNext link the elements registered over conn
 	// (peerConn.pes).
 	connPrev, connNext *peState

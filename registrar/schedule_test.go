@@ -302,3 +302,132 @@ func TestScheduleNext(t *testing.T) {
 		t.Fatal("element due two revolutions ahead never fired")
 	}
 }
+
+// BenchmarkScheduleKeepAliveCycle measures the schedule's part of a
+// keep-alive at 10^6 elements as the registrar goes through it: the
+// element comes due and is scheduled again for the answer's timeout
+// (KeepAliveTimeout later), and when its answer comes, ackDepth
+// keep-alives later in the order they were sent, it is taken off and
+// scheduled for its next keep-alive 3.75-6.25 s on. The elements are
+// allocated one by one and in random order, as registrations come, so
+// that a run looks at elements scattered over the heap.
+func BenchmarkScheduleKeepAliveCycle(b *testing.B) {
+	const n, ackDepth = 1000000, 4096
+	timeout := int64(5 * time.Second)
+	rnd := rand.New(rand.NewPCG(1, 2))
+	var s schedule
+	sts := make([]*peState, n)
+	for i := range sts {
+		sts[i] = &peState{slot: -1}
+	}
+	rnd.Shuffle(n, func(i, j int) { sts[i], sts[j] = sts[j], sts[i] })
+	for _, st := range sts {
+		s.add(st, rnd.Int64N(int64(5*time.Second)))
+	}
+	sent := make([]*peState, 0, 2*ackDepth)
+	b.ResetTimer()
+	now := int64(0)
+	for i := 0; i < b.N; {
+		now += wheelTick
+		s.run(now, b.N-i, func(st *peState) {
+			s.add(st, now+timeout) // awaiting its answer
+			sent = append(sent, st)
+			i++
+		})
+		for len(sent) > ackDepth {
+			st := sent[0]
+			s.remove(st)
+			s.add(st, now+int64(3750*time.Millisecond)+rnd.Int64N(int64(2500*time.Millisecond)))
+			sent = sent[1:]
+		}
+		if cap(sent)-len(sent) < ackDepth {
+			sent = append(make([]*peState, 0, 2*ackDepth+len(sent)), sent...)
+		}
+	}
+}
+
+// An element that fn unschedules, or schedules anew, before its turn in
+// the same run is not given to fn then: it comes due at its new time or
+// not at all. The schedule's count stays right throughout.
+func TestScheduleRunLetsFnChangeOthers(t *testing.T) {
+	var s schedule
+	sts := []*peState{{slot: -1}, {slot: -1}, {slot: -1}, {slot: -1}}
+	addAll := func() {
+		for _, st := range sts {
+			s.add(st, 5*wheelTick)
+		}
+	}
+	// other returns an element of sts fn has not been given yet, other
+	// than st.
+	other := func(st *peState, fired map[*peState]int) *peState {
+		for _, o := range sts {
+			if o != st && fired[o] == 0 {
+				return o
+			}
+		}
+		return nil
+	}
+
+	// The first element given takes another one off.
+	addAll()
+	fired := map[*peState]int{}
+	var removed *peState
+	s.run(6*wheelTick, 100, func(st *peState) {
+		fired[st]++
+		if removed == nil {
+			removed = other(st, fired)
+			s.remove(removed)
+		}
+	})
+	if fired[removed] != 0 || len(fired) != 3 || s.Len() != 0 {
+		t.Fatalf("run gave %v with one removed in the run, %d left on the wheel", fired, s.Len())
+	}
+
+	// The first element given moves another one later.
+	addAll()
+	later := 20 * wheelTick
+	fired = map[*peState]int{}
+	var moved *peState
+	s.run(6*wheelTick, 100, func(st *peState) {
+		fired[st]++
+		if moved == nil {
+			moved = other(st, fired)
+			s.remove(moved)
+			s.add(moved, later)
+		}
+	})
+	if fired[moved] != 0 || len(fired) != 3 || s.Len() != 1 {
+		t.Fatalf("run gave %v with one moved to later, %d left on the wheel", fired, s.Len())
+	}
+	s.run(later+wheelTick, 100, func(st *peState) { fired[st]++ })
+	if fired[moved] != 1 || s.Len() != 0 {
+		t.Fatalf("moved element fired %d times at its new time, %d left on the wheel", fired[moved], s.Len())
+	}
+}
+
+// The wheel keeps room for about the elements it holds, not for a tick's
+// worth in every slot: over revolutions of keep-alives, each element
+// moving from slot to slot, the arrays of slots left empty are reused.
+func TestScheduleRoomFollowsElements(t *testing.T) {
+	const n = 50000
+	rnd := rand.New(rand.NewPCG(5, 6))
+	var s schedule
+	interval := func() int64 { return int64(3750*time.Millisecond) + rnd.Int64N(int64(2500*time.Millisecond)) }
+	for range n {
+		s.add(&peState{slot: -1}, interval())
+	}
+	for now := int64(0); now < 3*wheelSlots*wheelTick; now += wheelTick {
+		s.run(now, n, func(st *peState) { s.add(st, now+interval()) })
+	}
+	room := 0
+	for _, a := range s.slots {
+		room += cap(a)
+	}
+	for _, a := range s.free {
+		room += cap(a)
+	}
+	if s.Len() != n || room > 3*n {
+		t.Fatalf("%d elements on the wheel keep room for %d", s.Len(), room)
+	}
+	t.Logf("%d elements, room for %d", n, room)
+}
