@@ -213,16 +213,15 @@ func scaleOnce(b *testing.B, bin string, n int, hold time.Duration, mode string,
 	}
 	removed := strings.Count(p.Out.String(), "did not answer keep-alive; removed") - removedBefore
 
-	// What is left, read over ENRP.
-	var d mapping.Dialer
-	c, err := d.DialContext(ctx, "tcp", enrpAddr)
-	if err != nil {
-		b.Fatal(err)
+	// What is left, read over ENRP. The benchmark's process, busy
+	// answering the keep-alives, can be slow enough to read for the
+	// registrar to take its fetching peer for silent (RFC 5353's timers)
+	// and drop it: such a dump is tried again on a new connection.
+	dump, err := fetchDump(ctx, enrpAddr)
+	for attempt := 1; err != nil && attempt < 3; attempt++ {
+		b.Logf("reading the handlespace, attempt %d: %v; trying again", attempt, err)
+		dump, err = fetchDump(ctx, enrpAddr)
 	}
-	fctx, fcancel := context.WithTimeout(ctx, 5*time.Minute)
-	dump, err := enrp.Fetch(fctx, c, 0x5ca1e)
-	fcancel()
-	c.Close()
 	if err != nil {
 		b.Fatalf("reading the handlespace: %v", err)
 	}
@@ -362,6 +361,20 @@ func syscalls(pid int) syscallCounts {
 		}
 	}
 	return c
+}
+
+// fetchDump reads a registrar's handlespace over ENRP, on a connection of
+// its own, within five minutes.
+func fetchDump(ctx context.Context, addr string) (*enrp.Dump, error) {
+	var d mapping.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	return enrp.Fetch(ctx, c, 0x5ca1e)
 }
 
 // rssBytes returns a process's resident memory, from /proc.

@@ -558,11 +558,13 @@ func (pc *peerConn) cleanup() {
 	r.mu.Lock()
 	r.forgetLocked(pc)
 	removed := 0
+	var held []*link
 	for pc.pes != nil {
-		r.removeLocked(pc.pes.key, pc.pes)
+		r.removeLocked(pc.pes.key, pc.pes, &held)
 		removed++
 	}
 	r.mu.Unlock()
+	flushHeld(&held)
 	if removed == 0 {
 		return
 	}

@@ -357,11 +357,12 @@ func (r *Registrar) dropHeldLocked(key peKey, held *[]*link) {
 	r.enrp.dispatch(nil, r.enrp.core.TakeOut(), held)
 }
 
-// expiredLocked tells the peers that an element homed here expired.
-func (r *Registrar) expiredLocked(h asap.PoolHandle, pe *asap.PoolElement) {
+// expiredLocked tells the peers that an element homed here expired, the
+// update queued on the links added to held (see registeredLocked).
+func (r *Registrar) expiredLocked(h asap.PoolHandle, pe *asap.PoolElement, held *[]*link) {
 	if pe.Home == r.id {
 		r.enrp.core.Removed(h, pe)
-		r.enrp.flushLocked()
+		r.enrp.dispatch(nil, r.enrp.core.TakeOut(), held)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/rsp-go/rsp/asap"
 	"github.com/rsp-go/rsp/enrp"
 	"github.com/rsp-go/rsp/mapping"
@@ -314,6 +315,45 @@ func TestHandleUpdateHeldByTCPMapping(t *testing.T) {
 		u.awaitAdds(t, ids)
 		if hc.flushes.Load() == 0 {
 			t.Error("the writer never flushed what the connection held")
+		}
+	})
+}
+
+// TestHandleUpdateBeforeExpiry: when an element's registration life runs
+// out, the peers' update is written before the element is told, as for
+// a deregistration, by the goroutine that expired it.
+func TestHandleUpdateBeforeExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		u := newUpdateTest(t, 0x0b0b0004, asNowConn)
+		// Lives of a second, shorter than the fake peer, which
+		// answers nothing, is heard of.
+		ids := []asap.PEID{0x400, 0x401, 0x402}
+		for _, id := range ids {
+			pe := loopbackPE(id, 7, rr)
+			pe.Life = time.Second
+			if resp := u.pe.register("pool", pe); resp.Reject {
+				t.Fatalf("registration of %v refused: %+v", id, resp)
+			}
+		}
+		u.awaitAdds(t, ids)
+		before := len(u.log.entries())
+		time.Sleep(time.Second + 2*expiryCheckInterval)
+		synctest.Wait()
+		got := u.writes(before, "enrp:*enrp.HandleUpdate", "asap:*asap.DeregistrationResponse")
+		want := []string{"enrp:*enrp.HandleUpdate", "enrp:*enrp.HandleUpdate", "enrp:*enrp.HandleUpdate",
+			"asap:*asap.DeregistrationResponse", "asap:*asap.DeregistrationResponse", "asap:*asap.DeregistrationResponse"}
+		if !slices.Equal(got, want) {
+			t.Fatalf("expiry: writes %q, want %q", got, want)
+		}
+		var dels []asap.PEID
+		for range ids {
+			if m := <-u.updates; m.Action == enrp.DelPE {
+				dels = append(dels, m.PE.ID)
+			}
+		}
+		slices.Sort(dels)
+		if d := cmp.Diff(ids, dels); d != "" {
+			t.Fatalf("DelPE updates (-want +got):\n%s", d)
 		}
 	})
 }

@@ -22,8 +22,10 @@ func (r *Registrar) keepAliveDelay() time.Duration {
 // is overdue. When the schedule itself runs more than maxScheduleLag late,
 // the registrar is behind, and the answer may be waiting unread: the
 // element gets another KeepAliveTimeout instead of being removed for the
-// registrar's slowness. r.mu is held.
-func (r *Registrar) keepAliveDueLocked(st *peState, now time.Time) {
+// registrar's slowness. An element removed has its ENRP update queued on
+// the links added to held, for the caller to write with flushHeld once
+// r.mu is released. r.mu is held.
+func (r *Registrar) keepAliveDueLocked(st *peState, now time.Time, held *[]*link) {
 	// st came off the schedule, and every path that stops owning an
 	// element takes it off the schedule first (unscheduleLocked): st is
 	// owned, without a look-up in r.owned per keep-alive.
@@ -52,7 +54,7 @@ func (r *Registrar) keepAliveDueLocked(st *peState, now time.Time) {
 	}
 	if st.awaiting {
 		r.cfg.Logger.Info("pool element did not answer keep-alive; removed", "pool", key.handle, "pe", key.id)
-		r.removeLocked(key, st)
+		r.removeLocked(key, st, held)
 		return
 	}
 	r.sendKeepAliveLocked(key, st, at)
@@ -303,10 +305,11 @@ func (pc *peerConn) trimSentLocked() {
 const maxSentKept = 16 << 10
 
 // removeLocked takes an owned pool element out of the handlespace and stops
-// watching it.
-func (r *Registrar) removeLocked(key peKey, st *peState) {
+// watching it; its ENRP update is queued on the links added to held (see
+// dropHeldLocked).
+func (r *Registrar) removeLocked(key peKey, st *peState, held *[]*link) {
 	r.disownLocked(st)
-	r.dropLocked(key)
+	r.dropHeldLocked(key, held)
 }
 
 // expireLoop removes pool elements whose registration life ran out and tells
@@ -338,18 +341,32 @@ const (
 // registration lives, which need no better and come with every message.
 func (r *Registrar) coarseNow() time.Time { return time.Unix(0, r.clock.Load()) }
 
+// expire removes the elements whose life ran out by now. As for a
+// deregistration, the peers' updates are written first, from this
+// goroutine once r.mu is released, and then the elements still connected
+// are told.
 func (r *Registrar) expire(now time.Time) {
+	type told struct {
+		pc *peerConn
+		m  asap.DeregistrationResponse
+	}
+	var held []*link
+	var tell []told
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.hs.Expire(now, func(h asap.PoolHandle, pe *asap.PoolElement) {
 		key := peKey{h, pe.ID}
 		r.cfg.Logger.Info("registration life expired", "pool", h, "pe", pe.ID)
-		r.expiredLocked(h, pe)
+		r.expiredLocked(h, pe, &held)
 		if st := r.ownedLocked(key); st != nil {
 			r.disownLocked(st)
-			st.conn.send(&asap.DeregistrationResponse{Handle: h, ID: pe.ID})
+			tell = append(tell, told{st.conn, asap.DeregistrationResponse{Handle: h, ID: pe.ID}})
 		}
 	})
+	r.mu.Unlock()
+	flushHeld(&held)
+	for i := range tell {
+		tell[i].pc.send(&tell[i].m)
+	}
 }
 
 // KeepAliveTimeoutsExtended returns how many times an overdue keep-alive

@@ -673,7 +673,7 @@ func TestScheduleBehindRemovesNobody(t *testing.T) {
 	}
 	due := r.dueTime(st)
 	r.unscheduleLocked(st)
-	r.keepAliveDueLocked(st, due.Add(maxScheduleLag+time.Second))
+	r.keepAliveDueLocked(st, due.Add(maxScheduleLag+time.Second), nil)
 	kept, rescheduled := r.ownedLocked(peKey{"late", 1}) == st, st.slot >= 0 && r.dueTime(st).After(due)
 	r.mu.Unlock()
 	if !kept || !rescheduled {
@@ -681,7 +681,7 @@ func TestScheduleBehindRemovesNobody(t *testing.T) {
 	}
 	r.mu.Lock()
 	r.unscheduleLocked(st)
-	r.keepAliveDueLocked(st, r.dueTime(st))
+	r.keepAliveDueLocked(st, r.dueTime(st), nil)
 	still := r.ownedLocked(peKey{"late", 1}) != nil
 	r.mu.Unlock()
 	if still {

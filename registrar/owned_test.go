@@ -108,7 +108,7 @@ func TestSentMatchesAcks(t *testing.T) {
 	ack(0)
 	ack(1)
 	ack(4) // out of order: looked up
-	r.removeLocked(sts[2].key, sts[2])
+	r.removeLocked(sts[2].key, sts[2], nil)
 	ack(3) // drops 2, which was removed
 	ack(6) // b's element, acknowledged over a: ignored
 	if d := cmp.Diff([]asap.PEID{5, 6, 7}, awaiting()); d != "" {

@@ -300,6 +300,9 @@ func (r *Registrar) scheduleLoop() {
 	defer r.wg.Done()
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
+	// held collects the links with ENRP updates of the elements a run
+	// removed, written once r.mu is released, from this goroutine.
+	var held []*link
 	for {
 		wait := time.Hour
 		for {
@@ -308,7 +311,7 @@ func (r *Registrar) scheduleLoop() {
 			now := r.schedNow(nowT)
 			r.wakeAt = -1 << 63 // no wake-ups while it runs
 			r.holdKicks = true
-			more := r.sched.run(now, maxDuePerLock, func(st *peState) { r.keepAliveDueLocked(st, nowT) })
+			more := r.sched.run(now, maxDuePerLock, func(st *peState) { r.keepAliveDueLocked(st, nowT, &held) })
 			r.holdKicks = false
 			r.kickAllLocked()
 			r.wakeAt = 1<<63 - 1
@@ -317,6 +320,7 @@ func (r *Registrar) scheduleLoop() {
 				r.wakeAt = next
 			}
 			r.mu.Unlock()
+			flushHeld(&held)
 			if !more {
 				break
 			}
