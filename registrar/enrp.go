@@ -329,11 +329,6 @@ func flushHeld(held *[]*link) {
 	*held = (*held)[:0]
 }
 
-// flushLocked sends what the core has queued; r.mu is held.
-func (e *enrpSide) flushLocked() {
-	e.dispatch(nil, e.core.TakeOut(), nil)
-}
-
 // dropLocked removes a pool element this registrar is home of from the
 // handlespace and tells the peers. An element whose home is now a peer
 // (it registered there since) stays: it is the peer's to remove. A
