@@ -275,8 +275,14 @@ func (n *memNet) listener(l *Listener) *memListener { return l.Listener.(*memLis
 // it refuses new ones, it does not deregister (the registrar keeps it
 // listed until its keep-alives time out).
 func (n *memNet) crash(e *memElement) {
+	n.listener(e.l).Close()
+	n.breakConns(e)
+}
+
+// breakConns breaks every connection element e accepted, as a reset
+// does, without a CLOSE of its sessions; e goes on accepting.
+func (n *memNet) breakConns(e *memElement) {
 	ml := n.listener(e.l)
-	ml.Close()
 	n.mu.Lock()
 	conns := ml.accepted
 	n.mu.Unlock()

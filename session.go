@@ -86,22 +86,15 @@ type Session struct {
 	fm         *failover.Machine // pool user: the failover state machine
 	fedCookie  []byte            // what the machine was told last
 	fedCard    *asap.BusinessCard
-	// Owned by the goroutine that fails the session over: whether the
-	// last failover replayed messages, the acknowledgement before it, and
-	// how many elements in a row were lost before acknowledging any of
-	// what was replayed to them (unackedLosses).
-	replayedTo    bool
-	replayAcked   uint64
-	unackedLosses int
-	cookie        []byte
-	card          *asap.BusinessCard
-	echoed        []byte // pool element: the cookie a failed-over session echoed
-	resumed       bool
-	err           error // the session ended: why (after the queued data is read)
-	closing       bool  // Close was called
-	goAway        bool  // GOAWAY goes next (GoAway, or a drained shutdown)
-	peerEOF       bool  // the peer sent CLOSE
-	peerErr       error // the CLOSE was not NORMAL
+	cookie     []byte
+	card       *asap.BusinessCard
+	echoed     []byte // pool element: the cookie a failed-over session echoed
+	resumed    bool
+	err        error // the session ended: why (after the queued data is read)
+	closing    bool  // Close was called
+	goAway     bool  // GOAWAY goes next (GoAway, or a drained shutdown)
+	peerEOF    bool  // the peer sent CLOSE
+	peerErr    error // the CLOSE was not NORMAL
 	// Send side: ulpack's Sender keeps the frames until acknowledged (the
 	// replay set); pending are those not yet written to conn.
 	snd       *ulpack.Sender

@@ -74,7 +74,8 @@ type SessionConfig struct {
 	// in a row before it (at most FailoverTimeout); after
 	// MaxFailoverAttempts of them the session fails with
 	// ErrFailoverFailed, since the elements seem to refuse what is
-	// replayed.
+	// replayed (the failover machine's hold-back, failover.StateHolding).
+	// Close ends such a wait at once.
 	FailoverTimeout     time.Duration
 	MaxFailoverAttempts int
 	FailoverBackoff     time.Duration

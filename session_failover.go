@@ -297,7 +297,12 @@ func candidates(pes []asap.PoolElement) []failover.Candidate {
 // replay of what was not acknowledged, indication. The machine fails,
 // rather than splice two servers' byte streams, when the old element's
 // state cannot move: data was exchanged and the element neither handed
-// out a cookie nor said it is stateless.
+// out a cookie nor said it is stateless. It also holds the failover back
+// (failover.StateHolding), or gives up (failover.ErrReplayUnacked, here
+// ErrFailoverFailed), when elements are lost one after another before
+// they acknowledge anything replayed to them; this loop only waits for
+// the machine's deadline, and ends at once, with net.ErrClosed, when the
+// session is closed or ends meanwhile.
 func (s *Session) failover(cause error) error {
 	start := time.Now()
 	s.mu.Lock()
@@ -313,13 +318,10 @@ func (s *Session) failover(cause error) error {
 	unacked, _ := s.snd.Len()
 	acked := s.snd.Acked()
 	used := (acked > 0 || s.exchanged) && !s.stateless
-	stream := failover.StreamState{Unacked: unacked, Lost: used, Used: used}
+	stream := failover.StreamState{Unacked: unacked, Lost: used, Used: used, Acked: acked}
 	s.mu.Unlock()
 	log := s.cfg.Logger.With("pool", string(s.handle), "pe", fmt.Sprintf("%08x", uint32(old.ID)))
 	log.Info("session: element lost", "err", cause)
-	if err := s.unackedLossBackoff(acked); err != nil {
-		return err
-	}
 
 	ep := s.d.endpoint()
 	m := s.fm
@@ -338,6 +340,11 @@ func (s *Session) failover(cause error) error {
 		kind = failover.GoAway // no failure to report: the element left
 	}
 	feed(failover.Event{Kind: kind, PE: old.ID, Err: cause, Stream: stream})
+	if m.State() == failover.StateHolding {
+		// The element acknowledged none of what the last failover
+		// replayed to it: the machine holds this failover back.
+		log.Info("session: failover held back: the element acknowledged nothing replayed to it", "wait", time.Until(m.Deadline()))
+	}
 
 	// A session closed meanwhile does not fail over, as one closed
 	// before its connection failed does not (connFailed): the failover
@@ -455,7 +462,6 @@ func (s *Session) failover(cause error) error {
 			feed(failover.Event{Kind: failover.ReplayDone, Replayed: replayed})
 		case failover.Indicate:
 			install()
-			s.replayedTo, s.replayAcked = replayed > 0, acked
 			ev := FailoverEvent{Session: s, Old: old, New: Element{Handle: string(s.handle), PoolElement: newPE},
 				Cause: cause, Replayed: replayed, FirstReplayed: first, Took: time.Since(start)}
 			log.Info("session: failed over", "new", fmt.Sprintf("%08x", uint32(newPE.ID)), "replayed", replayed, "took", ev.Took)
@@ -476,43 +482,6 @@ func (s *Session) failover(cause error) error {
 			}
 			return fmt.Errorf("%w in pool %q: %w", ErrFailoverFailed, s.handle, a.Err)
 		}
-	}
-}
-
-// unackedLossBackoff holds back a failover from an element lost before it
-// acknowledged any of the messages the last failover replayed to it (acked
-// is the acknowledgement now; nothing was acknowledged since that failover
-// began). Such elements may be refusing what is replayed: one that finds a
-// message over its MaxMessageSize closes the connection, and every element
-// of the pool would, so each such loss in a row waits FailoverBackoff,
-// doubled for each one before it (at most FailoverTimeout), and after
-// MaxFailoverAttempts of them the session fails with ErrFailoverFailed
-// instead of replaying them on and on.
-func (s *Session) unackedLossBackoff(acked uint64) error {
-	if s.replayedTo && acked == s.replayAcked {
-		s.unackedLosses++
-	} else {
-		s.unackedLosses = 0
-	}
-	s.replayedTo = false
-	n := s.unackedLosses
-	if n == 0 {
-		return nil
-	}
-	if n >= s.cfg.MaxFailoverAttempts {
-		return fmt.Errorf("%w in pool %q: %d elements in a row lost before they acknowledged a message replayed to them", ErrFailoverFailed, s.handle, n)
-	}
-	wait := s.cfg.FailoverTimeout
-	if n-1 < 30 {
-		wait = min(wait, s.cfg.FailoverBackoff<<(n-1))
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-s.done:
-		return net.ErrClosed
 	}
 }
 

@@ -3,6 +3,7 @@ package failover
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -41,6 +42,15 @@ type checker struct {
 	pending     Doubt
 	cookie      []byte
 	failed      bool
+
+	// Losses of elements that acknowledged none of their replay.
+	replayedTo  bool
+	lossAcked   uint64 // at the detection of the episode under way
+	replayAcked uint64 // at the detection of the last failover that replayed
+	unacked     int    // such losses in a row
+	holding     bool
+	holdEnd     time.Time
+	held        Event // the detection whose failover is held back
 }
 
 func newChecker(t testing.TB, cfg Config) *checker {
@@ -128,15 +138,44 @@ func (c *checker) step(now time.Time, ev Event) []Action {
 			c.end = ev.Deadline
 		}
 	case prev == StateConnected && detected:
-		c.startEpisode(now, false)
-		c.lost = cur
-		c.tried[cur] = true
-		c.pending = c.doubtOf(ev.Stream)
-		if c.unsettleable(c.pending) != 0 {
-			if last := acts[len(acts)-1]; last.Kind != Fail || !errors.Is(last.Err, ErrDataInDoubt) {
-				c.fatalf("data in doubt (%v) that nothing can settle, yet no Fail(ErrDataInDoubt): %v", c.pending, acts)
-			}
+		if c.replayedTo && ev.Stream.Acked == c.replayAcked {
+			c.unacked++
+		} else {
+			c.unacked = 0
 		}
+		c.replayedTo = false
+		ev.PE = cur
+		switch {
+		case c.unacked >= c.cfg.MaxAttempts:
+			if len(acts) != 2 || acts[1].Kind != Fail || !errors.Is(acts[1].Err, ErrReplayUnacked) {
+				c.fatalf("loss %d in a row of an element that acknowledged none of its replay (MaxAttempts %d), yet not Disconnect, Fail(ErrReplayUnacked): %v",
+					c.unacked, c.cfg.MaxAttempts, acts)
+			}
+		case c.unacked > 0:
+			// RetryDelay * 2^(n-1), at most FailoverTimeout.
+			hold := c.cfg.FailoverTimeout
+			if f := float64(c.cfg.RetryDelay) * math.Pow(2, float64(c.unacked-1)); f < float64(hold) {
+				hold = time.Duration(f)
+			}
+			if len(acts) != 1 || c.m.State() != StateHolding || !c.m.Deadline().Equal(now.Add(hold)) {
+				c.fatalf("loss %d in a row of an element that acknowledged none of its replay: %v, state %v until %v, want only the disconnect and Holding until %v",
+					c.unacked, acts, c.m.State(), c.m.Deadline().Sub(t0), now.Add(hold).Sub(t0))
+			}
+			c.holding, c.holdEnd, c.held = true, now.Add(hold), ev
+			c.episode = false
+		default:
+			c.detect(now, ev, acts)
+		}
+	case prev == StateHolding && c.m.State() != StateHolding:
+		if ev.Kind != Close {
+			if ev.Kind != Timer || !now.Equal(c.holdEnd) {
+				c.fatalf("the hold-back until %v ended by %v at %v", c.holdEnd.Sub(t0), ev, now.Sub(t0))
+			}
+			c.detect(now, c.held, acts)
+		}
+		c.holding = false
+	case ev.Kind == ReplayDone && prev == StateReplaying:
+		c.replayedTo, c.replayAcked = ev.Replayed > 0, c.lossAcked
 	case detected:
 		c.pending |= c.doubtOf(ev.Stream)
 	case ev.Kind == CookieEchoResult && prev == StateEchoing && ev.PE == cur && ev.Accepted:
@@ -206,7 +245,7 @@ func (c *checker) step(now time.Time, ev Event) []Action {
 			if !errors.As(a.Err, &e) || a.Err != c.m.Err() {
 				c.fatalf("Fail error %v is not the machine's *Error %v", a.Err, c.m.Err())
 			}
-			if !slices.ContainsFunc([]error{ErrDataInDoubt, ErrTimeout, ErrAttemptsExhausted, ErrRefused}, func(s error) bool { return errors.Is(a.Err, s) }) {
+			if !slices.ContainsFunc([]error{ErrDataInDoubt, ErrTimeout, ErrAttemptsExhausted, ErrRefused, ErrReplayUnacked}, func(s error) bool { return errors.Is(a.Err, s) }) {
 				c.fatalf("Fail error %v is none of the sentinels", a.Err)
 			}
 			if errors.Is(a.Err, ErrDataInDoubt) && c.pending == 0 {
@@ -221,6 +260,10 @@ func (c *checker) step(now time.Time, ev Event) []Action {
 	case StateFailed:
 		if !c.failed {
 			c.fatalf("state Failed without a Fail action")
+		}
+	case StateHolding:
+		if !c.holding || !dl.Equal(c.holdEnd) || c.m.Current() != 0 {
+			c.fatalf("state Holding (deadline %v, current %d) but the checker holds=%v until %v", dl.Sub(t0), c.m.Current(), c.holding, c.holdEnd.Sub(t0))
 		}
 	case StateConnected, StateIdle, StateClosed:
 		if !dl.IsZero() {
@@ -241,6 +284,22 @@ func (c *checker) step(now time.Time, ev Event) []Action {
 		}
 	}
 	return acts
+}
+
+// detect starts the failover of the detection ev (whose PE is the lost
+// element) at now, with the actions acts.
+func (c *checker) detect(now time.Time, ev Event, acts []Action) {
+	c.t.Helper()
+	c.startEpisode(now, false)
+	c.lost = ev.PE
+	c.lossAcked = ev.Stream.Acked
+	c.tried[ev.PE] = true
+	c.pending = c.doubtOf(ev.Stream)
+	if c.unsettleable(c.pending) != 0 {
+		if last := acts[len(acts)-1]; last.Kind != Fail || !errors.Is(last.Err, ErrDataInDoubt) {
+			c.fatalf("data in doubt (%v) that nothing can settle, yet no Fail(ErrDataInDoubt): %v", c.pending, acts)
+		}
+	}
 }
 
 func (c *checker) startEpisode(now time.Time, initial bool) {
@@ -288,6 +347,7 @@ type world struct {
 	src     source
 	now     time.Time
 	pending []timed
+	acked   uint64 // the cumulative acknowledgement the stream snapshots carry
 }
 
 const universe = 8 // element ids 1..8
@@ -321,7 +381,11 @@ func (w *world) randIDs() []Candidate {
 }
 
 func (w *world) stream() StreamState {
+	if w.src.intn(8) == 0 {
+		w.acked++
+	}
 	return StreamState{
+		Acked:       w.acked,
 		Unacked:     w.src.intn(3),
 		PartialRead: w.src.intn(8) == 0,
 		Lost:        w.src.intn(5) == 0,
@@ -410,7 +474,7 @@ func (w *world) noise() Event {
 	case 8:
 		return Event{Kind: Connected, PE: some}
 	case 9:
-		if w.src.intn(20) == 0 {
+		if w.src.intn(8) == 0 {
 			return Event{Kind: Close}
 		}
 		return Event{Kind: Timer}

@@ -59,8 +59,24 @@
 //     [ModeReplay]); the session answers [ReplayDone] with their number.
 //  8. [Indicate] the failover: old element, new element, messages replayed.
 //
+// A failover is held back first when the lost element is one the last
+// failover replayed messages to and it acknowledged none of them (the
+// detection's [StreamState.Acked] is the one at that failover's detection).
+// Such elements may be
+// refusing what is replayed (one that finds a message over its size limit
+// closes the connection, and every element of the pool would), so the
+// machine disconnects the element at once and waits in [StateHolding]
+// ([Machine.Deadline] is the hold-back's end) before it runs the steps
+// above: [Config.RetryDelay] for the first such loss, doubled for each one
+// in a row before it, at most [Config.FailoverTimeout]. The
+// [Config.MaxAttempts]-th such loss in a row fails the session at once
+// ([Fail] with [ErrReplayUnacked]) instead of replaying on and on. An element
+// that acknowledges anything, or a failover that replays nothing, starts
+// the count again.
+//
 // A failover ends by a [Fail] with an [*Error] when its deadline
-// ([Config.FailoverTimeout] from the detection) passes ([ErrTimeout]), when
+// ([Config.FailoverTimeout] from the detection, or from the end of its
+// hold-back) passes ([ErrTimeout]), when
 // [Config.MaxAttempts] connect attempts have failed ([ErrAttemptsExhausted]),
 // when data is in doubt ([ErrDataInDoubt]), or when the callback ends it
 // ([ErrRefused]). The initial connect follows

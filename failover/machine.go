@@ -23,6 +23,16 @@ type Machine struct {
 	misses int
 	err    error
 
+	// Elements lost before they acknowledged any of their replay: whether
+	// the last failover replayed messages, the acknowledgement at its
+	// detection (lossAcked, then replayAcked), how many such losses came
+	// in a row, and the loss a hold-back (StateHolding) keeps for later.
+	replayedTo  bool
+	lossAcked   uint64
+	replayAcked uint64
+	unacked     int
+	held        heldLoss
+
 	// The episode under way: the initial connect or one failover.
 	initial   bool
 	old       asap.PEID // lost element (failover only)
@@ -37,6 +47,13 @@ type Machine struct {
 	dialing   bool      // a Connect to target is under way
 	doubt     Doubt
 	lastCause error
+}
+
+// heldLoss is a loss whose failover waits in StateHolding.
+type heldLoss struct {
+	pe    asap.PEID
+	st    StreamState
+	cause error
 }
 
 // New returns a machine in StateIdle; feed it [Open] to start.
@@ -61,7 +78,7 @@ func (m *Machine) Err() error { return m.err }
 // if it needs none.
 func (m *Machine) Deadline() time.Time {
 	switch m.state {
-	case StateConnecting, StateEchoing, StateBackoff:
+	case StateConnecting, StateEchoing, StateBackoff, StateHolding:
 		return m.wait
 	case StateResolving, StateCalling, StateReplaying:
 		return m.deadline
@@ -155,6 +172,7 @@ func (m *Machine) Handle(now time.Time, ev Event) []Action {
 		}
 	case ReplayDone:
 		if m.state == StateReplaying {
+			m.replayedTo, m.replayAcked = ev.Replayed > 0, m.lossAcked
 			m.indicate(ev.Replayed)
 		}
 	case Close:
@@ -173,6 +191,10 @@ func (m *Machine) liveIs(pe asap.PEID) bool {
 
 // expire runs what the timer does in the current state.
 func (m *Machine) expire(now time.Time) {
+	if m.state == StateHolding {
+		m.failOver(now)
+		return
+	}
 	if m.state != StateConnected && !now.Before(m.deadline) {
 		m.fail(ErrTimeout)
 		return
@@ -211,7 +233,8 @@ func (m *Machine) startEpisode(now time.Time, initial bool) {
 }
 
 // lost handles the loss of the live element: in StateConnected it starts a
-// failover; during a failover it is that failover's candidate failing.
+// failover, at once or after a hold-back; during a failover it is that
+// failover's candidate failing.
 func (m *Machine) lost(now time.Time, st StreamState, cause error) {
 	if m.state != StateConnected {
 		m.doubt |= m.doubtOf(st)
@@ -219,16 +242,54 @@ func (m *Machine) lost(now time.Time, st StreamState, cause error) {
 		return
 	}
 	old := m.live
-	m.startEpisode(now, false)
-	m.old = old
-	m.tried = append(m.tried, old)
 	m.emit(Action{Kind: Disconnect, PE: old})
-	if cause != ErrGoAway {
-		m.emit(Action{Kind: ReportUnreachable, PE: old, Err: cause})
-	}
 	m.live, m.up, m.misses = 0, false, 0
-	m.lastCause = cause
-	m.doubt = m.doubtOf(st)
+	m.held = heldLoss{pe: old, st: st, cause: cause}
+	if m.replayedTo && st.Acked == m.replayAcked {
+		m.unacked++
+	} else {
+		m.unacked = 0
+	}
+	m.replayedTo = false
+	if m.unacked >= m.cfg.MaxAttempts {
+		e := &Error{Err: ErrReplayUnacked, Cause: cause, Lost: old}
+		m.err, m.state = e, StateFailed
+		m.emit(Action{Kind: Fail, Err: e})
+		return
+	}
+	if m.unacked > 0 {
+		m.state = StateHolding
+		m.wait = now.Add(m.holdBack(m.unacked))
+		return
+	}
+	m.failOver(now)
+}
+
+// holdBack is how long the n-th loss in a row of an element that
+// acknowledged none of its replay holds the failover back: RetryDelay,
+// doubled for each such loss before it, at most FailoverTimeout.
+func (m *Machine) holdBack(n int) time.Duration {
+	d := m.cfg.RetryDelay
+	for i := 1; i < n && d < m.cfg.FailoverTimeout; i++ {
+		d *= 2
+	}
+	return min(d, m.cfg.FailoverTimeout)
+}
+
+// failOver starts the failover from the held loss: its deadline runs from
+// now, the end of any hold-back.
+func (m *Machine) failOver(now time.Time) {
+	l := m.held
+	m.held = heldLoss{}
+	m.startEpisode(now, false)
+	m.old = l.pe
+	m.lossAcked = l.st.Acked
+	m.tried = append(m.tried, l.pe)
+	if l.cause != ErrGoAway {
+		m.emit(Action{Kind: ReportUnreachable, PE: l.pe, Err: l.cause})
+	}
+	m.lastCause = l.cause
+	m.doubt = m.doubtOf(l.st)
 	m.queue = append(m.queue[:0], m.card...)
 	if m.unsettleable() != 0 {
 		m.fail(ErrDataInDoubt)

@@ -206,8 +206,9 @@ func TestMachine(t *testing.T) {
 			step{2*sec + 800*ms, Event{Kind: Resolved, Candidates: cands(2, 1, 5)}, []Action{connect(5, 3*sec+800*ms)}, 3*sec + 800*ms, StateConnecting},
 			step{2*sec + 900*ms, Event{Kind: Connected, PE: 5}, []Action{{Kind: Replay, PE: 5}}, 4 * sec, StateReplaying},
 			step{2*sec + 900*ms, Event{Kind: ReplayDone, Replayed: 1}, []Action{{Kind: Indicate, Old: 1, New: 5, Replayed: 1}}, none, StateConnected},
-			// The next failover may choose 1 and 2 again; 5 is the one lost now.
-			step{5 * sec, Event{Kind: TransportError, PE: 5, Err: errReset}, []Action{
+			// The next failover may choose 1 and 2 again; 5 is the one lost now
+			// (after it acknowledged the message replayed to it).
+			step{5 * sec, Event{Kind: TransportError, PE: 5, Err: errReset, Stream: StreamState{Acked: 1}}, []Action{
 				disconnect(5), unreachable(5, errReset), {Kind: Resolve}}, 8 * sec, StateResolving},
 			step{5 * sec, Event{Kind: Resolved, Candidates: cands(5, 2, 1)}, []Action{connect(2, 6*sec)}, 6 * sec, StateConnecting},
 		)},
@@ -468,6 +469,7 @@ func TestStrings(t *testing.T) {
 		{(DoubtStream | 0x80).String(), "stream|0x80"},
 		{EventKind(99).String(), "EventKind(99)"},
 		{StateEchoing.String(), "Echoing"},
+		{StateHolding.String(), "Holding"},
 		{ModeNoReplay.String(), "no-replay"},
 		{(&Error{Err: ErrDataInDoubt, Lost: 0x10, Doubt: DoubtLost, Cause: errReset}).Error(),
 			"failover: data in doubt, not spliced onto another pool element (lost pool element 0x00000010) (in doubt: lost): connection reset by peer"},
@@ -480,4 +482,112 @@ func TestStrings(t *testing.T) {
 	if !errors.As(&Error{Err: ErrTimeout}, &ne) || !ne.Timeout() || (&Error{Err: ErrRefused}).Timeout() {
 		t.Error("Timeout() wrong")
 	}
+}
+
+// replayLoss loses element from at at, with the acknowledgement acked in
+// its snapshot, and fails over to element to, replaying one message. hold
+// is the hold-back the loss must wait before the failover starts (0: none).
+// Under small timings.
+func replayLoss(at time.Duration, from, to asap.PEID, acked uint64, hold time.Duration) []step {
+	loss := Event{Kind: TransportError, PE: from, Err: errReset, Stream: StreamState{Unacked: 1, Acked: acked}}
+	var steps []step
+	if hold > 0 {
+		steps = append(steps,
+			step{at, loss, []Action{disconnect(from)}, at + hold, StateHolding},
+			step{at + hold, Event{Kind: Timer}, []Action{unreachable(from, errReset), {Kind: Resolve}}, at + hold + 3*sec, StateResolving})
+	} else {
+		steps = append(steps,
+			step{at, loss, []Action{disconnect(from), unreachable(from, errReset), {Kind: Resolve}}, at + 3*sec, StateResolving})
+	}
+	start := at + hold
+	return append(steps,
+		step{start, Event{Kind: Resolved, Candidates: cands(from, to)}, []Action{connect(to, start+sec)}, start + sec, StateConnecting},
+		step{start, Event{Kind: Connected, PE: to}, []Action{{Kind: Replay, PE: to}}, start + 3*sec, StateReplaying},
+		step{start, Event{Kind: ReplayDone, Replayed: 1}, []Action{{Kind: Indicate, Old: from, New: to, Replayed: 1}}, none, StateConnected})
+}
+
+func concat(parts ...[]step) []step {
+	var all []step
+	for _, p := range parts {
+		all = append(all, p...)
+	}
+	return all
+}
+
+// TestMachineReplayUnacked: an element lost before it acknowledged any of
+// the messages the last failover replayed to it holds the next failover
+// back (small: RetryDelay 500 ms, FailoverTimeout 3 s), longer for each
+// such loss in a row, and the MaxAttempts-th gives up.
+func TestMachineReplayUnacked(t *testing.T) {
+	giveUp := with(small, func(c *Config) { c.MaxAttempts = 3 })
+	runTests(t, []machineTest{
+		{name: "the first loss after an acknowledged replay does not wait", cfg: small, steps: concat(openTo1(small),
+			replayLoss(sec, 1, 2, 0, 0), // no replay before: no wait
+			replayLoss(2*sec, 2, 3, 1, 0),
+		)},
+		{name: "a failover that replayed nothing does not count", cfg: small, steps: concat(openTo1(small),
+			replayLoss(sec, 1, 2, 0, 0)[:3],
+			[]step{{sec, Event{Kind: ReplayDone}, []Action{{Kind: Indicate, Old: 1, New: 2}}, none, StateConnected}},
+			replayLoss(2*sec, 2, 3, 0, 0),
+		)},
+		{name: "losses in a row wait RetryDelay, 2x, 4x, capped at FailoverTimeout", cfg: small, steps: concat(openTo1(small),
+			replayLoss(sec, 1, 2, 0, 0),
+			replayLoss(2*sec, 2, 3, 0, 500*ms),
+			replayLoss(3*sec, 3, 4, 0, sec),
+			replayLoss(5*sec, 4, 5, 0, 2*sec),
+			replayLoss(8*sec, 5, 6, 0, 3*sec), // 4 s, capped
+			replayLoss(12*sec, 6, 7, 0, 3*sec),
+		)},
+		{name: "an acknowledgement in between resets the count", cfg: small, steps: concat(openTo1(small),
+			replayLoss(sec, 1, 2, 0, 0),
+			replayLoss(2*sec, 2, 3, 0, 500*ms),
+			replayLoss(3*sec, 3, 4, 0, sec),
+			replayLoss(5*sec, 4, 5, 1, 0), // 4 acknowledged message 1
+			replayLoss(6*sec, 5, 6, 1, 500*ms),
+		)},
+		{name: "the MaxAttempts-th loss in a row gives up", cfg: giveUp, steps: concat(openTo1(giveUp),
+			replayLoss(sec, 1, 2, 0, 0),
+			replayLoss(2*sec, 2, 3, 0, 500*ms),
+			replayLoss(3*sec, 3, 4, 0, sec),
+			[]step{
+				{5 * sec, Event{Kind: TransportError, PE: 4, Err: errReset, Stream: StreamState{Unacked: 1}}, []Action{
+					disconnect(4), failWith(ErrReplayUnacked)}, none, StateFailed},
+				{5 * sec, Event{Kind: Resolved, Candidates: cands(5)}, nil, none, StateFailed},
+			},
+		), check: func(t *testing.T, m *Machine) {
+			wantErr(ErrReplayUnacked, errReset)(t, m)
+			var e *Error
+			if !errors.As(m.Err(), &e) || e.Lost != 4 || e.Timeout() {
+				t.Errorf("Err() = %#v, want element 4 lost, no timeout", m.Err())
+			}
+		}},
+		{name: "a GOAWAY counts; its element is not reported after the hold-back", cfg: small, steps: concat(openTo1(small),
+			replayLoss(sec, 1, 2, 0, 0),
+			[]step{
+				{2 * sec, Event{Kind: GoAway, PE: 2}, []Action{disconnect(2)}, 2*sec + 500*ms, StateHolding},
+				{2*sec + 500*ms, Event{Kind: Timer}, []Action{{Kind: Resolve}}, 5*sec + 500*ms, StateResolving},
+			},
+		)},
+		{name: "during the hold-back the machine waits; a late event runs the hold-back's end first", cfg: small, steps: concat(openTo1(small),
+			replayLoss(sec, 1, 2, 0, 0),
+			[]step{
+				{2 * sec, Event{Kind: TransportError, PE: 2, Err: errReset}, []Action{disconnect(2)}, 2*sec + 500*ms, StateHolding},
+				{2 * sec, Event{Kind: TransportError, PE: 2, Err: errReset}, nil, 2*sec + 500*ms, StateHolding}, // stale
+				{2 * sec, Event{Kind: FailoverRequest}, nil, 2*sec + 500*ms, StateHolding},
+				{2 * sec, Event{Kind: BusinessCardReceived, Candidates: cands(3)}, nil, 2*sec + 500*ms, StateHolding},
+				{2 * sec, Event{Kind: Connected, PE: 9}, []Action{disconnect(9)}, 2*sec + 500*ms, StateHolding},
+				// The failover starts at the hold-back's end, its deadline from there.
+				{3 * sec, Event{Kind: Resolved, Candidates: cands(4)}, []Action{
+					unreachable(2, errReset), connect(3, 3*sec+500*ms)}, 3*sec + 500*ms, StateConnecting},
+			},
+		)},
+		{name: "Close during the hold-back ends the machine", cfg: small, steps: concat(openTo1(small),
+			replayLoss(sec, 1, 2, 0, 0),
+			[]step{
+				{2 * sec, Event{Kind: TransportError, PE: 2, Err: errReset}, []Action{disconnect(2)}, 2*sec + 500*ms, StateHolding},
+				{2*sec + 100*ms, Event{Kind: Close}, nil, none, StateClosed},
+				{3 * sec, Event{Kind: Timer}, nil, none, StateClosed},
+			},
+		)},
+	})
 }

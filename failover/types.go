@@ -61,11 +61,20 @@ type Config struct {
 	// to a cookie echo. Default DefaultConnectTimeout.
 	ConnectTimeout time.Duration
 	// MaxAttempts bounds the connect attempts of one failover (or of the
-	// initial connect). Default DefaultMaxAttempts.
+	// initial connect), and the elements lost in a row before they
+	// acknowledged any of what was replayed to them (see RetryDelay).
+	// Default DefaultMaxAttempts.
 	MaxAttempts int
 	// RetryDelay is the first back-off before resolving the pool again when
 	// every candidate failed; it doubles up to MaxRetryDelay. Defaults
 	// DefaultRetryDelay and DefaultMaxRetryDelay.
+	//
+	// RetryDelay is also the first hold-back of a failover from an element
+	// lost before it acknowledged any of the messages the last failover
+	// replayed to it (such elements may be refusing what is replayed):
+	// the n-th such loss in a row holds the failover back RetryDelay times
+	// 2^(n-1), at most FailoverTimeout ([StateHolding]), and the
+	// MaxAttempts-th fails with [ErrReplayUnacked].
 	RetryDelay    time.Duration
 	MaxRetryDelay time.Duration
 	// FailoverTimeout bounds one failover, from its detection to the
@@ -121,6 +130,12 @@ type StreamState struct {
 	Lost bool
 	// Used: any byte has flowed, either way, since the session opened.
 	Used bool
+	// Acked is the cumulative acknowledgement: the highest sequence number
+	// of the messages to the element (and the elements before it) that
+	// are acknowledged. The machine compares it with the one at the last
+	// replay to tell an element lost before it acknowledged anything of
+	// what was replayed to it (see [Config.RetryDelay]).
+	Acked uint64
 }
 
 // Doubt is a set of reasons why the application's view of the stream may
@@ -265,10 +280,11 @@ const (
 	StateConnected               // connected; no failover under way
 	StateFailed                  // ended by Fail
 	StateClosed                  // ended by Close
+	StateHolding                 // lost an element that acknowledged none of its replay: waiting to fail over
 )
 
 var stateNames = [...]string{"Idle", "Resolving", "Backoff", "Connecting", "Echoing", "Calling",
-	"Replaying", "Connected", "Failed", "Closed"}
+	"Replaying", "Connected", "Failed", "Closed", "Holding"}
 
 func (s State) String() string {
 	if int(s) < len(stateNames) {
@@ -292,6 +308,11 @@ var (
 	// ErrRefused, which ends the session; any other error refuses only the
 	// element at hand.
 	ErrRefused = errors.New("failover: refused by the application")
+	// ErrReplayUnacked: Config.MaxAttempts elements in a row were lost
+	// before they acknowledged any of the messages replayed to them; they
+	// seem to refuse what is replayed (a message over their size limit,
+	// say), and replaying it to more of them would not help.
+	ErrReplayUnacked = errors.New("failover: pool elements lost in a row before they acknowledged any message replayed to them")
 )
 
 // Causes the machine records itself (in [Error.Cause] and in the Err of
@@ -311,7 +332,7 @@ func (timeoutError) Timeout() bool { return true }
 
 // Error is the error of a [Fail] action.
 type Error struct {
-	Err   error     // ErrDataInDoubt, ErrTimeout, ErrAttemptsExhausted or ErrRefused
+	Err   error     // ErrDataInDoubt, ErrTimeout, ErrAttemptsExhausted, ErrRefused or ErrReplayUnacked
 	Cause error     // what the last step met (a connect error, a refusal, ...); may be nil
 	Lost  asap.PEID // the element the session lost; 0 for the initial connect
 	Doubt Doubt     // with ErrDataInDoubt: what was in doubt
