@@ -32,7 +32,10 @@ var (
 	// within the failover's bounds.
 	ErrFailoverFailed = errors.New("rsp: failover found no pool element")
 	// ErrMessageTooLong: a WriteMsg longer than SessionConfig.MaxMessageSize
-	// (or than MaxUnackedBytes can hold).
+	// (or than MaxUnackedBytes can hold), or than the peer's MaxMessageSize
+	// where it announced one (Session.MaxMessageSize). A session whose
+	// failover reaches an element with a smaller limit than messages still
+	// to replay fails with an error that wraps it.
 	ErrMessageTooLong = errors.New("rsp: message too long")
 	// ErrProtocol: the peer broke the session protocol.
 	ErrProtocol = errors.New("rsp: session protocol violation")
@@ -83,6 +86,7 @@ type Session struct {
 	pe         Element
 	exchanged  bool              // a message came from the element
 	stateless  bool              // the element's messages stand alone (HELLO_ACK)
+	peerMax    int               // the longest message the peer accepts (HELLO, HELLO_ACK); 0: not announced
 	fm         *failover.Machine // pool user: the failover state machine
 	fedCookie  []byte            // what the machine was told last
 	fedCard    *asap.BusinessCard
@@ -501,24 +505,61 @@ type WriteOptions struct {
 }
 
 // Write sends b as one message (several if b is longer than
-// SessionConfig.MaxMessageSize). It returns once the message is queued to
-// be sent; it blocks, within the write deadline, while the messages not
-// yet acknowledged fill the session's buffer.
+// MaxMessageSize). It returns once the message is queued to be sent; it
+// blocks, within the write deadline, while the messages not yet
+// acknowledged fill the session's buffer.
 func (s *Session) Write(b []byte) (int, error) {
 	n := 0
 	for {
-		chunk := b[n:]
-		if m := s.cfg.maxMessage(); len(chunk) > m {
-			chunk = chunk[:m]
-		}
-		if _, err := s.write(chunk, WriteOptions{}); err != nil {
+		_, k, err := s.write(b[n:], WriteOptions{}, true)
+		n += k
+		if err != nil {
 			return n, err
 		}
-		n += len(chunk)
 		if n == len(b) {
 			return n, nil
 		}
 	}
+}
+
+// MaxMessageSize returns the longest message WriteMsg sends: the
+// session's SessionConfig.MaxMessageSize (within what MaxUnackedBytes can
+// hold), or the peer's limit where it announced a smaller one in the
+// session's handshake (a pool element's in its HELLO_ACK, which changes
+// with the element after a failover; a pool user's in its HELLO, in whole
+// KiB). Peers that predate the announcement announce none.
+func (s *Session) MaxMessageSize() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxSendLocked()
+}
+
+// maxSendLocked is MaxMessageSize. mu is held.
+func (s *Session) maxSendLocked() int {
+	return sendLimit(s.cfg, s.peerMax)
+}
+
+// sendLimit is the longest message a session under cfg sends to a peer
+// that accepts at most peerMax (0: not announced).
+func sendLimit(cfg SessionConfig, peerMax int) int {
+	m := cfg.maxMessage()
+	if peerMax > 0 {
+		m = min(m, peerMax)
+	}
+	return m
+}
+
+// tooLong is the error of a message of n bytes over limit, the session's
+// own or (peerMax, when it is the smaller) the peer's.
+func (s *Session) tooLong(n, limit, peerMax int) error {
+	if peerMax > 0 && limit == peerMax && peerMax < s.cfg.maxMessage() {
+		peer := "pool element"
+		if !s.client {
+			peer = "pool user"
+		}
+		return fmt.Errorf("%w: %d bytes, over the %s's limit of %d", ErrMessageTooLong, n, peer, limit)
+	}
+	return ErrMessageTooLong
 }
 
 // WriteMsg sends b as one message with the options of o (DATA_SEND) and
@@ -529,9 +570,6 @@ func (s *Session) WriteMsg(b []byte, o WriteOptions) (uint64, error) {
 			return 0, s.opError("write", err)
 		}
 	}
-	if len(b) > s.cfg.maxMessage() {
-		return 0, s.opError("write", ErrMessageTooLong)
-	}
 	if o.Element != 0 || o.Addr != nil {
 		s.mu.Lock()
 		pe, remote := s.pe, s.remoteLocked()
@@ -540,27 +578,42 @@ func (s *Session) WriteMsg(b []byte, o WriteOptions) (uint64, error) {
 			return 0, s.opError("write", fmt.Errorf("%w: sending to an element other than the session's", ErrNotSupported))
 		}
 	}
-	return s.write(b, o)
+	seq, _, err := s.write(b, o, false)
+	return seq, err
 }
 
-func (s *Session) write(b []byte, o WriteOptions) (uint64, error) {
+// write queues b as one message; with split (Write) only as much of b
+// as the longest message holds, where without it a longer b fails. It
+// returns the message's sequence number and how many bytes of b it
+// holds.
+func (s *Session) write(b []byte, o WriteOptions, split bool) (uint64, int, error) {
 	s.mu.Lock()
 	s.settle()
 	for {
 		switch {
 		case s.closing, s.goAway:
 			s.mu.Unlock()
-			return 0, s.opError("write", net.ErrClosed)
+			return 0, 0, s.opError("write", net.ErrClosed)
 		case s.err != nil:
 			err := s.err
 			s.mu.Unlock()
-			return 0, s.opError("write", err)
+			return 0, 0, s.opError("write", err)
 		case s.peerEOF:
 			s.mu.Unlock()
-			return 0, s.opError("write", syscall.EPIPE)
+			return 0, 0, s.opError("write", syscall.EPIPE)
 		case s.wdl.expired():
 			s.mu.Unlock()
-			return 0, s.opError("write", os.ErrDeadlineExceeded)
+			return 0, 0, s.opError("write", os.ErrDeadlineExceeded)
+		}
+		// The limit may change while the write waits: a failover to an
+		// element that announced another.
+		if limit := s.maxSendLocked(); len(b) > limit {
+			if !split {
+				err := s.tooLong(len(b), limit, s.peerMax)
+				s.mu.Unlock()
+				return 0, 0, s.opError("write", err)
+			}
+			b = b[:limit]
 		}
 		if s.snd.Fits(len(b)) {
 			break
@@ -583,14 +636,14 @@ func (s *Session) write(b []byte, o WriteOptions) (uint64, error) {
 	s.turn = false
 	if err != nil {
 		s.mu.Unlock()
-		return 0, s.opError("write", err)
+		return 0, 0, s.opError("write", err)
 	}
 	if turn && s.writeInline() {
-		return seq, nil
+		return seq, len(b), nil
 	}
 	s.mu.Unlock()
 	s.wake()
-	return seq, nil
+	return seq, len(b), nil
 }
 
 // inlineWriter is a connection that can write without waiting for room

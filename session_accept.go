@@ -170,7 +170,8 @@ func (l *Listener) openSession(c mapping.BatchConn, first []byte) (*Session, err
 		echoed = ce.Cookie
 	}
 	next := max(hello.Next, 1)
-	ack, _ := ulpack.HelloAck{Stateless: cfg.Stateless, Window: uint32(cfg.MaxUnackedMessages), ID: hello.ID, Ack: next - 1}.AppendBinary(nil)
+	ack, _ := ulpack.HelloAck{Stateless: cfg.Stateless, Window: uint32(cfg.MaxUnackedMessages), ID: hello.ID, Ack: next - 1,
+		MaxMessageSize: announcedMax(cfg)}.AppendBinary(nil)
 	if err := c.WriteMsg(ack, ulpack.PPID); err != nil {
 		c.Close()
 		return nil, err
@@ -182,6 +183,7 @@ func (l *Listener) openSession(c mapping.BatchConn, first []byte) (*Session, err
 	s.resumed = hello.Resume
 	s.echoed = echoed
 	s.snd.SetWindow(hello.Window)
+	s.peerMax = int(hello.MaxMessageSize)
 	s.rcv = ulpack.NewReceiver(cfg.receiverConfig(), next-1)
 	l.opened(s)
 	s.start()

@@ -42,15 +42,20 @@ type SessionConfig struct {
 	// whose bandwidth-delay product is larger needs more to be filled.
 	MaxUnackedBytes    int
 	MaxUnackedMessages int
-	// MaxMessageSize is the largest message; a longer Write is sent as
-	// several messages, a longer WriteMsg fails. Zero means
+	// MaxMessageSize is the largest message the session accepts and
+	// sends; a longer Write is sent as several messages, a longer WriteMsg
+	// fails with ErrMessageTooLong. Zero means
 	// mapping.DefaultMaxMessageSize. A message the session sends is also
-	// at most MaxUnackedBytes less its 16 bytes of header. The session
-	// protocol does not exchange this limit: a pool user's must not be
-	// above its elements', since an element closes the connection on a
-	// longer message, and the session then fails over again and again,
-	// replaying it, until it fails with ErrFailoverFailed (see
-	// FailoverBackoff).
+	// at most MaxUnackedBytes less its 16 bytes of header. Both ends
+	// announce the limit when the session opens (spec/session.md 2.1,
+	// 2.2), and each sends no message over the peer's
+	// (Session.MaxMessageSize): a pool user's limit may be above its
+	// elements'. A failover to an element whose limit is below a message
+	// still to replay fails the session with an error that wraps
+	// ErrMessageTooLong. Peers that predate the announcement announce
+	// nothing; toward them only this limit counts, and one that closes
+	// the connection on a longer message makes the session fail over
+	// (see FailoverBackoff).
 	MaxMessageSize int
 
 	// AckDelay is how long an acknowledgement of a processed message

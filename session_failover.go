@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"sync"
 	"time"
@@ -33,6 +34,7 @@ type Failover struct {
 
 	unread int
 	conn   mapping.BatchConn
+	limit  int // the longest message the new element takes
 	st     *resyncState
 }
 
@@ -89,8 +91,8 @@ func (f *Failover) SendMsg(b []byte, o WriteOptions) (uint64, error) {
 		// in what the replay leaves out.
 		return 0, s.opError("write", f.st.broken)
 	}
-	if len(b) > s.cfg.maxMessage() {
-		return 0, s.opError("write", ErrMessageTooLong)
+	if len(b) > f.limit {
+		return 0, s.opError("write", s.tooLong(len(b), f.limit, f.limit))
 	}
 	streams := o.Stream != 0 || o.Unordered
 	if streams {
@@ -199,6 +201,7 @@ func (d *Dialer) openSession(ctx context.Context, handle asap.PoolHandle, pe asa
 	s.d = d
 	s.snd.SetWindow(ack.Window)
 	s.stateless = ack.Stateless
+	s.peerMax = int(ack.MaxMessageSize)
 	s.fm = failover.New(d.machineConfig(cfg))
 	now := time.Now()
 	s.fm.Handle(now, failover.Event{Kind: failover.Open, Candidates: []failover.Candidate{{PE: pe}}})
@@ -240,7 +243,8 @@ func (d *Dialer) hello(ctx context.Context, cfg SessionConfig, c mapping.BatchCo
 	c.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	hello, _ := ulpack.Hello{Resume: resume, Cookie: cookie != nil, Window: uint32(cfg.MaxUnackedMessages), ID: id, Next: next}.AppendBinary(nil)
+	hello, _ := ulpack.Hello{Resume: resume, Cookie: cookie != nil, Window: uint32(cfg.MaxUnackedMessages), ID: id, Next: next,
+		MaxMessageSize: announcedMax(cfg)}.AppendBinary(nil)
 	batch := []mapping.Msg{{Buf: hello, PPID: ulpack.PPID}}
 	if cookie != nil {
 		echo, _ := (&asap.CookieEcho{Cookie: cookie}).AppendBinary(nil)
@@ -297,7 +301,9 @@ func candidates(pes []asap.PoolElement) []failover.Candidate {
 // replay of what was not acknowledged, indication. The machine fails,
 // rather than splice two servers' byte streams, when the old element's
 // state cannot move: data was exchanged and the element neither handed
-// out a cookie nor said it is stateless. It also holds the failover back
+// out a cookie nor said it is stateless, and when the element that took
+// the session over announces a MaxMessageSize below a message to replay
+// (an error that wraps ErrMessageTooLong). It also holds the failover back
 // (failover.StateHolding), or gives up (failover.ErrReplayUnacked, here
 // ErrFailoverFailed), when elements are lost one after another before
 // they acknowledge anything replayed to them; this loop only waits for
@@ -432,6 +438,13 @@ func (s *Session) failover(cause error) error {
 				feed(failover.Event{Kind: failover.ConnectFailed, PE: a.PE, Err: err})
 				continue
 			}
+			if err := s.replayFits(ha, a.Candidate.PE); err != nil {
+				// Every element of the pool may have the same limit:
+				// fail rather than replay on and on.
+				c.Close()
+				log.Info("session: failover to an element that cannot take the replay", "new", fmt.Sprintf("%08x", uint32(a.PE)), "err", err)
+				return err
+			}
 			conn, ack, newPE = c, ha, a.Candidate.PE
 			feed(failover.Event{Kind: failover.Connected, PE: a.PE})
 		case failover.SendCookieEcho:
@@ -444,7 +457,7 @@ func (s *Session) failover(cause error) error {
 			unread := len(s.rq) // nothing of the new element's yet
 			s.mu.Unlock()
 			f := &Failover{Session: s, Old: old, New: Element{Handle: string(s.handle), PoolElement: newPE}, Cause: cause,
-				Replay: replay, unread: unread, conn: conn, st: new(resyncState)}
+				Replay: replay, unread: unread, conn: conn, limit: sendLimit(s.cfg, int(ack.MaxMessageSize)), st: new(resyncState)}
 			err := s.cfg.OnFailover(ctx, f)
 			f.st.mu.Lock()
 			f.st.done = true
@@ -485,6 +498,43 @@ func (s *Session) failover(cause error) error {
 	}
 }
 
+// announcedMax is the MaxMessageSize a session under cfg announces in its
+// handshake: the longest message payload its connection takes.
+func announcedMax(cfg SessionConfig) uint32 {
+	return uint32(min(cfg.MaxMessageSize, math.MaxUint32))
+}
+
+// replayFits checks that the messages to replay to element pe, those its
+// HELLO_ACK ack does not acknowledge, are within the limit ack announces,
+// and makes that limit the one new messages are held to, at once, so that
+// none written while the failover goes on can be over it. A message over
+// it ends the session with an error that wraps ErrMessageTooLong: that
+// element would close the connection on it.
+func (s *Session) replayFits(ack ulpack.HelloAck, pe asap.PoolElement) error {
+	limit := int(min(uint64(ack.MaxMessageSize), math.MaxInt))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.peerMax = limit
+	if limit == 0 {
+		return nil // an element that predates the announcement
+	}
+	n, first, longest := 0, uint64(0), 0
+	for seq, frame := range s.snd.Replay() {
+		if l := len(frame) - ulpack.DataLen; seq > ack.Ack && l > limit {
+			if n == 0 {
+				first = seq
+			}
+			n++
+			longest = max(longest, l)
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %d unacknowledged messages (the first %d, the longest %d bytes) are over the limit of %d bytes of pool element %08x, which took the session over in pool %q",
+		ErrMessageTooLong, n, first, longest, limit, uint32(pe.ID), s.handle)
+}
+
 // takeOver makes conn, to element pe, the session's connection: the
 // messages not acknowledged go again from the first, and pe numbers its
 // own messages from 1. resynced are the resynchronisation messages the
@@ -504,6 +554,7 @@ func (s *Session) takeOver(c mapping.BatchConn, pe asap.PoolElement, ack ulpack.
 	s.pe = Element{Handle: string(s.handle), PoolElement: pe}
 	s.snd.SetWindow(ack.Window)
 	s.stateless = ack.Stateless
+	s.peerMax = int(ack.MaxMessageSize)
 	s.card = nil
 	// Everything not acknowledged goes again, in order, but for what the
 	// callback wrote on c already.

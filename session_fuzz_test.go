@@ -40,6 +40,9 @@ func FuzzSessionPeer(f *testing.F) {
 	f.Add(seed, false, uint8(0))
 	f.Add(msg(ulpack.PPID, frame(&ulpack.GoAway{Code: ulpack.CodeShutdown, Ack: 1})), true, uint8(1))
 	f.Add(msg(ulpack.PPID, frame(&ulpack.Data{Seq: 5000, Payload: nil})), false, uint8(2))
+	// Handshake frames with the limits, where none belongs.
+	f.Add(append(msg(ulpack.PPID, frame(&ulpack.HelloAck{ID: [16]byte{1}, Ack: 1, MaxMessageSize: 1 << 10})),
+		msg(ulpack.PPID, frame(&ulpack.Hello{ID: [16]byte{1}, Next: 1, MaxMessageSize: 1 << 20}))...), true, uint8(2))
 	f.Fuzz(func(t *testing.T, in []byte, client bool, writes uint8) {
 		a, b := mapping.Pipe()
 		defer a.Close()

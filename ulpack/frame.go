@@ -56,16 +56,18 @@ const (
 )
 
 // Frame lengths: the common header and each frame's fixed part (header
-// included).
+// included). A HELLO_ACK that announces the element's MaxMessageSize is
+// HelloAckLimitLen long.
 const (
-	HeaderLen    = 4
-	HelloLen     = 36
-	DataLen      = 16 // before the payload
-	AckLen       = 12
-	PingLen      = 12
-	GoAwayLen    = 16 // before the reason
-	CloseLen     = 8  // before the reason
-	MaxReasonLen = 256
+	HeaderLen        = 4
+	HelloLen         = 36
+	HelloAckLimitLen = 40
+	DataLen          = 16 // before the payload
+	AckLen           = 12
+	PingLen          = 12
+	GoAwayLen        = 16 // before the reason
+	CloseLen         = 8  // before the reason
+	MaxReasonLen     = 256
 )
 
 // SessionIDLen is the length of a session identifier.
@@ -124,14 +126,26 @@ type Frame interface {
 // PE→PU messages beyond its cumulative acknowledgement the user accepts (0:
 // DefaultWindow). Version is the highest version the user speaks (0:
 // Version).
+//
+// MaxMessageSize is the longest DATA payload the user accepts, in bytes;
+// 0 says nothing (a user that predates the field sends 0). It travels in
+// 1024-byte units in the 16 bits after Version, so that the HELLO stays
+// 36 bytes long (older elements recognise a session over TCP by a HELLO of
+// that length): the encoding rounds it down to a multiple of 1024, at most
+// MaxHelloMessageSize, and a size under 1024 goes as 0.
 type Hello struct {
-	Version uint16
-	Resume  bool
-	Cookie  bool
-	Window  uint32
-	ID      SessionID
-	Next    uint64
+	Version        uint16
+	Resume         bool
+	Cookie         bool
+	Window         uint32
+	ID             SessionID
+	Next           uint64
+	MaxMessageSize uint32
 }
+
+// MaxHelloMessageSize is the largest Hello.MaxMessageSize a HELLO can
+// carry: 65535 units of 1024 bytes. A larger one is sent as this.
+const MaxHelloMessageSize = 0xffff << 10
 
 // HelloAck (HELLO_ACK) accepts a session, element to pool user. Version is
 // the version chosen, at most the HELLO's. Ack acknowledges PU→PE messages
@@ -141,13 +155,20 @@ type Hello struct {
 // session may fail over to any element of the pool without a cookie.
 // Window is how many PU→PE messages beyond its cumulative acknowledgement
 // it accepts (0: DefaultWindow). Version 0 means Version.
+//
+// MaxMessageSize is the longest DATA payload the element accepts, in
+// bytes, or 0 when it says nothing: a HELLO_ACK with it non-zero is
+// HelloAckLimitLen bytes long, one without it has the 36 bytes an element
+// that predates the field sends (and a pool user that predates it ignores
+// the 4 bytes more).
 type HelloAck struct {
-	Version   uint16
-	Resumed   bool
-	Stateless bool
-	Window    uint32
-	ID        SessionID
-	Ack       uint64
+	Version        uint16
+	Resumed        bool
+	Stateless      bool
+	Window         uint32
+	ID             SessionID
+	Ack            uint64
+	MaxMessageSize uint32
 }
 
 // Data (DATA) carries one application message. Seq is its sequence number
@@ -217,7 +238,9 @@ func header(b []byte, t FrameType, flags uint8) []byte {
 	return append(b, byte(t), flags, 0, 0)
 }
 
-func appendHello(b []byte, t FrameType, flags uint8, v uint16, win uint32, id *SessionID, seq uint64) []byte {
+// appendHello appends a HELLO or HELLO_ACK; units goes after the version
+// (a HELLO's MaxMessageSize in 1024-byte units).
+func appendHello(b []byte, t FrameType, flags uint8, v, units uint16, win uint32, id *SessionID, seq uint64) []byte {
 	if v == 0 {
 		v = Version
 	}
@@ -226,7 +249,7 @@ func appendHello(b []byte, t FrameType, flags uint8, v uint16, win uint32, id *S
 	}
 	b = header(b, t, flags)
 	b = binary.BigEndian.AppendUint16(b, v)
-	b = append(b, 0, 0)
+	b = binary.BigEndian.AppendUint16(b, units)
 	b = binary.BigEndian.AppendUint32(b, win)
 	b = append(b, id[:]...)
 	return binary.BigEndian.AppendUint64(b, seq)
@@ -235,13 +258,18 @@ func appendHello(b []byte, t FrameType, flags uint8, v uint16, win uint32, id *S
 // AppendBinary appends the frame's wire form to b.
 func (h Hello) AppendBinary(b []byte) ([]byte, error) {
 	flags := flag(h.Resume, FlagResume) | flag(h.Cookie, FlagCookie)
-	return appendHello(b, FrameHello, flags, h.Version, h.Window, &h.ID, h.Next), nil
+	units := uint16(min(h.MaxMessageSize, MaxHelloMessageSize) >> 10)
+	return appendHello(b, FrameHello, flags, h.Version, units, h.Window, &h.ID, h.Next), nil
 }
 
 // AppendBinary appends the frame's wire form to b.
 func (h HelloAck) AppendBinary(b []byte) ([]byte, error) {
 	flags := flag(h.Resumed, FlagResumed) | flag(h.Stateless, FlagStateless)
-	return appendHello(b, FrameHelloAck, flags, h.Version, h.Window, &h.ID, h.Ack), nil
+	b = appendHello(b, FrameHelloAck, flags, h.Version, 0, h.Window, &h.ID, h.Ack)
+	if h.MaxMessageSize != 0 {
+		b = binary.BigEndian.AppendUint32(b, h.MaxMessageSize)
+	}
+	return b, nil
 }
 
 // AppendDataHeader appends a DATA frame's fixed part; the payload follows
@@ -380,10 +408,14 @@ func (p *Parser) Parse(b []byte) (Frame, error) {
 			return nil, err
 		}
 		if t == FrameHello {
-			p.hello = Hello{Version: v, Resume: flags&FlagResume != 0, Cookie: flags&FlagCookie != 0, Window: win, ID: id, Next: seq}
+			p.hello = Hello{Version: v, Resume: flags&FlagResume != 0, Cookie: flags&FlagCookie != 0, Window: win, ID: id, Next: seq,
+				MaxMessageSize: uint32(binary.BigEndian.Uint16(b[6:])) << 10}
 			return &p.hello, nil
 		}
 		p.helloAck = HelloAck{Version: v, Resumed: flags&FlagResumed != 0, Stateless: flags&FlagStateless != 0, Window: win, ID: id, Ack: seq}
+		if len(b) >= HelloAckLimitLen {
+			p.helloAck.MaxMessageSize = binary.BigEndian.Uint32(b[HelloLen:])
+		}
 		return &p.helloAck, nil
 	case FrameData:
 		if p.data, err = ParseData(b); err != nil {

@@ -40,6 +40,12 @@ var golden = []struct {
 		"01030000 00010000 00000040 00112233445566778899aabbccddeeff 0000000000000005"},
 	{"hello ack stateless", &HelloAck{Version: 1, Stateless: true, Window: 64, ID: testID, Ack: 4},
 		"02020000 00010000 00000040 00112233445566778899aabbccddeeff 0000000000000004"},
+	// The limits: the user's in 1024-byte units after the version, the
+	// element's in 4 bytes after the fixed part.
+	{"hello max message size", &Hello{Version: 1, Window: 1024, ID: testID, Next: 1, MaxMessageSize: 1 << 20},
+		"01000000 00010400 00000400 00112233445566778899aabbccddeeff 0000000000000001"},
+	{"hello ack max message size", &HelloAck{Version: 1, Stateless: true, Window: 1024, ID: testID, MaxMessageSize: 1<<20 + 1},
+		"02020000 00010000 00000400 00112233445566778899aabbccddeeff 0000000000000000 00100001"},
 	{"data", &Data{Seq: 7, PPID: 0x2a, Payload: []byte("hello")},
 		"03000000 0000000000000007 0000002a 68656c6c6f"},
 	{"data ack request", &Data{Seq: 8, AckRequest: true, PPID: 0, Payload: []byte{}},
@@ -124,8 +130,12 @@ func TestParseLenient(t *testing.T) {
 	}{
 		{"ack reserved and extra", "04fcabcd 0000000000000005 ffff", &Ack{UpTo: 5}},
 		{"ping other flags", "05fe0000 0000000000000002", &Ping{Opaque: 2}},
-		{"hello extra field", "01000000 0002ffff 00000001" + hex.EncodeToString(testID[:]) + "0000000000000003 01020304",
+		{"hello extra field", "01000000 00020000 00000001" + hex.EncodeToString(testID[:]) + "0000000000000003 01020304",
 			&Hello{Version: 2, Window: 1, ID: testID, Next: 3}},
+		{"hello ack reserved and extra field", "02000000 0001ffff 00000001" + hex.EncodeToString(testID[:]) + "0000000000000003 00000400 0506",
+			&HelloAck{Version: 1, Window: 1, ID: testID, Ack: 3, MaxMessageSize: 1024}},
+		{"hello ack with part of the limit", "02000000 00010000 00000001" + hex.EncodeToString(testID[:]) + "0000000000000003 000004",
+			&HelloAck{Version: 1, Window: 1, ID: testID, Ack: 3}},
 		{"data unknown flag", "03800000 0000000000000001 00000000 00", &Data{Seq: 1, Payload: []byte{0}}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -149,6 +159,59 @@ func TestHelloDefaults(t *testing.T) {
 	want := &Hello{Version: Version, Window: DefaultWindow, ID: testID, Next: 1}
 	if diff := cmp.Diff(want, f); diff != "" {
 		t.Fatalf("(-want +got):\n%s", diff)
+	}
+}
+
+// TestHelloMaxMessageSize: a HELLO carries the user's MaxMessageSize in
+// 1024-byte units, rounded down and capped, and stays HelloLen bytes long
+// (an element that predates the field recognises a session over TCP by
+// that length); a HELLO_ACK carries the element's exactly, and without it
+// is the 36 bytes of an element that predates the field. A peer that
+// predates the field reads the fixed part only: the new frames decode
+// there to what they said before.
+func TestHelloMaxMessageSize(t *testing.T) {
+	for _, c := range []struct{ size, sent uint32 }{
+		{0, 0}, {1023, 0}, {1024, 1024}, {1500, 1024}, {1 << 20, 1 << 20}, {MaxHelloMessageSize, MaxHelloMessageSize},
+		{MaxHelloMessageSize + 1024, MaxHelloMessageSize}, {1 << 31, MaxHelloMessageSize},
+	} {
+		b, _ := Hello{ID: testID, Next: 1, MaxMessageSize: c.size}.AppendBinary(nil)
+		if len(b) != HelloLen {
+			t.Errorf("HELLO with MaxMessageSize %d: %d bytes, want %d", c.size, len(b), HelloLen)
+		}
+		f, err := ParseFrame(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.(*Hello).MaxMessageSize; got != c.sent {
+			t.Errorf("HELLO with MaxMessageSize %d decodes to %d, want %d", c.size, got, c.sent)
+		}
+	}
+	for _, c := range []struct {
+		size uint32
+		n    int
+	}{{0, HelloLen}, {1, HelloAckLimitLen}, {1 << 20, HelloAckLimitLen}, {1<<32 - 1, HelloAckLimitLen}} {
+		ha := HelloAck{Window: 5, ID: testID, Ack: 9, MaxMessageSize: c.size}
+		b, _ := ha.AppendBinary(nil)
+		if len(b) != c.n {
+			t.Errorf("HELLO_ACK with MaxMessageSize %d: %d bytes, want %d", c.size, len(b), c.n)
+		}
+		f, err := ParseFrame(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ha.Version = Version
+		if diff := cmp.Diff(&ha, f); diff != "" {
+			t.Errorf("HELLO_ACK with MaxMessageSize %d (-want +got):\n%s", c.size, diff)
+		}
+		// What a peer that predates the field reads: the fixed part.
+		f, err = ParseFrame(b[:HelloLen])
+		if err != nil {
+			t.Fatal(err)
+		}
+		ha.MaxMessageSize = 0
+		if diff := cmp.Diff(&ha, f); diff != "" {
+			t.Errorf("fixed part of the HELLO_ACK with MaxMessageSize %d (-want +got):\n%s", c.size, diff)
+		}
 	}
 }
 
