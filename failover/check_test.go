@@ -563,6 +563,21 @@ func TestCheckerCatches(t *testing.T) {
 	if !ft.failed {
 		t.Fatal("the checker let a second Connect to an element through")
 	}
+
+	// Told that the last failover replayed to element 1, which then
+	// acknowledged nothing, it must stop a failover without a hold-back.
+	ft = &fakeT{TB: t}
+	c = newChecker(ft, small)
+	func() {
+		defer func() { _ = recover() }()
+		c.handle(t0, Event{Kind: Open, Candidates: cands(1)})
+		c.handle(t0, Event{Kind: Connected, PE: 1})
+		c.replayedTo = true
+		c.handle(t0, Event{Kind: TransportError, PE: 1, Err: errReset})
+	}()
+	if !ft.failed {
+		t.Fatal("the checker let a failover without its hold-back through")
+	}
 }
 
 type fakeT struct {
