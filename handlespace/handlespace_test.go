@@ -363,3 +363,36 @@ func TestReportersForgotten(t *testing.T) {
 		t.Fatalf("%d elements, reports of %d elements kept; want none", h.Len(), len(h.reporters))
 	}
 }
+
+// BenchmarkMemoryPerElement registers 10^6 pool elements in 16 pools of
+// 62,500, as the registrar's scale run does, and reports the live heap
+// they take per element (B/element, after a collection): the handlespace's
+// structures and each element's own address slice, as a parsed
+// registration carries it. Run it with -benchtime=1x: one iteration takes
+// a few seconds.
+func BenchmarkMemoryPerElement(b *testing.B) {
+	const pools, perPool = 16, 62_500
+	handles := make([]asap.PoolHandle, pools)
+	for i := range handles {
+		handles[i] = asap.PoolHandle(fmt.Sprintf("pool-%02d", i))
+	}
+	var total float64
+	iters := 0
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		h := New(Config{})
+		for i := range pools * perPool {
+			if _, err := h.Register(handles[i%pools], elem(asap.PEID(i+1), 1, policy.RoundRobin), t0); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		total += float64(after.HeapAlloc-before.HeapAlloc) / (pools * perPool)
+		iters++
+		runtime.KeepAlive(h)
+	}
+	b.ReportMetric(total/float64(iters), "B/element")
+}
