@@ -71,13 +71,15 @@ type pool struct {
 	set     *policy.Set[*entry]
 }
 
-// entry is one pool element.
+// entry is one pool element, with its place in its pool's policy set:
+// the member reads its policy values from pe, so that they are kept once,
+// and the whole is one 208-byte allocation.
 type entry struct {
 	pe      asap.PoolElement
 	pool    *pool
 	expires int64 // Unix nanoseconds; only while on the expiry heap
 	heapIdx int32 // on the expiry heap; -1 when the life is infinite
-	member  *policy.Member[*entry]
+	member  policy.Member[*entry]
 }
 
 // maxReporters bounds the reporters remembered per element: more than any
@@ -150,9 +152,9 @@ func (h *Handlespace) Register(handle asap.PoolHandle, pe asap.PoolElement, now 
 	e := p.members[pe.ID]
 	if e != nil {
 		h.setOwner(e, pe.Home)
+		p.set.Update(&e.member, pe.Policy) // stores pe.Policy in e.pe
 		e.pe = pe
 		delete(h.reporters, e)
-		p.set.Update(e.member, pe.Policy)
 		h.setExpiry(e, pe.Life, now)
 		return true, nil
 	}
@@ -160,7 +162,7 @@ func (h *Handlespace) Register(handle asap.PoolHandle, pe asap.PoolElement, now 
 		return false, &RegistrationError{asap.Cause{Code: asap.CauseLackOfResources}}
 	}
 	e = &entry{pe: pe, pool: p, heapIdx: -1}
-	e.member = p.set.Add(e, pe.Policy)
+	p.set.Insert(&e.member, e, &e.pe.Policy)
 	p.members[pe.ID] = e
 	h.owners[pe.Home] += blockSum(handle, pe.ID)
 	h.setExpiry(e, pe.Life, now)
@@ -227,7 +229,7 @@ func (h *Handlespace) Deregister(handle asap.PoolHandle, id asap.PEID) bool {
 
 func (h *Handlespace) remove(e *entry) {
 	p := e.pool
-	p.set.Remove(e.member)
+	p.set.Remove(&e.member)
 	delete(p.members, e.pe.ID)
 	delete(h.reporters, e)
 	if e.heapIdx >= 0 {

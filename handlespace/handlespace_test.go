@@ -396,3 +396,11 @@ func BenchmarkMemoryPerElement(b *testing.B) {
 	}
 	b.ReportMetric(total/float64(iters), "B/element")
 }
+
+// TestEntrySize checks that an element with its policy set member fits
+// Go's 208-byte size class.
+func TestEntrySize(t *testing.T) {
+	if n := unsafe.Sizeof(entry{}); n > 208 {
+		t.Errorf("entry is %d bytes, want at most 208", n)
+	}
+}

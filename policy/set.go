@@ -24,29 +24,43 @@ type Set[T any] struct {
 	// round robin head advance by one per selection.
 	MaxIncrement int
 
-	typ  Type
-	root *Member[T]
-	seq  uint64
-	rnd  *rand.Rand
-	n    int
+	typ    Type
+	random bool // typ.Random()
+	root   *Member[T]
+	seq    uint64
+	rnd    *rand.Rand
+	n      int
 }
 
-// Member is an element of a Set.
+// Member is an element of a Set. It is 64 bytes (on 64-bit machines) and
+// refers to its policy values instead of holding a copy, so that a caller
+// keeping one per pool element can put it in the element's own struct
+// beside the policy (Insert), one allocation for both.
 type Member[T any] struct {
-	Value  T
-	policy Policy
+	Value T
+
+	// policy is the member's policy values: the caller's (Insert) or
+	// allocated with the member (Add).
+	policy *Policy
 
 	degradation uint64 // accumulated load degradation since (re-)registration
-	credits     uint32 // weighted round robin selections left this round
 
-	key, seq    uint64
-	weight, sum uint64
-	prio        uint32
-	left, right *Member[T]
+	// keySum is, in a set of an ordered policy, the member's sort key;
+	// in a set of a random policy, whose members are in sequence order
+	// alone, the sum of its subtree's draw weights. Each kind of set
+	// uses one of the two.
+	keySum uint64
+	seq    uint64
+	// weightCredits is, in a set of a random policy, the member's draw
+	// weight (at most 2^32-1); in a weighted round robin set, the
+	// selections it has left this round.
+	weightCredits uint32
+	prio          uint32
+	left, right   *Member[T]
 }
 
 // Policy returns the member's policy values.
-func (m *Member[T]) Policy() Policy { return m.policy }
+func (m *Member[T]) Policy() Policy { return *m.policy }
 
 // Degradation returns the load the member has accumulated from being handed
 // out since it (re-)registered: the counter of the degradation policies.
@@ -59,7 +73,7 @@ func NewSet[T any](t Type, rnd *rand.Rand) *Set[T] {
 	if rnd == nil {
 		rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
-	return &Set[T]{typ: t, rnd: rnd}
+	return &Set[T]{typ: t, random: t.Random(), rnd: rnd}
 }
 
 // Type returns the set's policy type.
@@ -108,29 +122,30 @@ func (s *Set[T]) sortKey(m *Member[T]) uint64 {
 		return maxLoad - uint64(m.policy.Priority)
 	case LeastUsed, LeastUsedDegradation, PriorityLeastUsed, PriorityLeastUsedDegradation,
 		LeastUsedDPF, LeastUsedDegradationDPF:
-		return s.typ.effectiveLoad(&m.policy, m.degradation)
+		return s.typ.effectiveLoad(m.policy, m.degradation)
 	}
 	return 0
 }
 
-// drawWeight is the member's weight for random policies.
-func (s *Set[T]) drawWeight(m *Member[T]) uint64 {
-	p := &m.policy
+// drawWeight is the member's weight for random policies: at most
+// maxLoad.
+func (s *Set[T]) drawWeight(m *Member[T]) uint32 {
+	p := m.policy
 	switch s.typ {
 	case Random:
 		return 1
 	case WeightedRandom:
-		return uint64(p.Weight)
+		return p.Weight
 	case WeightedRandomDPF:
 		if p.Weight == 0 {
 			return 0
 		}
 		penalty := math.Round(float64(p.Weight) * float64(p.Distance) * float64(p.WeightDPF) / maxLoad)
 		w := float64(p.Weight) - penalty
-		return uint64(max(w, 1))
+		return uint32(max(w, 1))
 	case RandomizedLeastUsed, RandomizedPriorityLeastUsed, RandomizedLeastUsedDegradation,
 		RandomizedPriorityLeastUsedDegradation:
-		return max(maxLoad-clampLoad(s.typ.effectiveLoad(p, m.degradation)), 1)
+		return uint32(max(maxLoad-clampLoad(s.typ.effectiveLoad(p, m.degradation)), 1))
 	}
 	return 1
 }
@@ -142,20 +157,40 @@ func (s *Set[T]) nextSeq() uint64 {
 
 // Add inserts a member with value v and policy values p.
 func (s *Set[T]) Add(v T, p Policy) *Member[T] {
-	m := &Member[T]{Value: v, policy: p, prio: s.rnd.Uint32()}
-	m.credits = max(p.Weight, 1)
+	o := &memberWithPolicy[T]{policy: p}
+	s.Insert(&o.member, v, &o.policy)
+	return &o.member
+}
+
+// memberWithPolicy is what Add allocates: a member and its policy values.
+type memberWithPolicy[T any] struct {
+	member Member[T]
+	policy Policy
+}
+
+// Insert adds m, which the caller allocated (as a field of its own
+// element, for example), with value v and the policy values at p, and
+// returns m. The set reads the policy values at p whenever it needs them:
+// the caller changes them only through Update while m is in the set. m
+// must not be in a set; Insert overwrites all of it.
+func (s *Set[T]) Insert(m *Member[T], v T, p *Policy) *Member[T] {
+	*m = Member[T]{Value: v, policy: p, prio: s.rnd.Uint32()}
+	m.weightCredits = max(p.Weight, 1)
 	s.place(m, s.nextSeq())
 	s.n++
 	return m
 }
 
-// place computes m's key and weight and inserts it.
+// place computes m's key or weight and inserts it.
 func (s *Set[T]) place(m *Member[T], seq uint64) {
 	m.seq = seq
-	m.key = s.sortKey(m)
-	m.weight = s.drawWeight(m)
+	if s.random {
+		m.weightCredits = s.drawWeight(m)
+		m.keySum = uint64(m.weightCredits)
+	} else {
+		m.keySum = s.sortKey(m)
+	}
 	m.left, m.right = nil, nil
-	m.sum = m.weight
 	s.root = s.insert(s.root, m)
 }
 
@@ -168,11 +203,13 @@ func (s *Set[T]) Remove(m *Member[T]) {
 
 // Update gives m new policy values, as a re-registration does: its
 // degradation starts again from zero and it keeps its place among equals.
+// The values are stored where m's policy is (for a member added by
+// Insert, at the pointer it was given).
 func (s *Set[T]) Update(m *Member[T], p Policy) {
 	s.root = s.remove(s.root, m)
-	m.policy = p
+	*m.policy = p
 	m.degradation = 0
-	m.credits = max(p.Weight, 1)
+	m.weightCredits = max(p.Weight, 1)
 	s.place(m, m.seq)
 }
 
@@ -186,7 +223,7 @@ func (s *Set[T]) Select(n int, dst []T) []T {
 	}
 	var picked [16]*Member[T]
 	chosen := picked[:0]
-	if s.typ.Random() {
+	if s.random {
 		for range n {
 			m := s.draw()
 			if m == nil {
@@ -210,7 +247,7 @@ func (s *Set[T]) Select(n int, dst []T) []T {
 			seq := m.seq
 			if i < s.maxIncrement() {
 				s.handedOut(m)
-				if s.typ != WeightedRoundRobin || m.credits == max(m.policy.Weight, 1) {
+				if s.typ != WeightedRoundRobin || m.weightCredits == max(m.policy.Weight, 1) {
 					seq = s.nextSeq()
 				}
 			}
@@ -229,9 +266,9 @@ func (s *Set[T]) maxIncrement() int { return max(s.MaxIncrement, 1) }
 func (s *Set[T]) handedOut(m *Member[T]) {
 	m.degradation += uint64(m.policy.LoadDegradation)
 	if s.typ == WeightedRoundRobin {
-		m.credits--
-		if m.credits == 0 {
-			m.credits = max(m.policy.Weight, 1)
+		m.weightCredits--
+		if m.weightCredits == 0 {
+			m.weightCredits = max(m.policy.Weight, 1)
 		}
 	}
 }
@@ -265,12 +302,13 @@ func (s *Set[T]) first(n int, dst []*Member[T]) []*Member[T] {
 	return dst
 }
 
-// draw picks a member with probability proportional to its weight.
+// draw picks a member with probability proportional to its weight. Only
+// sets of random policies draw.
 func (s *Set[T]) draw() *Member[T] {
-	if s.root == nil || s.root.sum == 0 {
+	if s.root == nil || s.root.keySum == 0 {
 		return nil
 	}
-	r := s.rnd.Uint64N(s.root.sum)
+	r := s.rnd.Uint64N(s.root.keySum)
 	m := s.root
 	for m != nil {
 		if ls := sumOf(m.left); r < ls {
@@ -279,27 +317,40 @@ func (s *Set[T]) draw() *Member[T] {
 		} else {
 			r -= ls
 		}
-		if r < m.weight {
+		if w := uint64(m.weightCredits); r < w {
 			return m
+		} else {
+			r -= w
 		}
-		r -= m.weight
 		m = m.right
 	}
 	return nil
 }
 
+// sumOf is the sum of the draw weights in subtree m of a random policy's
+// set.
 func sumOf[T any](m *Member[T]) uint64 {
 	if m == nil {
 		return 0
 	}
-	return m.sum
+	return m.keySum
 }
 
-func (m *Member[T]) fix() { m.sum = sumOf(m.left) + m.weight + sumOf(m.right) }
+// fix recomputes m's subtree sum after its children changed, in a set of a
+// random policy; ordered policies keep no sums.
+func (s *Set[T]) fix(m *Member[T]) {
+	if s.random {
+		m.keySum = sumOf(m.left) + uint64(m.weightCredits) + sumOf(m.right)
+	}
+}
 
-// less orders members by key, then sequence number (unique in a set).
-func less[T any](a, b *Member[T]) bool {
-	return a.key < b.key || a.key == b.key && a.seq < b.seq
+// less orders members by key, then sequence number (unique in a set); the
+// members of a random policy's set have no key.
+func (s *Set[T]) less(a, b *Member[T]) bool {
+	if s.random {
+		return a.seq < b.seq
+	}
+	return a.keySum < b.keySum || a.keySum == b.keySum && a.seq < b.seq
 }
 
 func (s *Set[T]) insert(t, m *Member[T]) *Member[T] {
@@ -307,47 +358,47 @@ func (s *Set[T]) insert(t, m *Member[T]) *Member[T] {
 		return m
 	}
 	if m.prio > t.prio {
-		m.left, m.right = split(t, m)
-		m.fix()
+		m.left, m.right = s.split(t, m)
+		s.fix(m)
 		return m
 	}
-	if less(m, t) {
+	if s.less(m, t) {
 		t.left = s.insert(t.left, m)
 	} else {
 		t.right = s.insert(t.right, m)
 	}
-	t.fix()
+	s.fix(t)
 	return t
 }
 
 // split divides t into the members before pivot and those after it.
-func split[T any](t, pivot *Member[T]) (l, r *Member[T]) {
+func (s *Set[T]) split(t, pivot *Member[T]) (l, r *Member[T]) {
 	if t == nil {
 		return nil, nil
 	}
-	if less(t, pivot) {
-		t.right, r = split(t.right, pivot)
-		t.fix()
+	if s.less(t, pivot) {
+		t.right, r = s.split(t.right, pivot)
+		s.fix(t)
 		return t, r
 	}
-	l, t.left = split(t.left, pivot)
-	t.fix()
+	l, t.left = s.split(t.left, pivot)
+	s.fix(t)
 	return l, t
 }
 
-func merge[T any](a, b *Member[T]) *Member[T] {
+func (s *Set[T]) merge(a, b *Member[T]) *Member[T] {
 	switch {
 	case a == nil:
 		return b
 	case b == nil:
 		return a
 	case a.prio > b.prio:
-		a.right = merge(a.right, b)
-		a.fix()
+		a.right = s.merge(a.right, b)
+		s.fix(a)
 		return a
 	default:
-		b.left = merge(a, b.left)
-		b.fix()
+		b.left = s.merge(a, b.left)
+		s.fix(b)
 		return b
 	}
 }
@@ -357,13 +408,13 @@ func (s *Set[T]) remove(t, m *Member[T]) *Member[T] {
 		return nil
 	}
 	if t == m {
-		return merge(t.left, t.right)
+		return s.merge(t.left, t.right)
 	}
-	if less(m, t) {
+	if s.less(m, t) {
 		t.left = s.remove(t.left, m)
 	} else {
 		t.right = s.remove(t.right, m)
 	}
-	t.fix()
+	s.fix(t)
 	return t
 }

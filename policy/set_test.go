@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"unsafe"
 )
 
 func seeded() *rand.Rand { return rand.New(rand.NewPCG(1, 2)) }
@@ -182,46 +183,85 @@ func TestDPFPolicies(t *testing.T) {
 	}
 	w := NewSet[string](WeightedRandomDPF, seeded())
 	m := w.Add("x", Policy{Type: WeightedRandomDPF, Weight: 1000, WeightDPF: maxLoad / 100, Distance: 10})
-	if m.weight != 900 {
-		t.Fatalf("WRAND-DPF weight %d, want 1000 - 1000*10*0.01 = 900", m.weight)
+	if m.weightCredits != 900 {
+		t.Fatalf("WRAND-DPF weight %d, want 1000 - 1000*10*0.01 = 900", m.weightCredits)
 	}
 }
 
-// TestSetMatchesModel runs random operations against a sorted slice.
+// TestSetMatchesModel runs random additions, removals and updates on a set
+// of every policy type, with selections between them, and checks after
+// each that the set holds the members it was given, in order, with their
+// policy values and, for random policies, correct subtree sums.
 func TestSetMatchesModel(t *testing.T) {
-	rnd := seeded()
-	s := NewSet[int](LeastUsed, rnd)
-	members := map[int]*Member[int]{}
-	next := 0
-	for range 5000 {
-		switch op := rnd.IntN(4); {
-		case op < 2 || len(members) == 0:
-			members[next] = s.Add(next, Policy{Type: LeastUsed, Load: uint32(rnd.IntN(20))})
-			next++
-		case op == 2:
-			for id, m := range members {
-				s.Remove(m)
-				delete(members, id)
-				break
+	for _, typ := range allTypes() {
+		t.Run(typ.String(), func(t *testing.T) {
+			rnd := seeded()
+			s := NewSet[int](typ, rnd)
+			members := map[int]*Member[int]{}
+			policies := map[int]Policy{}
+			next := 0
+			for range 3000 {
+				switch op := rnd.IntN(5); {
+				case op < 2 || len(members) == 0:
+					p := randomPolicy(typ, rnd)
+					members[next] = s.Add(next, p)
+					policies[next] = p
+					next++
+				case op == 2:
+					for id, m := range members {
+						s.Remove(m)
+						delete(members, id)
+						delete(policies, id)
+						break
+					}
+				case op == 3:
+					for id, m := range members {
+						p := randomPolicy(typ, rnd)
+						s.Update(m, p)
+						policies[id] = p
+						if m.Degradation() != 0 {
+							t.Fatalf("degradation %d after Update, want 0", m.Degradation())
+						}
+						break
+					}
+				default:
+					got := s.Select(1+rnd.IntN(4), nil)
+					if len(got) > len(members) || len(got) == 0 && !typ.Random() {
+						t.Fatalf("selected %d of %d members", len(got), len(members))
+					}
+				}
+				checkSet(t, s, members, policies)
 			}
-		default:
-			for _, m := range members {
-				s.Update(m, Policy{Type: LeastUsed, Load: uint32(rnd.IntN(20))})
-				break
-			}
-		}
-		if s.Len() != len(members) {
-			t.Fatalf("Len %d, want %d", s.Len(), len(members))
-		}
+		})
+	}
+}
+
+func checkSet(t *testing.T, s *Set[int], members map[int]*Member[int], policies map[int]Policy) {
+	t.Helper()
+	if s.Len() != len(members) {
+		t.Fatalf("Len %d, want %d", s.Len(), len(members))
 	}
 	var prev *Member[int]
 	count := 0
 	s.All(func(m *Member[int]) bool {
-		if prev != nil && !less(prev, m) {
-			t.Fatalf("out of order: %d/%d after %d/%d", m.key, m.seq, prev.key, prev.seq)
+		if members[m.Value] != m {
+			t.Fatalf("member %d walked, not in the set", m.Value)
 		}
-		if m.sum != sumOf(m.left)+m.weight+sumOf(m.right) {
-			t.Fatal("subtree sum wrong")
+		if got, want := m.Policy(), policies[m.Value]; got != want {
+			t.Fatalf("member %d has policy %v, want %v", m.Value, got, want)
+		}
+		if prev != nil && !s.less(prev, m) {
+			t.Fatalf("out of order: %d/%d after %d/%d", m.keySum, m.seq, prev.keySum, prev.seq)
+		}
+		if s.random {
+			if m.keySum != sumOf(m.left)+uint64(m.weightCredits)+sumOf(m.right) {
+				t.Fatal("subtree sum wrong")
+			}
+			if m.weightCredits != s.drawWeight(m) {
+				t.Fatalf("weight %d, want %d", m.weightCredits, s.drawWeight(m))
+			}
+		} else if m.keySum != s.sortKey(m) {
+			t.Fatalf("key %d, want %d", m.keySum, s.sortKey(m))
 		}
 		prev = m
 		count++
@@ -229,6 +269,41 @@ func TestSetMatchesModel(t *testing.T) {
 	})
 	if count != len(members) {
 		t.Fatalf("walked %d members, want %d", count, len(members))
+	}
+}
+
+// TestMemberSize checks that a member fits Go's 64-byte size class, and
+// one made by Add with its policy values the 96-byte one.
+func TestMemberSize(t *testing.T) {
+	if n := unsafe.Sizeof(Member[*int]{}); n > 64 {
+		t.Errorf("Member is %d bytes, want at most 64", n)
+	}
+	if n := unsafe.Sizeof(memberWithPolicy[*int]{}); n > 96 {
+		t.Errorf("Add allocates %d bytes, want at most 96", n)
+	}
+}
+
+// TestInsertSharesPolicy checks that a member added by Insert reads and
+// Update writes the caller's policy values, and that Policy returns them.
+func TestInsertSharesPolicy(t *testing.T) {
+	type elem struct {
+		p Policy
+		m Member[*elem]
+	}
+	s := NewSet[*elem](LeastUsed, seeded())
+	a := &elem{p: Policy{Type: LeastUsed, Load: 5}}
+	b := &elem{p: Policy{Type: LeastUsed, Load: 7}}
+	s.Insert(&a.m, a, &a.p)
+	s.Insert(&b.m, b, &b.p)
+	if got := s.Select(2, nil); !slices.Equal(got, []*elem{a, b}) {
+		t.Fatalf("order %v, want a (load 5) before b (load 7)", got)
+	}
+	s.Update(&a.m, Policy{Type: LeastUsed, Load: 9})
+	if a.p.Load != 9 || a.m.Policy().Load != 9 {
+		t.Fatalf("after Update the element's policy has load %d, Policy() %d; want 9", a.p.Load, a.m.Policy().Load)
+	}
+	if got := s.Select(2, nil); !slices.Equal(got, []*elem{b, a}) {
+		t.Fatalf("order %v after Update, want b (load 7) before a (load 9)", got)
 	}
 }
 
