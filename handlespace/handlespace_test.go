@@ -213,10 +213,16 @@ func TestMemoryPerElement(t *testing.T) {
 	runtime.KeepAlive(h)
 }
 
+// populate registers n elements in pool "bench" by policy pol; weighted
+// policies get weights 1 to 10, so that a weighted random draw finds them.
 func populate(b *testing.B, n int, pol policy.Type) *Handlespace {
 	h := New(Config{})
 	for i := range n {
-		if _, err := h.Register("bench", elem(asap.PEID(i+1), 1, pol), t0); err != nil {
+		e := elem(asap.PEID(i+1), 1, pol)
+		if pol == policy.WeightedRandom || pol == policy.WeightedRoundRobin {
+			e.Policy.Weight = uint32(1 + i%10)
+		}
+		if _, err := h.Register("bench", e, t0); err != nil {
 			b.Fatal(err)
 		}
 	}
