@@ -323,3 +323,64 @@ func FuzzParsePolicy(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSet runs the additions, removals, updates and selections the input
+// describes on a set of the policy type its first byte picks, and checks
+// the set against a model after each.
+func FuzzSet(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 3, 4, 1, 2, 4, 3})
+	f.Add([]byte{3, 0, 0, 0, 0, 4, 4, 2, 3, 4, 1})
+	f.Add([]byte{10, 0, 7, 0, 9, 0, 200, 4, 3, 1, 4})
+	types := allTypes()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 || len(b) > 4096 {
+			return
+		}
+		typ := types[int(b[0])%len(types)]
+		rnd := rand.New(rand.NewPCG(uint64(b[0]), uint64(len(b))))
+		s := NewSet[int](typ, rnd)
+		members := map[int]*Member[int]{}
+		policies := map[int]Policy{}
+		order := []int{} // ids in the set, for picking one by input
+		pick := func(x byte) (int, bool) {
+			if len(order) == 0 {
+				return 0, false
+			}
+			return order[int(x)%len(order)], true
+		}
+		for i, op := range b[1:] {
+			arg := byte(i) ^ op>>3
+			switch op % 5 {
+			case 0, 1:
+				p := randomPolicy(typ, rnd)
+				members[i] = s.Add(i, p)
+				policies[i] = p
+				order = append(order, i)
+			case 2:
+				if id, ok := pick(arg); ok {
+					s.Remove(members[id])
+					delete(members, id)
+					delete(policies, id)
+					order = slices.DeleteFunc(order, func(x int) bool { return x == id })
+				}
+			case 3:
+				if id, ok := pick(arg); ok {
+					p := randomPolicy(typ, rnd)
+					s.Update(members[id], p)
+					policies[id] = p
+				}
+			case 4:
+				s.MaxIncrement = int(arg % 4)
+				got := s.Select(1+int(arg%5), nil)
+				seen := map[int]bool{}
+				for _, v := range got {
+					if members[v] == nil || seen[v] {
+						t.Fatalf("selected %d: not in the set or twice (%v)", v, got)
+					}
+					seen[v] = true
+				}
+			}
+			checkSet(t, s, members, policies)
+		}
+	})
+}
