@@ -32,10 +32,11 @@ type Set[T any] struct {
 	n      int
 }
 
-// Member is an element of a Set. It is 64 bytes (on 64-bit machines) and
-// refers to its policy values instead of holding a copy, so that a caller
-// keeping one per pool element can put it in the element's own struct
-// beside the policy (Insert), one allocation for both.
+// Member is an element of a Set. With a pointer-sized T it is 64 bytes
+// on 64-bit machines; it refers to its policy values instead of holding a
+// copy, so that a caller keeping one per pool element can put it in the
+// element's own struct beside the policy (Insert), one allocation for
+// both.
 type Member[T any] struct {
 	Value T
 
@@ -59,8 +60,14 @@ type Member[T any] struct {
 	left, right   *Member[T]
 }
 
-// Policy returns the member's policy values.
-func (m *Member[T]) Policy() Policy { return *m.policy }
+// Policy returns the member's policy values (none for a member never
+// added to a set).
+func (m *Member[T]) Policy() Policy {
+	if m.policy == nil {
+		return Policy{}
+	}
+	return *m.policy
+}
 
 // Degradation returns the load the member has accumulated from being handed
 // out since it (re-)registered: the counter of the degradation policies.
