@@ -290,6 +290,10 @@ func TestInsertSharesPolicy(t *testing.T) {
 		p Policy
 		m Member[*elem]
 	}
+	var zero Member[*elem]
+	if p := zero.Policy(); p != (Policy{}) {
+		t.Fatalf("member never added has policy %v, want none", p)
+	}
 	s := NewSet[*elem](LeastUsed, seeded())
 	a := &elem{p: Policy{Type: LeastUsed, Load: 5}}
 	b := &elem{p: Policy{Type: LeastUsed, Load: 7}}
