@@ -67,19 +67,26 @@ type pool struct {
 	policy  policy.Type
 	kind    asap.ParamType
 	use     asap.TransportUse
-	members map[asap.PEID]*entry
+	members map[asap.PEID]*member
 	set     *policy.Set[*entry]
 }
 
-// entry is one pool element, with its place in its pool's policy set:
-// the member reads its policy values from pe, so that they are kept once,
-// and the whole is one 208-byte allocation.
+// member is an element's place in its pool's policy set; its Value is the
+// element. It is allocated on its own, a 64-byte object that is one cache
+// line, so that the set's members lie densely in memory for the random
+// policies' draws through the tree, and reads its policy values from the
+// element's, so that they are kept once. The pool's members map leads to
+// it, and through it to the element, so that the element needs no pointer
+// to it.
+type member = policy.Member[*entry]
+
+// entry is one pool element: 144 bytes, with its member (64) 208 per
+// element.
 type entry struct {
 	pe      asap.PoolElement
 	pool    *pool
 	expires int64 // Unix nanoseconds; only while on the expiry heap
 	heapIdx int32 // on the expiry heap; -1 when the life is infinite
-	member  policy.Member[*entry]
 }
 
 // maxReporters bounds the reporters remembered per element: more than any
@@ -127,7 +134,7 @@ func (h *Handlespace) Register(handle asap.PoolHandle, pe asap.PoolElement, now 
 			policy:  pe.Policy.Type,
 			kind:    pe.UserTransport.Kind,
 			use:     pe.UserTransport.Use,
-			members: make(map[asap.PEID]*entry),
+			members: make(map[asap.PEID]*member),
 			set:     policy.NewSet[*entry](pe.Policy.Type, h.cfg.Rand),
 		}
 		defer func() {
@@ -149,10 +156,10 @@ func (h *Handlespace) Register(handle asap.PoolHandle, pe asap.PoolElement, now 
 	case pe.UserTransport.Use != p.use:
 		return false, &RegistrationError{asap.Cause{Code: asap.CauseInconsistentDataControl}}
 	}
-	e := p.members[pe.ID]
-	if e != nil {
+	if m := p.members[pe.ID]; m != nil {
+		e := m.Value
 		h.setOwner(e, pe.Home)
-		p.set.Update(&e.member, pe.Policy) // stores pe.Policy in e.pe
+		p.set.Update(m, pe.Policy) // stores pe.Policy in e.pe
 		e.pe = pe
 		delete(h.reporters, e)
 		h.setExpiry(e, pe.Life, now)
@@ -161,9 +168,8 @@ func (h *Handlespace) Register(handle asap.PoolHandle, pe asap.PoolElement, now 
 	if len(p.members) >= h.cfg.MaxPEsPerPool {
 		return false, &RegistrationError{asap.Cause{Code: asap.CauseLackOfResources}}
 	}
-	e = &entry{pe: pe, pool: p, heapIdx: -1}
-	p.set.Insert(&e.member, e, &e.pe.Policy)
-	p.members[pe.ID] = e
+	e := &entry{pe: pe, pool: p, heapIdx: -1}
+	p.members[pe.ID] = p.set.Insert(new(member), e, &e.pe.Policy)
 	h.owners[pe.Home] += blockSum(handle, pe.ID)
 	h.setExpiry(e, pe.Life, now)
 	h.n++
@@ -172,8 +178,8 @@ func (h *Handlespace) Register(handle asap.PoolHandle, pe asap.PoolElement, now 
 
 // any returns some element of the pool, or nil.
 func (p *pool) any() *entry {
-	for _, e := range p.members {
-		return e
+	for _, m := range p.members {
+		return m.Value
 	}
 	return nil
 }
@@ -219,17 +225,19 @@ func (h *Handlespace) Deregister(handle asap.PoolHandle, id asap.PEID) bool {
 	if p == nil {
 		return false
 	}
-	e := p.members[id]
-	if e == nil {
+	m := p.members[id]
+	if m == nil {
 		return false
 	}
-	h.remove(e)
+	h.remove(m)
 	return true
 }
 
-func (h *Handlespace) remove(e *entry) {
+// remove takes out the element of member m.
+func (h *Handlespace) remove(m *member) {
+	e := m.Value
 	p := e.pool
-	p.set.Remove(&e.member)
+	p.set.Remove(m)
 	delete(p.members, e.pe.ID)
 	delete(h.reporters, e)
 	if e.heapIdx >= 0 {
@@ -246,8 +254,8 @@ func (h *Handlespace) remove(e *entry) {
 // is changed or removed; callers must not modify it.
 func (h *Handlespace) Lookup(handle asap.PoolHandle, id asap.PEID) (*asap.PoolElement, bool) {
 	if p := h.pools[handle]; p != nil {
-		if e := p.members[id]; e != nil {
-			return &e.pe, true
+		if m := p.members[id]; m != nil {
+			return &m.Value.pe, true
 		}
 	}
 	return nil, false
@@ -299,10 +307,11 @@ func (h *Handlespace) ReportUnreachable(handle asap.PoolHandle, id asap.PEID, re
 	if p == nil {
 		return 0
 	}
-	e := p.members[id]
-	if e == nil {
+	m := p.members[id]
+	if m == nil {
 		return 0
 	}
+	e := m.Value
 	r := h.reporters[e]
 	if !slices.Contains(r, reporter) && len(r) < maxReporters {
 		r = append(r, reporter)
@@ -321,7 +330,7 @@ func (h *Handlespace) Expire(now time.Time, fn func(asap.PoolHandle, *asap.PoolE
 		if fn != nil {
 			fn(e.pool.handle, &e.pe)
 		}
-		h.remove(e)
+		h.remove(e.pool.members[e.pe.ID])
 		n++
 	}
 	return n
@@ -366,8 +375,8 @@ func blockSum(handle asap.PoolHandle, id asap.PEID) uint64 {
 func (h *Handlespace) TakeOver(from, to asap.ServerID) int {
 	n := 0
 	for _, p := range h.pools {
-		for _, e := range p.members {
-			if e.pe.Home == from {
+		for _, m := range p.members {
+			if e := m.Value; e.pe.Home == from {
 				h.setOwner(e, to)
 				n++
 			}
@@ -394,7 +403,7 @@ func (h *Handlespace) Elements(handle asap.PoolHandle) iter.Seq[*asap.PoolElemen
 		if p == nil {
 			return
 		}
-		p.set.All(func(m *policy.Member[*entry]) bool { return yield(&m.Value.pe) })
+		p.set.All(func(m *member) bool { return yield(&m.Value.pe) })
 	}
 }
 
@@ -402,8 +411,8 @@ func (h *Handlespace) Elements(handle asap.PoolHandle) iter.Seq[*asap.PoolElemen
 func (h *Handlespace) OwnedBy(owner asap.ServerID) iter.Seq2[asap.PoolHandle, *asap.PoolElement] {
 	return func(yield func(asap.PoolHandle, *asap.PoolElement) bool) {
 		for handle, p := range h.pools {
-			for _, e := range p.members {
-				if e.pe.Home == owner && !yield(handle, &e.pe) {
+			for _, m := range p.members {
+				if e := m.Value; e.pe.Home == owner && !yield(handle, &e.pe) {
 					return
 				}
 			}

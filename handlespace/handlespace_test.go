@@ -403,10 +403,13 @@ func BenchmarkMemoryPerElement(b *testing.B) {
 	b.ReportMetric(total/float64(iters), "B/element")
 }
 
-// TestEntrySize checks that an element with its policy set member fits
-// Go's 208-byte size class.
+// TestEntrySize checks that an element fits Go's 144-byte size class and
+// its policy set member the 64-byte one.
 func TestEntrySize(t *testing.T) {
-	if n := unsafe.Sizeof(entry{}); n > 208 {
-		t.Errorf("entry is %d bytes, want at most 208", n)
+	if n := unsafe.Sizeof(entry{}); n > 144 {
+		t.Errorf("entry is %d bytes, want at most 144", n)
+	}
+	if n := unsafe.Sizeof(member{}); n > 64 {
+		t.Errorf("member is %d bytes, want at most 64", n)
 	}
 }

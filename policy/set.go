@@ -33,10 +33,9 @@ type Set[T any] struct {
 }
 
 // Member is an element of a Set. With a pointer-sized T it is 64 bytes
-// on 64-bit machines; it refers to its policy values instead of holding a
-// copy, so that a caller keeping one per pool element can put it in the
-// element's own struct beside the policy (Insert), one allocation for
-// both.
+// on 64-bit machines, one cache line of its own; it refers to its policy
+// values instead of holding a copy, so that a caller that keeps them in its
+// own element keeps them once (Insert).
 type Member[T any] struct {
 	Value T
 
