@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/rsp-go/rsp"
+	"github.com/rsp-go/rsp/internal/testutil"
 )
 
 // TestSessionOverElementLimit: the pool user's MaxMessageSize (2 MiB) is
@@ -33,24 +34,15 @@ func TestSessionOverElementLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { l.Close() })
-		go func() {
+		testutil.ServeEach(l.Accept, func(c net.Conn) {
 			for {
-				c, err := l.Accept()
+				m, err := c.(*rsp.Session).ReadMsg()
 				if err != nil {
 					return
 				}
-				go func() {
-					defer c.Close()
-					for {
-						m, err := c.(*rsp.Session).ReadMsg()
-						if err != nil {
-							return
-						}
-						got <- len(m.Data)
-					}
-				}()
+				got <- len(m.Data)
 			}
-		}()
+		})
 	}
 	d := &rsp.Dialer{Endpoint: newEndpoint(t, regs), Session: rsp.SessionConfig{
 		MaxMessageSize: 2 << 20, MaxUnackedBytes: 4 << 20, Stateless: true, MaxFailoverAttempts: 4, FailoverBackoff: 10 * time.Millisecond}}

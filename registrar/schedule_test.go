@@ -368,33 +368,34 @@ func TestScheduleRunLetsFnChangeOthers(t *testing.T) {
 		return nil
 	}
 
+	// runChanging runs all four, due at once, the first element given
+	// changing another one, not yet given, with change; it returns how
+	// often each was given, and the one changed.
+	runChanging := func(change func(*peState)) (map[*peState]int, *peState) {
+		addAll()
+		fired := map[*peState]int{}
+		var changed *peState
+		s.run(6*wheelTick, 100, func(st *peState) {
+			fired[st]++
+			if changed == nil {
+				changed = other(st, fired)
+				change(changed)
+			}
+		})
+		return fired, changed
+	}
+
 	// The first element given takes another one off.
-	addAll()
-	fired := map[*peState]int{}
-	var removed *peState
-	s.run(6*wheelTick, 100, func(st *peState) {
-		fired[st]++
-		if removed == nil {
-			removed = other(st, fired)
-			s.remove(removed)
-		}
-	})
+	fired, removed := runChanging(s.remove)
 	if fired[removed] != 0 || len(fired) != 3 || s.Len() != 0 {
 		t.Fatalf("run gave %v with one removed in the run, %d left on the wheel", fired, s.Len())
 	}
 
 	// The first element given moves another one later.
-	addAll()
 	later := 20 * wheelTick
-	fired = map[*peState]int{}
-	var moved *peState
-	s.run(6*wheelTick, 100, func(st *peState) {
-		fired[st]++
-		if moved == nil {
-			moved = other(st, fired)
-			s.remove(moved)
-			s.add(moved, later)
-		}
+	fired, moved := runChanging(func(o *peState) {
+		s.remove(o)
+		s.add(o, later)
 	})
 	if fired[moved] != 0 || len(fired) != 3 || s.Len() != 1 {
 		t.Fatalf("run gave %v with one moved to later, %d left on the wheel", fired, s.Len())
