@@ -553,8 +553,7 @@ func (s *Session) takeOver(c mapping.BatchConn, pe asap.PoolElement, ack ulpack.
 	s.gen++
 	s.pe = Element{Handle: string(s.handle), PoolElement: pe}
 	s.snd.SetWindow(ack.Window)
-	s.stateless = ack.Stateless
-	s.peerMax = int(ack.MaxMessageSize)
+	s.stateless = ack.Stateless // the element's limit is set already (replayFits)
 	s.card = nil
 	// Everything not acknowledged goes again, in order, but for what the
 	// callback wrote on c already.
